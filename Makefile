@@ -1,0 +1,51 @@
+# The two commands a new machine needs: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/$(VENV)/bin
+# Example plugins start with `#!/usr/bin/env python3`: put the venv's python first.
+export PATH := $(BIN):$(PATH)
+DEBIAN_PACKAGES := golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev \
+	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev protobuf-compiler \
+	protoc-gen-go protoc-gen-go-grpc
+DEMO_PLUGIN := file://$(CURDIR)/examples/plugins/header-enricher/plugin.py
+
+.PHONY: install system-deps run test lint proto bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian packages for the Go example plugin and `make proto`; installed when root and missing.
+system-deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		else \
+			echo "missing Debian packages: $$missing; run 'make test' as root or: sudo apt-get install $$missing" >&2; exit 1; \
+		fi; \
+	fi
+
+run: install
+	$(BIN)/solstice serve --plugin $(DEMO_PLUGIN)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+
+test: install system-deps lint
+	$(BIN)/pytest
+
+proto: install
+	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src \
+		src/solstice/protocol/plugin/v1/plugin.proto src/solstice/protocol/goplugin/goplugin.proto
+	protoc -Isrc --go_out=go/src --go-grpc_out=go/src src/solstice/protocol/plugin/v1/plugin.proto
+
+bench: install system-deps
+	$(PY) benchmarks/bench_hooks.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

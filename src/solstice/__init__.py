@@ -1,0 +1,3 @@
+"""Solstice: a plugin platform and LLM gateway."""
+
+__version__ = "0.1.0"

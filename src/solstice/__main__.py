@@ -1,0 +1,3 @@
+from solstice.cli import main
+
+main()

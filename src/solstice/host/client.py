@@ -1,0 +1,115 @@
+"""Typed calls to one plugin over one reused gRPC channel, each with a deadline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from solstice.host.errors import PluginCallError
+from solstice.protocol import pb, pb_grpc
+from solstice.protocol.handshake import HEALTH_SERVICE
+
+_CODE_HINTS = {
+    grpc.StatusCode.DEADLINE_EXCEEDED: "did not answer within {timeout_ms} ms",
+    grpc.StatusCode.UNAVAILABLE: "is not reachable",
+    grpc.StatusCode.UNIMPLEMENTED: "does not implement this hook",
+}
+
+
+class PluginClient:
+    """The hook RPCs of one plugin instance, translated into PluginCallError on failure."""
+
+    def __init__(self, channel: grpc.aio.Channel, slug: str, timeout_ms: int) -> None:
+        self.slug = slug
+        self.timeout = timeout_ms / 1000
+        self._timeout_ms = timeout_ms
+        self._stub = pb_grpc.PluginStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+
+    def _error(self, hook: str, exc: grpc.aio.AioRpcError) -> PluginCallError:
+        code = exc.code()
+        hint = _CODE_HINTS.get(code, "failed").format(timeout_ms=self._timeout_ms)
+        detail = exc.details() or code.name
+        return PluginCallError(
+            f"plugin {self.slug} {hint} during {hook}: {detail}", slug=self.slug, hook=hook, code=code.name
+        )
+
+    async def _call(self, hook: str, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await method(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(hook, exc) from None
+
+    async def check_health(self, timeout: float) -> str | None:
+        """None when the plugin reports SERVING for the go-plugin health service, else why not."""
+        request = health_pb2.HealthCheckRequest(service=HEALTH_SERVICE)
+        try:
+            answer = await self._health.Check(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return _describe_failure(exc)
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            return f"its health service reports {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
+        return None
+
+    async def get_info(self, timeout: float) -> pb.PluginInfo:
+        """Ask the plugin who it is and which hooks it serves."""
+        return await self._call("get_info", self._stub.GetInfo, pb.GetInfoRequest(), timeout)
+
+    async def configure(self, config: Mapping[str, Any], timeout: float) -> None:
+        """Send the plugin its configuration as JSON."""
+        request = pb.ConfigureRequest(config_json=json.dumps(dict(config)), plugin_slug=self.slug)
+        await self._call("configure", self._stub.Configure, request, timeout)
+
+    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+        """Run the pre_auth hook."""
+        message = pb.PreAuthRequest(context=ctx, request=request)
+        return await self._call("pre_auth", self._stub.PreAuth, message)
+
+    async def auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
+    ) -> pb.AuthResponse:
+        """Run the auth hook."""
+        message = pb.AuthRequest(context=ctx, request=request, credential=credential)
+        return await self._call("auth", self._stub.Auth, message)
+
+    async def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+        """Run the post_auth hook."""
+        message = pb.PostAuthRequest(context=ctx, request=request)
+        return await self._call("post_auth", self._stub.PostAuth, message)
+
+    async def on_response(
+        self,
+        ctx: pb.RequestContext,
+        request: pb.HttpRequest,
+        response: pb.HttpResponse,
+        phase: int = pb.RESPONSE_PHASE_COMPLETE,
+        chunk_index: int = 0,
+    ) -> pb.HookResponse:
+        """Run the on_response hook for a whole response, a chunk or the end of a stream."""
+        message = pb.OnResponseRequest(
+            context=ctx, request=request, response=response, phase=phase, chunk_index=chunk_index
+        )
+        return await self._call("on_response", self._stub.OnResponse, message)
+
+    async def data_collection(self, records: Sequence[pb.ProxyRecord]) -> int:
+        """Send a batch of proxy records; returns how many the plugin accepted."""
+        message = pb.DataCollectionRequest(records=list(records))
+        answer = await self._call("data_collection", self._stub.DataCollection, message)
+        return answer.accepted
+
+
+def _describe_failure(exc: grpc.aio.AioRpcError) -> str:
+    """A short reason for a failed call, naming connection refusal and DNS failure plainly."""
+    details = exc.details() or exc.code().name
+    lowered = details.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "dns resolution failed" in lowered or "name or service not known" in lowered:
+        return "the host name does not resolve"
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "no answer before the deadline"
+    return details

@@ -1,0 +1,53 @@
+"""Errors the host raises; each message is one sentence a user can act on."""
+
+from __future__ import annotations
+
+
+class PluginError(Exception):
+    """Base of every plugin error; str() is the user-facing sentence."""
+
+
+class PluginStartError(PluginError):
+    """A plugin could not be started or reached."""
+
+
+class PluginNotFoundError(PluginStartError):
+    """The file:// path names no file."""
+
+
+class PluginPermissionError(PluginStartError):
+    """The file:// path is not executable."""
+
+
+class PluginExitedError(PluginStartError):
+    """The process exited before it printed its handshake."""
+
+
+class HandshakeTimeoutError(PluginStartError):
+    """The process printed no handshake line in time."""
+
+
+class ProtocolMismatchError(PluginStartError):
+    """The handshake line was unusable (version, network or protocol)."""
+
+
+class PluginUnreachableError(PluginStartError):
+    """A plugin's gRPC endpoint did not answer its health check."""
+
+
+class PluginConfigError(PluginStartError):
+    """The plugin rejected its configuration."""
+
+
+class PluginNotLoadedError(PluginError):
+    """No plugin is loaded under that slug."""
+
+
+class PluginCallError(PluginError):
+    """A hook call failed: plugin down, deadline exceeded, or the plugin raised."""
+
+    def __init__(self, message: str, *, slug: str, hook: str, code: str) -> None:
+        super().__init__(message)
+        self.slug = slug
+        self.hook = hook
+        self.code = code

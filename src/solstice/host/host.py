@@ -1,0 +1,136 @@
+"""The plugin host: the set of supervised plugins and the typed client to call them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import TracebackType
+
+from solstice.host.errors import PluginNotLoadedError
+from solstice.host.spec import PluginSpec
+from solstice.host.supervisor import PluginStatus, PluginSupervisor
+from solstice.protocol import pb
+from solstice.settings import Settings, get_settings
+
+
+class HookClient:
+    """Calls one plugin's hooks on whichever instance is serving when the call starts."""
+
+    def __init__(self, supervisor: PluginSupervisor) -> None:
+        self._supervisor = supervisor
+
+    @property
+    def slug(self) -> str:
+        """The plugin this client calls."""
+        return self._supervisor.spec.slug
+
+    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+        """Run the plugin's pre_auth hook."""
+        instance = self._supervisor.acquire()
+        try:
+            return await instance.client.pre_auth(ctx, request)
+        finally:
+            instance.release()
+
+    async def auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
+    ) -> pb.AuthResponse:
+        """Run the plugin's auth hook."""
+        instance = self._supervisor.acquire()
+        try:
+            return await instance.client.auth(ctx, request, credential)
+        finally:
+            instance.release()
+
+    async def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+        """Run the plugin's post_auth hook."""
+        instance = self._supervisor.acquire()
+        try:
+            return await instance.client.post_auth(ctx, request)
+        finally:
+            instance.release()
+
+    async def on_response(
+        self,
+        ctx: pb.RequestContext,
+        request: pb.HttpRequest,
+        response: pb.HttpResponse,
+        phase: int = pb.RESPONSE_PHASE_COMPLETE,
+        chunk_index: int = 0,
+    ) -> pb.HookResponse:
+        """Run the plugin's on_response hook."""
+        instance = self._supervisor.acquire()
+        try:
+            return await instance.client.on_response(ctx, request, response, phase, chunk_index)
+        finally:
+            instance.release()
+
+    async def data_collection(self, records: Sequence[pb.ProxyRecord]) -> int:
+        """Send the plugin a batch of proxy records."""
+        instance = self._supervisor.acquire()
+        try:
+            return await instance.client.data_collection(records)
+        finally:
+            instance.release()
+
+
+class PluginHost:
+    """Loads, reloads and unloads plugins by slug; use as an async context manager."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._plugins: dict[str, PluginSupervisor] = {}
+
+    async def __aenter__(self) -> PluginHost:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _get(self, slug: str) -> PluginSupervisor:
+        try:
+            return self._plugins[slug]
+        except KeyError:
+            raise PluginNotLoadedError(f"no plugin is loaded with slug {slug!r}") from None
+
+    async def load(self, spec: PluginSpec) -> PluginStatus:
+        """Start a plugin; it stays registered (state failed) when the start fails."""
+        if spec.slug in self._plugins:
+            await self.unload(spec.slug)
+        supervisor = PluginSupervisor(spec, self.settings)
+        self._plugins[spec.slug] = supervisor
+        await supervisor.start()
+        return supervisor.status()
+
+    async def reload(self, slug: str, spec: PluginSpec | None = None) -> PluginStatus:
+        """Switch a plugin to a fresh instance (of `spec`, if given) without dropping calls."""
+        supervisor = self._get(slug)
+        await supervisor.reload(spec)
+        return supervisor.status()
+
+    async def unload(self, slug: str) -> None:
+        """Stop a plugin and forget it."""
+        supervisor = self._plugins.pop(slug, None)
+        if supervisor is None:
+            raise PluginNotLoadedError(f"no plugin is loaded with slug {slug!r}")
+        await supervisor.stop()
+
+    def client(self, slug: str) -> HookClient:
+        """The typed hook client of a loaded plugin."""
+        return HookClient(self._get(slug))
+
+    def status(self, slug: str) -> PluginStatus:
+        """The state of one plugin."""
+        return self._get(slug).status()
+
+    def statuses(self) -> list[PluginStatus]:
+        """The state of every loaded plugin."""
+        return [supervisor.status() for supervisor in self._plugins.values()]
+
+    async def aclose(self) -> None:
+        """Stop every plugin, in parallel."""
+        supervisors = list(self._plugins.values())
+        self._plugins.clear()
+        await asyncio.gather(*(s.stop() for s in supervisors), return_exceptions=True)

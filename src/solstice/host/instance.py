@@ -1,0 +1,132 @@
+"""One started copy of a plugin: its channel, typed client and, for file://, its process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import grpc
+
+from solstice.commands import GrpcCommand
+from solstice.host.client import PluginClient
+from solstice.host.errors import PluginCallError, PluginConfigError, PluginUnreachableError
+from solstice.host.output import PluginOutput
+from solstice.host.process import LocalProcess
+from solstice.host.spec import PluginSpec
+from solstice.protocol import gp, gp_grpc, pb
+from solstice.protocol.transport import GRPC_OPTIONS
+from solstice.settings import BASE_PLUGIN_ENV, Settings
+
+_RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+_INFO_TIMEOUT_S = 5.0
+
+
+class PluginInstance:
+    """A connected plugin; counts in-flight calls so a replaced instance can drain."""
+
+    def __init__(
+        self,
+        spec: PluginSpec,
+        channel: grpc.aio.Channel,
+        client: PluginClient,
+        target: str,
+        process: LocalProcess | None = None,
+    ) -> None:
+        self.spec = spec
+        self.channel = channel
+        self.client = client
+        self.target = target
+        self.process = process
+        self.info = pb.PluginInfo()
+        self.started_at = time.time()
+        self.inflight = 0
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._stdio: asyncio.Task[None] | None = None
+
+    def release(self) -> None:
+        """Mark one call as finished."""
+        self.inflight -= 1
+        if self._draining and self.inflight == 0:
+            self._idle.set()
+
+    async def initialize(self, settings: Settings, timeout: float) -> None:
+        """Check health, open the stdio stream (local), read info and send the config."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while (problem := await self.client.check_health(settings.plugin_health_timeout)) is not None:
+            if time.monotonic() + delay >= deadline:
+                raise PluginUnreachableError(self._unreachable_message(problem, timeout))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        if self.process is not None:
+            self._stdio = asyncio.create_task(self._stream_stdio(self.process.output))
+        try:
+            self.info = await self.client.get_info(_INFO_TIMEOUT_S)
+            await self.client.configure(self.spec.config, _INFO_TIMEOUT_S)
+        except PluginCallError as exc:
+            if exc.code == "INVALID_ARGUMENT":
+                raise PluginConfigError(f"plugin {self.spec.slug} rejected its config: {exc}") from None
+            raise PluginUnreachableError(str(exc)) from None
+
+    def _unreachable_message(self, detail: str, timeout: float) -> str:
+        if self.process is None:
+            return (
+                f"could not reach plugin {self.spec.slug} at {self.spec.command} within {timeout:g}s: "
+                f"{detail}; is the plugin server running and reachable from this host?"
+            )
+        return f"plugin {self.spec.slug} at {self.target} did not become healthy within {timeout:g}s: {detail}"
+
+    async def _stream_stdio(self, output: PluginOutput) -> None:
+        # go-plugin plugins block once 64 KiB of output is unread, so keep reading.
+        stub = gp_grpc.GRPCStdioStub(self.channel)
+        names = {gp.StdioData.STDOUT: "stdout", gp.StdioData.STDERR: "stderr"}
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            async for chunk in stub.StreamStdio(gp.Empty()):
+                output.feed(names.get(chunk.channel, "stderr"), chunk.data)
+
+    async def close(self, settings: Settings, drain: bool = True) -> None:
+        """Let in-flight calls finish (up to the drain timeout), then stop the plugin."""
+        self._draining = True
+        if drain and self.inflight > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), settings.plugin_drain_timeout)
+        if self.process is not None:
+            await self.process.stop(self.channel, settings.plugin_stop_grace)
+        if self._stdio is not None:
+            self._stdio.cancel()
+        await self.channel.close()
+
+
+async def start_local(spec: PluginSpec, path: str, settings: Settings, output: PluginOutput) -> PluginInstance:
+    """Start a file:// plugin, handshake, connect and configure it."""
+    process = LocalProcess(path, output)
+    base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))
+    handshake = await process.start(base_env, settings.plugin_handshake_timeout)
+    channel = grpc.aio.insecure_channel(handshake.target, options=GRPC_OPTIONS)
+    client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
+    instance = PluginInstance(spec, channel, client, handshake.target, process)
+    try:
+        await instance.initialize(settings, settings.plugin_handshake_timeout)
+    except BaseException:
+        await instance.close(settings, drain=False)
+        raise
+    return instance
+
+
+async def connect_remote(spec: PluginSpec, command: GrpcCommand, settings: Settings) -> PluginInstance:
+    """Connect to a grpc:// plugin, check its health and configure it."""
+    channel = grpc.aio.insecure_channel(command.target, options=GRPC_OPTIONS + _RECONNECT_OPTIONS)
+    client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
+    instance = PluginInstance(spec, channel, client, command.target)
+    try:
+        await instance.initialize(settings, settings.plugin_connect_timeout)
+    except BaseException:
+        await instance.close(settings, drain=False)
+        raise
+    return instance

@@ -1,0 +1,228 @@
+"""Starts a local plugin executable and performs the go-plugin handshake with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import stat
+import tempfile
+from collections.abc import Mapping
+
+import grpc
+import structlog
+
+from solstice.host.errors import (
+    HandshakeTimeoutError,
+    PluginExitedError,
+    PluginNotFoundError,
+    PluginPermissionError,
+    ProtocolMismatchError,
+)
+from solstice.host.output import PluginOutput
+from solstice.protocol import gp, gp_grpc
+from solstice.protocol.handshake import (
+    APP_PROTOCOL_VERSION,
+    ENV_MAX_PORT,
+    ENV_MIN_PORT,
+    ENV_PROTOCOL_VERSIONS,
+    ENV_UNIX_SOCKET_DIR,
+    MAGIC_COOKIE_KEY,
+    MAGIC_COOKIE_VALUE,
+    HandshakeError,
+    HandshakeLine,
+)
+
+log = structlog.get_logger("solstice.host")
+
+_READ_SIZE = 64 * 1024
+# Ports go-plugin's TCP listener may use; only plugins on Windows listen on TCP.
+_PORT_RANGE = (10000, 25000)
+_SHUTDOWN_RPC_TIMEOUT_S = 2.0
+
+
+@functools.cache
+def _death_signal_prefix() -> tuple[str, ...]:
+    # The kernel's parent-death signal makes a plugin die with the host, even when the host
+    # is SIGKILLed. It is set through util-linux's setpriv rather than a preexec_fn: running
+    # Python between fork and exec in a process with gRPC threads can crash the child.
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if setpriv is None:
+        log.warning("setpriv (util-linux) not found; plugins may outlive a host killed with SIGKILL")
+        return ()
+    return (setpriv, "--pdeathsig", "KILL", "--")
+
+
+def check_executable(path: str) -> None:
+    """Raise a start error a user can act on when `path` cannot be executed."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise PluginNotFoundError(
+            f"plugin executable {path} does not exist; check the absolute path in the file:// command"
+        ) from None
+    except PermissionError:
+        raise PluginPermissionError(
+            f"Permission denied: cannot read {path}; check the permissions of its directories"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise PluginNotFoundError(f"plugin path {path} is not a regular file; point file:// at the executable")
+    if not os.access(path, os.X_OK):
+        raise PluginPermissionError(f"Permission denied: {path} is not executable; run chmod +x {path}")
+
+
+def plugin_environment(base: Mapping[str, str], socket_dir: str) -> dict[str, str]:
+    """The whole environment of a plugin process: `base` plus the handshake variables."""
+    env = dict(base)
+    env.update(
+        {
+            MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE,
+            ENV_PROTOCOL_VERSIONS: str(APP_PROTOCOL_VERSION),
+            ENV_MIN_PORT: str(_PORT_RANGE[0]),
+            ENV_MAX_PORT: str(_PORT_RANGE[1]),
+            ENV_UNIX_SOCKET_DIR: socket_dir,
+            # go-plugin before 1.5 ignores PLUGIN_UNIX_SOCKET_DIR and creates its socket in TMPDIR.
+            "TMPDIR": socket_dir,
+        }
+    )
+    return env
+
+
+class LocalProcess:
+    """One running plugin process, from spawn to reaped."""
+
+    def __init__(self, path: str, output: PluginOutput) -> None:
+        self.path = path
+        self.output = output
+        self.handshake: HandshakeLine | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._socket_dir = ""
+        self._readers: list[asyncio.Task[None]] = []
+
+    @property
+    def pid(self) -> int | None:
+        """The process id, once started."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status, once the process has been reaped."""
+        return self._proc.returncode if self._proc else None
+
+    async def start(self, base_env: Mapping[str, str], timeout: float) -> HandshakeLine:
+        """Spawn the executable and wait for its handshake line."""
+        check_executable(self.path)
+        self._socket_dir = tempfile.mkdtemp(prefix="solstice-plugin-")
+        os.chmod(self._socket_dir, 0o700)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *_death_signal_prefix(),
+                self.path,
+                env=plugin_environment(base_env, self._socket_dir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=_READ_SIZE * 2,
+            )
+        except PermissionError:
+            self._cleanup_dir()
+            raise PluginPermissionError(
+                f"Permission denied: cannot execute {self.path}; run chmod +x {self.path} "
+                "and check the filesystem is not mounted noexec"
+            ) from None
+        except OSError as exc:
+            self._cleanup_dir()
+            raise PluginExitedError(f"could not start {self.path}: {exc.strerror or exc}") from None
+        assert self._proc.stderr is not None
+        self._readers.append(asyncio.create_task(self._drain(self._proc.stderr, "stderr")))
+        try:
+            line = await self._read_handshake(timeout)
+            self.handshake = HandshakeLine.parse(line)
+        except HandshakeError as exc:
+            await self.kill()
+            raise ProtocolMismatchError(f"plugin {self.path} sent an unusable handshake: {exc}") from None
+        except BaseException:
+            await self.kill()
+            raise
+        assert self._proc.stdout is not None
+        self._readers.append(asyncio.create_task(self._drain(self._proc.stdout, "stdout")))
+        return self.handshake
+
+    async def _read_handshake(self, timeout: float) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            raw = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
+        except TimeoutError:
+            raise HandshakeTimeoutError(
+                f"plugin {self.path} printed no handshake line within {timeout:g}s; it must be built "
+                "with the Solstice SDK or go-plugin and must not print anything before the handshake"
+            ) from None
+        except ValueError:  # a first line longer than the reader's limit
+            raw = b""
+        if raw.endswith(b"\n"):
+            return raw.decode("utf-8", "replace")
+        code = await self._wait_exit(timeout=2.0)
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self.output.feed("stdout", raw)
+        self.output.flush()
+        tail = " | ".join(self.output.tail()[-5:]) or "(no output)"
+        raise PluginExitedError(
+            f"plugin {self.path} exited with code {code} before the handshake; last output: {tail}"
+        )
+
+    async def _drain(self, stream: asyncio.StreamReader, name: str) -> None:
+        while data := await stream.read(_READ_SIZE):
+            self.output.feed(name, data)
+
+    async def _wait_exit(self, timeout: float) -> int | None:
+        assert self._proc is not None
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self._proc.wait(), timeout)
+        return None
+
+    async def wait(self) -> int:
+        """Wait until the process exits and return its status."""
+        assert self._proc is not None
+        code = await self._proc.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self.output.flush()
+        return code
+
+    async def stop(self, channel: grpc.aio.Channel | None, grace: float) -> None:
+        """Ask the plugin to shut down, give it `grace` seconds, then SIGKILL it."""
+        if self._proc is None or self._proc.returncode is not None:
+            self._cleanup_dir()
+            return
+        if channel is not None:
+            stub = gp_grpc.GRPCControllerStub(channel)
+            # A Go plugin stops its server before answering: UNAVAILABLE means it is exiting.
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                await stub.Shutdown(gp.Empty(), timeout=_SHUTDOWN_RPC_TIMEOUT_S)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.terminate()
+        if await self._wait_exit(grace) is None:
+            await self.kill()
+        self._cleanup_dir()
+
+    async def kill(self) -> None:
+        """SIGKILL the process and reap it."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
+        if self._readers:
+            # The pipes close with the process; give the readers a moment to log the rest.
+            _, pending = await asyncio.wait(self._readers, timeout=1.0)
+            for task in pending:
+                task.cancel()
+        self._cleanup_dir()
+
+    def _cleanup_dir(self) -> None:
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+

@@ -1,0 +1,20 @@
+"""What the host needs to know to run one plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """A plugin as the host runs it: where it comes from and how it is called."""
+
+    slug: str
+    command: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    # Names of host environment variables passed through to a local plugin process.
+    env: tuple[str, ...] = ()
+    # Deadline of one hook call; None means the host's default.
+    timeout_ms: int | None = None

@@ -1,0 +1,320 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Hook(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOOK_UNSPECIFIED: _ClassVar[Hook]
+    HOOK_PRE_AUTH: _ClassVar[Hook]
+    HOOK_AUTH: _ClassVar[Hook]
+    HOOK_POST_AUTH: _ClassVar[Hook]
+    HOOK_ON_RESPONSE: _ClassVar[Hook]
+    HOOK_DATA_COLLECTION: _ClassVar[Hook]
+
+class ResponsePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESPONSE_PHASE_UNSPECIFIED: _ClassVar[ResponsePhase]
+    RESPONSE_PHASE_COMPLETE: _ClassVar[ResponsePhase]
+    RESPONSE_PHASE_STREAM_CHUNK: _ClassVar[ResponsePhase]
+    RESPONSE_PHASE_STREAM_END: _ClassVar[ResponsePhase]
+HOOK_UNSPECIFIED: Hook
+HOOK_PRE_AUTH: Hook
+HOOK_AUTH: Hook
+HOOK_POST_AUTH: Hook
+HOOK_ON_RESPONSE: Hook
+HOOK_DATA_COLLECTION: Hook
+RESPONSE_PHASE_UNSPECIFIED: ResponsePhase
+RESPONSE_PHASE_COMPLETE: ResponsePhase
+RESPONSE_PHASE_STREAM_CHUNK: ResponsePhase
+RESPONSE_PHASE_STREAM_END: ResponsePhase
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PluginInfo(_message.Message):
+    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HOOKS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    WANTS_STREAM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    description: str
+    hooks: _containers.RepeatedScalarFieldContainer[Hook]
+    config_schema_json: str
+    wants_stream_chunks: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ...) -> None: ...
+
+class ConfigureRequest(_message.Message):
+    __slots__ = ("config_json", "plugin_slug")
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_SLUG_FIELD_NUMBER: _ClassVar[int]
+    config_json: str
+    plugin_slug: str
+    def __init__(self, config_json: _Optional[str] = ..., plugin_slug: _Optional[str] = ...) -> None: ...
+
+class ConfigureResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Header(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class LLM(_message.Message):
+    __slots__ = ("id", "slug", "vendor")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SLUG_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    slug: str
+    vendor: str
+    def __init__(self, id: _Optional[str] = ..., slug: _Optional[str] = ..., vendor: _Optional[str] = ...) -> None: ...
+
+class App(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class TraceContext(_message.Message):
+    __slots__ = ("traceparent", "tracestate")
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
+    traceparent: str
+    tracestate: str
+    def __init__(self, traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
+
+class RequestContext(_message.Message):
+    __slots__ = ("request_id", "llm", "app", "user_id", "metadata", "trace")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    llm: LLM
+    app: App
+    user_id: str
+    metadata: _containers.ScalarMap[str, str]
+    trace: TraceContext
+    def __init__(self, request_id: _Optional[str] = ..., llm: _Optional[_Union[LLM, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ...) -> None: ...
+
+class HttpRequest(_message.Message):
+    __slots__ = ("method", "path", "query", "headers", "body", "remote_addr")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    path: str
+    query: str
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    body: bytes
+    remote_addr: str
+    def __init__(self, method: _Optional[str] = ..., path: _Optional[str] = ..., query: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., remote_addr: _Optional[str] = ...) -> None: ...
+
+class HttpResponse(_message.Message):
+    __slots__ = ("status", "headers", "body")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    body: bytes
+    def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class Continue(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Modify(_message.Message):
+    __slots__ = ("set_headers", "remove_headers", "replace_body", "body")
+    SET_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_BODY_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    set_headers: _containers.RepeatedCompositeFieldContainer[Header]
+    remove_headers: _containers.RepeatedScalarFieldContainer[str]
+    replace_body: bool
+    body: bytes
+    def __init__(self, set_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., remove_headers: _Optional[_Iterable[str]] = ..., replace_body: _Optional[bool] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class Block(_message.Message):
+    __slots__ = ("status", "headers", "body")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    body: bytes
+    def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class HookResponse(_message.Message):
+    __slots__ = ("proceed", "modify", "block", "metadata_updates")
+    class MetadataUpdatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROCEED_FIELD_NUMBER: _ClassVar[int]
+    MODIFY_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    METADATA_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    proceed: Continue
+    modify: Modify
+    block: Block
+    metadata_updates: _containers.ScalarMap[str, str]
+    def __init__(self, proceed: _Optional[_Union[Continue, _Mapping]] = ..., modify: _Optional[_Union[Modify, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., metadata_updates: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PreAuthRequest(_message.Message):
+    __slots__ = ("context", "request")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    request: HttpRequest
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., request: _Optional[_Union[HttpRequest, _Mapping]] = ...) -> None: ...
+
+class AuthRequest(_message.Message):
+    __slots__ = ("context", "request", "credential")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    request: HttpRequest
+    credential: str
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., request: _Optional[_Union[HttpRequest, _Mapping]] = ..., credential: _Optional[str] = ...) -> None: ...
+
+class Authenticated(_message.Message):
+    __slots__ = ("app_id", "user_id", "claims")
+    class ClaimsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    user_id: str
+    claims: _containers.ScalarMap[str, str]
+    def __init__(self, app_id: _Optional[str] = ..., user_id: _Optional[str] = ..., claims: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Rejected(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class Abstain(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuthResponse(_message.Message):
+    __slots__ = ("abstain", "authenticated", "rejected", "metadata_updates")
+    class MetadataUpdatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ABSTAIN_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    METADATA_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    abstain: Abstain
+    authenticated: Authenticated
+    rejected: Rejected
+    metadata_updates: _containers.ScalarMap[str, str]
+    def __init__(self, abstain: _Optional[_Union[Abstain, _Mapping]] = ..., authenticated: _Optional[_Union[Authenticated, _Mapping]] = ..., rejected: _Optional[_Union[Rejected, _Mapping]] = ..., metadata_updates: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PostAuthRequest(_message.Message):
+    __slots__ = ("context", "request")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    request: HttpRequest
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., request: _Optional[_Union[HttpRequest, _Mapping]] = ...) -> None: ...
+
+class OnResponseRequest(_message.Message):
+    __slots__ = ("context", "request", "response", "phase", "chunk_index")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    request: HttpRequest
+    response: HttpResponse
+    phase: ResponsePhase
+    chunk_index: int
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., request: _Optional[_Union[HttpRequest, _Mapping]] = ..., response: _Optional[_Union[HttpResponse, _Mapping]] = ..., phase: _Optional[_Union[ResponsePhase, str]] = ..., chunk_index: _Optional[int] = ...) -> None: ...
+
+class ProxyRecord(_message.Message):
+    __slots__ = ("context", "timestamp_unix_ms", "method", "path", "status", "latency_ms", "model", "prompt_tokens", "completion_tokens", "total_tokens", "request_body", "response_body")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_BODY_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_BODY_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    timestamp_unix_ms: int
+    method: str
+    path: str
+    status: int
+    latency_ms: int
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    request_body: bytes
+    response_body: bytes
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., timestamp_unix_ms: _Optional[int] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[int] = ..., latency_ms: _Optional[int] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., request_body: _Optional[bytes] = ..., response_body: _Optional[bytes] = ...) -> None: ...
+
+class DataCollectionRequest(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[ProxyRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[ProxyRecord, _Mapping]]] = ...) -> None: ...
+
+class DataCollectionResponse(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,17 @@
+"""What a plugin author imports: subclass Plugin, implement hooks, call serve()."""
+
+from solstice.protocol import pb
+from solstice.sdk.plugin import Plugin, abstain, authenticated, block, modify, proceed, rejected
+from solstice.sdk.serve import serve
+
+__all__ = [
+    "Plugin",
+    "abstain",
+    "authenticated",
+    "block",
+    "modify",
+    "pb",
+    "proceed",
+    "rejected",
+    "serve",
+]

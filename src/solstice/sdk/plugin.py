@@ -1,0 +1,123 @@
+"""The base class plugin authors subclass, and helpers that build hook answers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from solstice.protocol import pb
+
+HOOK_METHODS: dict[str, int] = {
+    "pre_auth": pb.HOOK_PRE_AUTH,
+    "auth": pb.HOOK_AUTH,
+    "post_auth": pb.HOOK_POST_AUTH,
+    "on_response": pb.HOOK_ON_RESPONSE,
+    "data_collection": pb.HOOK_DATA_COLLECTION,
+}
+
+HookAnswer = pb.HookResponse | Awaitable[pb.HookResponse]
+
+
+class Plugin:
+    """Base class of a Solstice plugin: override the hooks you implement, nothing else.
+
+    Hook methods may be plain or ``async``; a plain one runs on the event loop, so keep
+    it quick. Raise ``ValueError`` from ``configure`` to reject a configuration.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.0.0"
+    description: ClassVar[str] = ""
+    config_schema: ClassVar[Mapping[str, Any] | None] = None
+    wants_stream_chunks: ClassVar[bool] = False
+
+    def configure(self, config: dict[str, Any]) -> None:
+        """Receive the plugin's configuration (a JSON object); called before any hook."""
+
+    def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> HookAnswer:
+        """Inspect or change a request before authentication."""
+        raise NotImplementedError
+
+    def auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
+    ) -> pb.AuthResponse | Awaitable[pb.AuthResponse]:
+        """Authenticate the request: answer authenticated(), rejected() or abstain()."""
+        raise NotImplementedError
+
+    def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> HookAnswer:
+        """Inspect or change an authenticated request before it goes upstream."""
+        raise NotImplementedError
+
+    def on_response(
+        self,
+        ctx: pb.RequestContext,
+        request: pb.HttpRequest,
+        response: pb.HttpResponse,
+        phase: int,
+        chunk_index: int,
+    ) -> HookAnswer:
+        """Inspect or change the upstream response (see pb.ResponsePhase)."""
+        raise NotImplementedError
+
+    def data_collection(self, records: list[pb.ProxyRecord]) -> int | Awaitable[int]:
+        """Store or forward a batch of proxy records; return how many were accepted."""
+        raise NotImplementedError
+
+    @classmethod
+    def implemented_hooks(cls) -> list[str]:
+        """Names of the hooks this class overrides."""
+        return [name for name in HOOK_METHODS if getattr(cls, name) is not getattr(Plugin, name)]
+
+
+def _headers(pairs: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[pb.Header]:
+    items = pairs.items() if isinstance(pairs, Mapping) else (pairs or [])
+    return [pb.Header(name=name, value=value) for name, value in items]
+
+
+def proceed(metadata: Mapping[str, str] | None = None) -> pb.HookResponse:
+    """Continue unchanged, optionally passing metadata to later plugins."""
+    return pb.HookResponse(proceed=pb.Continue(), metadata_updates=dict(metadata or {}))
+
+
+def modify(
+    set_headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    remove_headers: Iterable[str] = (),
+    body: bytes | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> pb.HookResponse:
+    """Continue with changed headers and/or body."""
+    change = pb.Modify(
+        set_headers=_headers(set_headers),
+        remove_headers=list(remove_headers),
+        replace_body=body is not None,
+        body=body or b"",
+    )
+    return pb.HookResponse(modify=change, metadata_updates=dict(metadata or {}))
+
+
+def block(
+    status: int = 403,
+    body: bytes | str = b"",
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+) -> pb.HookResponse:
+    """Stop the request and answer the client with this response."""
+    raw = body.encode() if isinstance(body, str) else body
+    return pb.HookResponse(block=pb.Block(status=status, headers=_headers(headers), body=raw))
+
+
+def authenticated(
+    app_id: str, user_id: str = "", claims: Mapping[str, str] | None = None
+) -> pb.AuthResponse:
+    """The credential is valid and belongs to this app."""
+    who = pb.Authenticated(app_id=app_id, user_id=user_id, claims=dict(claims or {}))
+    return pb.AuthResponse(authenticated=who)
+
+
+def rejected(reason: str) -> pb.AuthResponse:
+    """The credential is invalid: the client gets 401 with this reason."""
+    return pb.AuthResponse(rejected=pb.Rejected(reason=reason))
+
+
+def abstain() -> pb.AuthResponse:
+    """Not this plugin's credential: let the next auth plugin decide."""
+    return pb.AuthResponse(abstain=pb.Abstain())

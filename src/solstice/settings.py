@@ -1,0 +1,63 @@
+"""Every environment variable Solstice reads, parsed once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PrivateAttr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Variables a plugin process always receives from the host, when the host has them.
+BASE_PLUGIN_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+class Settings(BaseSettings):
+    """Solstice configuration; each field maps to SOLSTICE_<FIELD> unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="SOLSTICE_", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address `solstice serve` binds.")
+    port: int = Field(3000, ge=1, le=65535, description="Port of the API and gateway.")
+    data_dir: Path = Field(Path("./data"), description="Where the embedded database and state live.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    plugin_handshake_timeout: float = Field(
+        60.0, gt=0, description="Seconds a local plugin has to print its handshake line."
+    )
+    plugin_stop_grace: float = Field(
+        2.0, ge=0, description="Seconds between asking a plugin to shut down and SIGKILL."
+    )
+    plugin_connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to reach a grpc:// plugin when it is loaded."
+    )
+    plugin_health_interval: float = Field(10.0, gt=0, description="Seconds between health checks.")
+    plugin_health_timeout: float = Field(2.0, gt=0, description="Deadline of one health check.")
+    plugin_restart_backoff: float = Field(0.5, gt=0, description="First restart delay, doubled each time.")
+    plugin_restart_backoff_max: float = Field(30.0, gt=0, description="Longest restart delay.")
+    plugin_max_start_failures: int = Field(
+        5, ge=1, description="Consecutive failed starts after which a plugin is marked failed."
+    )
+    plugin_timeout_ms: int = Field(1000, ge=1, description="Default deadline of one hook call.")
+    plugin_drain_timeout: float = Field(
+        30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
+    )
+
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: object) -> None:
+        self._environ = dict(os.environ)
+
+    def host_environment(self, names: Iterable[str]) -> dict[str, str]:
+        """The values of the named variables in the host's environment, where set."""
+        return {name: self._environ[name] for name in names if name in self._environ}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
