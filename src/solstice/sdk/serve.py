@@ -102,16 +102,15 @@ async def serve_launched(plugin: Plugin, env: Mapping[str, str]) -> int:
     capture = StdioCapture()
     gp_grpc.add_GRPCStdioServicer_to_server(capture, server)
     await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the host decides when we stop
+    _install_stop_signals(stop, (signal.SIGTERM,))
     server.add_insecure_port(f"unix:{socket_path}")
     await server.start()
 
     sys.stdout.write(HandshakeLine(network="unix", address=socket_path).format() + "\n")
     sys.stdout.flush()
-    capture.start(asyncio.get_running_loop())
-
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the host decides when we stop
-    _install_stop_signals(stop, (signal.SIGTERM,))
+    capture.start(loop)
     watcher = asyncio.create_task(_watch_parent(stop, os.getppid()))
     await stop.wait()
     watcher.cancel()
@@ -131,13 +130,13 @@ async def serve_standalone(plugin: Plugin, listen: str) -> int:
     except RuntimeError as exc:
         sys.stderr.write(f"cannot listen on {listen!r}: {exc}; pass --listen HOST:PORT\n")
         return 1
+    stop = asyncio.Event()
+    _install_stop_signals(stop, (signal.SIGTERM, signal.SIGINT))
     await _set_health(health, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     host = listen.rsplit(":", 1)[0]
     sys.stdout.write(f"listening on grpc://{host}:{port}\n")
     sys.stdout.flush()
-    stop = asyncio.Event()
-    _install_stop_signals(stop, (signal.SIGTERM, signal.SIGINT))
     await stop.wait()
     await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(_STANDALONE_GRACE_S)

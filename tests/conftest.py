@@ -1,0 +1,138 @@
+"""Shared fixtures: fast host settings, real plugin executables, standalone servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from solstice.host import PluginHost
+from solstice.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTBED = ROOT / "tests" / "plugins" / "testbed.py"
+EXAMPLES = ROOT / "examples" / "plugins"
+
+# Example plugins start with `#!/usr/bin/env python3`: make that the interpreter running the tests.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def fast_settings(**overrides: object) -> Settings:
+    """Settings with short intervals so supervision is observable within a test."""
+    values: dict[str, object] = {
+        "plugin_handshake_timeout": 20.0,
+        "plugin_health_interval": 0.2,
+        "plugin_health_timeout": 1.0,
+        "plugin_restart_backoff": 0.05,
+        "plugin_restart_backoff_max": 0.5,
+        "plugin_connect_timeout": 2.0,
+        "plugin_timeout_ms": 5000,
+        "plugin_drain_timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return fast_settings()
+
+
+@pytest.fixture
+async def host(settings: Settings) -> AsyncIterator[PluginHost]:
+    async with PluginHost(settings) as plugin_host:
+        yield plugin_host
+
+
+@pytest.fixture(scope="session")
+def go_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Go example plugin, built with go-plugin from Debian's packages (GOPATH mode)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("the go toolchain is missing; run `make test` as root to install golang-go", pytrace=False)
+    out = tmp_path_factory.mktemp("go") / "request-guard"
+    env = {
+        **os.environ,
+        "GOPATH": f"{ROOT / 'go'}:/usr/share/gocode",
+        "GO111MODULE": "off",
+        "GOPROXY": "off",
+        "GOCACHE": str(tmp_path_factory.getbasetemp() / "gocache"),
+    }
+    subprocess.run(
+        [go, "build", "-o", str(out), "./examples/plugins/go-request-guard"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    return out
+
+
+class Standalone:
+    """A plugin process serving grpc:// on 127.0.0.1, stopped by PID."""
+
+    def __init__(self, script: Path, port: int = 0) -> None:
+        self.proc = subprocess.Popen(
+            [str(script), "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"grpc://127\.0\.0\.1:(\d+)", line)
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"standalone plugin did not report its address: {line!r}")
+        self.port = int(match.group(1))
+        self.command = f"grpc://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+@pytest.fixture
+def standalone() -> Iterator[type[Standalone]]:
+    """Factory of standalone plugin servers; all are stopped at teardown."""
+    started: list[Standalone] = []
+
+    class Tracked(Standalone):
+        def __init__(self, script: Path = TESTBED, port: int = 0) -> None:
+            super().__init__(script, port)
+            started.append(self)
+
+    yield Tracked
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> None:
+    """Poll `predicate()` until it is true or fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
