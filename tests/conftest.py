@@ -57,7 +57,9 @@ def go_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go example plugin, built with go-plugin from Debian's packages (GOPATH mode)."""
     go = shutil.which("go")
     if go is None:
-        pytest.fail("the go toolchain is missing; run `make test` as root to install golang-go", pytrace=False)
+        pytest.fail(
+            "the go toolchain is missing; run `make test` as root to install golang-go", pytrace=False
+        )
     out = tmp_path_factory.mktemp("go") / "request-guard"
     env = {
         **os.environ,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import structlog
@@ -38,7 +39,9 @@ async def test_python_plugin_loads_and_modifies(host: PluginHost) -> None:
 
 async def test_go_plugin_loads_via_go_plugin_handshake(host: PluginHost, go_plugin) -> None:
     spec = PluginSpec(
-        slug="guard", command=f"file://{go_plugin}", config={"blocked_words": ["Forbidden"], "max_body_bytes": 64}
+        slug="guard",
+        command=f"file://{go_plugin}",
+        config={"blocked_words": ["Forbidden"], "max_body_bytes": 64},
     )
     status = await host.load(spec)
     assert status.state == PluginState.HEALTHY
@@ -60,7 +63,9 @@ async def test_go_plugin_rejects_bad_config(host: PluginHost, go_plugin) -> None
     from solstice.host import PluginConfigError
 
     with pytest.raises(PluginConfigError) as info:
-        await host.load(PluginSpec(slug="guard", command=f"file://{go_plugin}", config={"max_body_bytes": -1}))
+        await host.load(
+            PluginSpec(slug="guard", command=f"file://{go_plugin}", config={"max_body_bytes": -1})
+        )
     assert "max_body_bytes must be >= 0" in str(info.value)
     assert host.status("guard").state == PluginState.FAILED
 
@@ -91,9 +96,21 @@ async def test_plugin_gets_minimal_environment(host: PluginHost, monkeypatch, tm
     assert env["PLUGIN_PROTOCOL_VERSIONS"] == "1"
     socket_dir = env["PLUGIN_UNIX_SOCKET_DIR"]
     assert env["TMPDIR"] == socket_dir
-    allowed = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "PLUGIN_WANTS_THIS", "SOLSTICE_PLUGIN_MAGIC_COOKIE",
-               "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_UNIX_SOCKET_DIR",
-               "TMPDIR", "LC_CTYPE"}
+    allowed = {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "PLUGIN_WANTS_THIS",
+        "SOLSTICE_PLUGIN_MAGIC_COOKIE",
+        "PLUGIN_PROTOCOL_VERSIONS",
+        "PLUGIN_MIN_PORT",
+        "PLUGIN_MAX_PORT",
+        "PLUGIN_UNIX_SOCKET_DIR",
+        "TMPDIR",
+        "LC_CTYPE",
+    }
     assert set(env) <= allowed, set(env) - allowed
 
 
@@ -106,7 +123,7 @@ async def test_socket_directory_is_private(host: PluginHost) -> None:
     directory = os.path.dirname(target.removeprefix("unix:"))
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     await host.unload("t")
-    assert not os.path.exists(directory)
+    assert not Path(directory).exists()
 
 
 async def test_plugin_output_becomes_tagged_log_records(host: PluginHost) -> None:

@@ -26,8 +26,16 @@ def test_python_stubs_are_current(tmp_path: Path) -> None:
         (src / proto).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "src" / proto, src / proto)
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{src}", f"--python_out={src}", f"--pyi_out={src}",
-         f"--grpc_python_out={src}", *[str(src / p) for p in PROTOS]],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{src}",
+            f"--python_out={src}",
+            f"--pyi_out={src}",
+            f"--grpc_python_out={src}",
+            *[str(src / p) for p in PROTOS],
+        ],
         check=True,
     )
     suffixes = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")

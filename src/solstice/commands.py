@@ -100,7 +100,9 @@ def _parse_grpc(raw: str, rest: str) -> GrpcCommand:
     else:
         host, _, port_text = hostport.rpartition(":")
     if not host or not port_text:
-        raise CommandError(f"grpc:// command {raw!r} needs a host and a port, as in grpc://plugin-server:50051")
+        raise CommandError(
+            f"grpc:// command {raw!r} needs a host and a port, as in grpc://plugin-server:50051"
+        )
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise CommandError(f"port {port_text!r} in {raw!r} is not a number from 1 to 65535")
     return GrpcCommand(host=host, port=int(port_text))

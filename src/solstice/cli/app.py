@@ -19,7 +19,7 @@ def serve(
         typer.Option(
             "--plugin",
             "-p",
-            help="Load a plugin at start, as [SLUG=]COMMAND (file:///abs/path or grpc://host:port); repeatable.",
+            help="Load a plugin at start: [SLUG=]COMMAND, file:///abs/path or grpc://host:port; repeatable.",
         ),
     ] = None,
 ) -> None:

@@ -52,7 +52,8 @@ class PluginClient:
         except grpc.aio.AioRpcError as exc:
             return _describe_failure(exc)
         if answer.status != health_pb2.HealthCheckResponse.SERVING:
-            return f"its health service reports {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
+            name = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+            return f"its health service reports {name}"
         return None
 
     async def get_info(self, timeout: float) -> pb.PluginInfo:
@@ -69,9 +70,7 @@ class PluginClient:
         message = pb.PreAuthRequest(context=ctx, request=request)
         return await self._call("pre_auth", self._stub.PreAuth, message)
 
-    async def auth(
-        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
-    ) -> pb.AuthResponse:
+    async def auth(self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str) -> pb.AuthResponse:
         """Run the auth hook."""
         message = pb.AuthRequest(context=ctx, request=request, credential=credential)
         return await self._call("auth", self._stub.Auth, message)

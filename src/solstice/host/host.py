@@ -32,9 +32,7 @@ class HookClient:
         finally:
             instance.release()
 
-    async def auth(
-        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
-    ) -> pb.AuthResponse:
+    async def auth(self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str) -> pb.AuthResponse:
         """Run the plugin's auth hook."""
         instance = self._supervisor.acquire()
         try:

@@ -80,7 +80,9 @@ class PluginInstance:
                 f"could not reach plugin {self.spec.slug} at {self.spec.command} within {timeout:g}s: "
                 f"{detail}; is the plugin server running and reachable from this host?"
             )
-        return f"plugin {self.spec.slug} at {self.target} did not become healthy within {timeout:g}s: {detail}"
+        return (
+            f"plugin {self.spec.slug} at {self.target} did not become healthy within {timeout:g}s: {detail}"
+        )
 
     async def _stream_stdio(self, output: PluginOutput) -> None:
         # go-plugin plugins block once 64 KiB of output is unread, so keep reading.
@@ -103,7 +105,9 @@ class PluginInstance:
         await self.channel.close()
 
 
-async def start_local(spec: PluginSpec, path: str, settings: Settings, output: PluginOutput) -> PluginInstance:
+async def start_local(
+    spec: PluginSpec, path: str, settings: Settings, output: PluginOutput
+) -> PluginInstance:
     """Start a file:// plugin, handshake, connect and configure it."""
     process = LocalProcess(path, output)
     base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))

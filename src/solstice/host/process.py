@@ -7,7 +7,6 @@ import contextlib
 import functools
 import os
 import shutil
-import signal
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -69,7 +68,9 @@ def check_executable(path: str) -> None:
             f"Permission denied: cannot read {path}; check the permissions of its directories"
         ) from None
     if not stat.S_ISREG(info.st_mode):
-        raise PluginNotFoundError(f"plugin path {path} is not a regular file; point file:// at the executable")
+        raise PluginNotFoundError(
+            f"plugin path {path} is not a regular file; point file:// at the executable"
+        )
     if not os.access(path, os.X_OK):
         raise PluginPermissionError(f"Permission denied: {path} is not executable; run chmod +x {path}")
 
@@ -225,4 +226,3 @@ class LocalProcess:
     def _cleanup_dir(self) -> None:
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-

@@ -202,7 +202,9 @@ class PluginSupervisor:
         tail = " | ".join(instance.process.output.tail()[-3:]) or "(no output)"
         lived = time.time() - instance.started_at
         self._instance = None
-        self.last_error = f"plugin process {instance.process.pid} exited with code {code}; last output: {tail}"
+        self.last_error = (
+            f"plugin process {instance.process.pid} exited with code {code}; last output: {tail}"
+        )
         log.warning("plugin exited", plugin=self.spec.slug, code=code, uptime_s=round(lived, 3))
         await instance.close(self.settings, drain=False)
         self._crash_streak = 1 if lived >= _STABLE_AFTER_S else self._crash_streak + 1
@@ -213,7 +215,9 @@ class PluginSupervisor:
         while not self._stopped:
             self.state = PluginState.RESTARTING
             exponent = self._crash_streak + failures - 1
-            delay = min(self.settings.plugin_restart_backoff * 2**exponent, self.settings.plugin_restart_backoff_max)
+            delay = min(
+                self.settings.plugin_restart_backoff * 2**exponent, self.settings.plugin_restart_backoff_max
+            )
             await asyncio.sleep(delay)
             async with self._lock:
                 if self._stopped or self._instance is not None:

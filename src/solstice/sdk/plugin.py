@@ -105,9 +105,7 @@ def block(
     return pb.HookResponse(block=pb.Block(status=status, headers=_headers(headers), body=raw))
 
 
-def authenticated(
-    app_id: str, user_id: str = "", claims: Mapping[str, str] | None = None
-) -> pb.AuthResponse:
+def authenticated(app_id: str, user_id: str = "", claims: Mapping[str, str] | None = None) -> pb.AuthResponse:
     """The credential is valid and belongs to this app."""
     who = pb.Authenticated(app_id=app_id, user_id=user_id, claims=dict(claims or {}))
     return pb.AuthResponse(authenticated=who)
