@@ -159,3 +159,18 @@ async def test_hook_deadline_is_enforced(tmp_path) -> None:
             await host.client("t").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/slow"))
     assert info.value.code == "DEADLINE_EXCEEDED"
     assert "did not answer within 100 ms during pre_auth" in str(info.value)
+
+
+async def test_remote_plugin_restarted_between_health_checks_is_configured_on_use(standalone) -> None:
+    script = EXAMPLES / "ip-filter" / "plugin.py"
+    server = standalone(script)
+    spec = PluginSpec(slug="ipf", command=server.command, config={"deny": ["203.0.113.0/24"]})
+    request = pb.HttpRequest(remote_addr="203.0.113.5:1000")
+    async with PluginHost(fast_settings(plugin_health_interval=3600)) as host:
+        await host.load(spec)
+        server.stop(signal.SIGKILL)
+        standalone(script, port=server.port)
+        # The host never saw the restart; the new process answers FAILED_PRECONDITION and is configured.
+        answer = await host.client("ipf").pre_auth(pb.RequestContext(), request)
+        assert answer.block.status == 403
+        assert host.status("ipf").state == PluginState.HEALTHY

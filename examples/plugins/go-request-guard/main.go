@@ -42,9 +42,10 @@ type config struct {
 
 type guard struct {
 	pluginv1.UnimplementedPluginServer
-	mu    sync.RWMutex
-	words [][]byte
-	max   int
+	mu         sync.RWMutex
+	configured bool
+	words      [][]byte
+	max        int
 }
 
 func (g *guard) GetInfo(ctx context.Context, _ *pluginv1.GetInfoRequest) (*pluginv1.PluginInfo, error) {
@@ -76,7 +77,7 @@ func (g *guard) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (
 		}
 	}
 	g.mu.Lock()
-	g.words, g.max = words, c.MaxBodyBytes
+	g.words, g.max, g.configured = words, c.MaxBodyBytes, true
 	g.mu.Unlock()
 	return &pluginv1.ConfigureResponse{}, nil
 }
@@ -92,8 +93,12 @@ func refuse(status int32, reason string) *pluginv1.HookResponse {
 
 func (g *guard) PreAuth(ctx context.Context, req *pluginv1.PreAuthRequest) (*pluginv1.HookResponse, error) {
 	g.mu.RLock()
-	words, max := g.words, g.max
+	words, max, configured := g.words, g.max, g.configured
 	g.mu.RUnlock()
+	if !configured {
+		// The protocol asks for this answer so the host sends the config and retries.
+		return nil, status.Error(codes.FailedPrecondition, "plugin is not configured; the host must call Configure")
+	}
 	body := req.GetRequest().GetBody()
 	if max > 0 && len(body) > max {
 		return refuse(413, fmt.Sprintf("request body of %d bytes exceeds the %d byte limit", len(body), max)), nil

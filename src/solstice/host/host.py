@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
-from solstice.host.errors import PluginNotLoadedError
+from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginStatus, PluginSupervisor
 from solstice.protocol import pb
+from solstice.protocol.handshake import NOT_CONFIGURED
 from solstice.settings import Settings, get_settings
 
 
@@ -24,29 +26,34 @@ class HookClient:
         """The plugin this client calls."""
         return self._supervisor.spec.slug
 
-    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
-        """Run the plugin's pre_auth hook."""
-        instance = self._supervisor.acquire()
+    async def _run(self, hook: str, *args: Any) -> Any:
+        instance = self._supervisor.acquire(hook)
         try:
-            return await instance.client.pre_auth(ctx, request)
+            call = getattr(instance.client, hook)
+            try:
+                return await call(*args)
+            except PluginCallError as exc:
+                if exc.code != NOT_CONFIGURED:
+                    raise
+                # A grpc:// plugin restarted behind the same address has lost its config.
+                await instance.client.configure(instance.spec.config, instance.client.timeout)
+                return await call(*args)
         finally:
             instance.release()
 
-    async def auth(self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str) -> pb.AuthResponse:
+    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+        """Run the plugin's pre_auth hook."""
+        return await self._run("pre_auth", ctx, request)
+
+    async def auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
+    ) -> pb.AuthResponse:
         """Run the plugin's auth hook."""
-        instance = self._supervisor.acquire()
-        try:
-            return await instance.client.auth(ctx, request, credential)
-        finally:
-            instance.release()
+        return await self._run("auth", ctx, request, credential)
 
     async def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
         """Run the plugin's post_auth hook."""
-        instance = self._supervisor.acquire()
-        try:
-            return await instance.client.post_auth(ctx, request)
-        finally:
-            instance.release()
+        return await self._run("post_auth", ctx, request)
 
     async def on_response(
         self,
@@ -57,19 +64,11 @@ class HookClient:
         chunk_index: int = 0,
     ) -> pb.HookResponse:
         """Run the plugin's on_response hook."""
-        instance = self._supervisor.acquire()
-        try:
-            return await instance.client.on_response(ctx, request, response, phase, chunk_index)
-        finally:
-            instance.release()
+        return await self._run("on_response", ctx, request, response, phase, chunk_index)
 
     async def data_collection(self, records: Sequence[pb.ProxyRecord]) -> int:
-        """Send the plugin a batch of proxy records."""
-        instance = self._supervisor.acquire()
-        try:
-            return await instance.client.data_collection(records)
-        finally:
-            instance.release()
+        """Send the plugin a batch of proxy records; returns how many it accepted."""
+        return await self._run("data_collection", records)
 
 
 class PluginHost:

@@ -10,7 +10,12 @@ import grpc
 
 from solstice.commands import GrpcCommand
 from solstice.host.client import PluginClient
-from solstice.host.errors import PluginCallError, PluginConfigError, PluginUnreachableError
+from solstice.host.errors import (
+    PluginCallError,
+    PluginConfigError,
+    PluginExitedError,
+    PluginUnreachableError,
+)
 from solstice.host.output import PluginOutput
 from solstice.host.process import LocalProcess
 from solstice.host.spec import PluginSpec
@@ -60,6 +65,12 @@ class PluginInstance:
         deadline = time.monotonic() + timeout
         delay = 0.02
         while (problem := await self.client.check_health(settings.plugin_health_timeout)) is not None:
+            if self.process is not None and self.process.returncode is not None:
+                tail = " | ".join(self.process.output.tail()[-5:]) or "(no output)"
+                raise PluginExitedError(
+                    f"plugin {self.process.path} exited with code {self.process.returncode} "
+                    f"right after its handshake; last output: {tail}"
+                )
             if time.monotonic() + delay >= deadline:
                 raise PluginUnreachableError(self._unreachable_message(problem, timeout))
             await asyncio.sleep(delay)

@@ -22,6 +22,8 @@ _LEVELS = {
     "fatal": logging.CRITICAL,
 }
 _PREFIXES = {f"[{name.upper()}]": level for name, level in _LEVELS.items()}
+# Keys a plugin's JSON log line may not set: the host's own record fields.
+_RESERVED = frozenset({"event", "plugin", "stream", "log_level", "level", "timestamp", "exc_info"})
 _PANIC_PREFIXES = ("panic: ", "fatal error: ", "Traceback (most recent call last)")
 
 
@@ -34,7 +36,7 @@ def _classify(line: str) -> tuple[int, str, dict[str, object]]:
             record = None
         if isinstance(record, dict) and "@message" in record:
             level = _LEVELS.get(str(record.get("@level", "debug")).lower(), logging.DEBUG)
-            extra = {k: v for k, v in record.items() if not k.startswith("@")}
+            extra = {k: v for k, v in record.items() if not k.startswith("@") and k not in _RESERVED}
             if "@module" in record:
                 extra["module"] = record["@module"]
             return level, str(record["@message"]), extra

@@ -38,6 +38,7 @@ from solstice.protocol.handshake import (
 log = structlog.get_logger("solstice.host")
 
 _READ_SIZE = 64 * 1024
+_HANDSHAKE_LIMIT = 128 * 1024
 # Ports go-plugin's TCP listener may use; only plugins on Windows listen on TCP.
 _PORT_RANGE = (10000, 25000)
 _SHUTDOWN_RPC_TIMEOUT_S = 2.0
@@ -127,7 +128,7 @@ class LocalProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                limit=_READ_SIZE * 2,
+                limit=_HANDSHAKE_LIMIT,
             )
         except PermissionError:
             self._cleanup_dir()
@@ -162,11 +163,18 @@ class LocalProcess:
                 f"plugin {self.path} printed no handshake line within {timeout:g}s; it must be built "
                 "with the Solstice SDK or go-plugin and must not print anything before the handshake"
             ) from None
-        except ValueError:  # a first line longer than the reader's limit
-            raw = b""
+        except ValueError:  # asyncio's LimitOverrunError: no newline within the limit
+            raise ProtocolMismatchError(
+                f"plugin {self.path} printed more than {_HANDSHAKE_LIMIT // 1024} KiB without a newline "
+                "instead of a handshake line"
+            ) from None
         if raw.endswith(b"\n"):
             return raw.decode("utf-8", "replace")
         code = await self._wait_exit(timeout=2.0)
+        if code is None:
+            raise ProtocolMismatchError(
+                f"plugin {self.path} closed its stdout without printing a handshake line"
+            )
         await asyncio.gather(*self._readers, return_exceptions=True)
         self.output.feed("stdout", raw)
         self.output.flush()

@@ -73,7 +73,7 @@ class PluginSupervisor:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def acquire(self) -> PluginInstance:
+    def acquire(self, hook: str) -> PluginInstance:
         """The serving instance, counted as busy until release(); raises if none serves."""
         instance = self._instance
         if instance is None:
@@ -81,7 +81,7 @@ class PluginSupervisor:
             raise PluginCallError(
                 f"plugin {self.spec.slug} is {self.state.value}{reason}",
                 slug=self.spec.slug,
-                hook="",
+                hook=hook,
                 code="UNAVAILABLE",
             )
         instance.inflight += 1

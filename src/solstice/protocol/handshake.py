@@ -25,6 +25,9 @@ ENV_UNIX_SOCKET_DIR = "PLUGIN_UNIX_SOCKET_DIR"
 # grpc.health.v1 service name go-plugin hosts check.
 HEALTH_SERVICE = "plugin"
 PROTOCOL_GRPC = "grpc"
+# gRPC status a plugin answers a hook with before it received Configure; the host then
+# configures it and retries once (a grpc:// plugin may restart behind the same address).
+NOT_CONFIGURED = "FAILED_PRECONDITION"
 NETWORKS = ("unix", "tcp")
 
 # go-plugin only treats field 6 as a certificate when it is longer than this.

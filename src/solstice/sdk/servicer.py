@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from solstice.protocol import pb, pb_grpc
+from solstice.protocol.handshake import NOT_CONFIGURED
 from solstice.sdk.plugin import HOOK_METHODS, Plugin
 
 log = logging.getLogger("solstice.sdk")
@@ -25,6 +26,7 @@ class PluginServicer(pb_grpc.PluginServicer):
     def __init__(self, plugin: Plugin) -> None:
         self._plugin = plugin
         self._hooks = set(type(plugin).implemented_hooks())
+        self._configured = False
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: Any) -> pb.PluginInfo:
         cls = type(self._plugin)
@@ -51,12 +53,17 @@ class PluginServicer(pb_grpc.PluginServicer):
             await _resolve(self._plugin.configure(config))
         except (ValueError, TypeError, KeyError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid config: {exc}")
+        self._configured = True
         return pb.ConfigureResponse()
 
     async def _call(self, hook: str, context: Any, *args: Any) -> Any:
         if hook not in self._hooks:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"plugin {type(self._plugin).__name__} has no {hook} hook"
+            )
+        if not self._configured:
+            await context.abort(
+                grpc.StatusCode[NOT_CONFIGURED], "plugin is not configured; the host must call Configure"
             )
         try:
             return await _resolve(getattr(self._plugin, hook)(*args))

@@ -20,6 +20,8 @@ type PluginClient interface {
 	// Describes the plugin: identity, the hooks it implements and its config schema.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*PluginInfo, error)
 	// Delivers the plugin's configuration. INVALID_ARGUMENT rejects it with a reason.
+	// The host calls it after connecting and whenever a hook answers FAILED_PRECONDITION,
+	// which a plugin must answer to hook calls that arrive before its first Configure.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	PreAuth(ctx context.Context, in *PreAuthRequest, opts ...grpc.CallOption) (*HookResponse, error)
 	Auth(ctx context.Context, in *AuthRequest, opts ...grpc.CallOption) (*AuthResponse, error)
@@ -106,6 +108,8 @@ type PluginServer interface {
 	// Describes the plugin: identity, the hooks it implements and its config schema.
 	GetInfo(context.Context, *GetInfoRequest) (*PluginInfo, error)
 	// Delivers the plugin's configuration. INVALID_ARGUMENT rejects it with a reason.
+	// The host calls it after connecting and whenever a hook answers FAILED_PRECONDITION,
+	// which a plugin must answer to hook calls that arrive before its first Configure.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	PreAuth(context.Context, *PreAuthRequest) (*HookResponse, error)
 	Auth(context.Context, *AuthRequest) (*AuthResponse, error)

@@ -83,6 +83,8 @@ class PluginServicer:
 
     def Configure(self, request, context):
         """Delivers the plugin's configuration. INVALID_ARGUMENT rejects it with a reason.
+        The host calls it after connecting and whenever a hook answers FAILED_PRECONDITION,
+        which a plugin must answer to hook calls that arrive before its first Configure.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
