@@ -147,3 +147,24 @@ async def test_unload_leaves_no_process(host: PluginHost, go_plugin) -> None:
     await host.unload("go")
     assert not any(pid_alive(p) for p in pids if p is not None)
     assert host.statuses() == []
+
+
+async def test_print_in_a_hook_arrives_as_a_stdout_record(host: PluginHost) -> None:
+    await host.load(PluginSpec(slug="printer", command=f"file://{TESTBED}"))
+    with structlog.testing.capture_logs() as records:
+        answer = await host.client("printer").pre_auth(_ctx(), pb.HttpRequest(path="/print"))
+        await host.unload("printer")
+    assert answer.WhichOneof("action") == "proceed"
+    assert {"event": "hello from print", "stream": "stdout"}.items() <= next(
+        r for r in records if r.get("event") == "hello from print"
+    ).items()
+
+
+async def test_go_plugin_hclog_lines_are_parsed(host: PluginHost, go_plugin) -> None:
+    with structlog.testing.capture_logs() as records:
+        await host.load(PluginSpec(slug="go", command=f"file://{go_plugin}"))
+        await host.unload("go")
+    address = next(r for r in records if r.get("event") == "plugin address")
+    assert address["plugin"] == "go"
+    assert address["log_level"] == "debug"
+    assert address["network"] == "unix"

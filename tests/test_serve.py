@@ -105,3 +105,13 @@ def test_failed_plugin_does_not_stop_serve(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_bad_setting_is_one_line_and_exit_2() -> None:
+    env = {**os.environ, "SOLSTICE_PLUGIN_HANDSHAKE_TIMEOUT": "soon"}
+    done = subprocess.run([*SOLSTICE, "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "solstice: SOLSTICE_PLUGIN_HANDSHAKE_TIMEOUT='soon' is invalid: "
+        "input should be a valid number, unable to parse string as a number; correct or unset it"
+    ]

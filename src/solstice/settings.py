@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Variables a plugin process always receives from the host, when the host has them.
@@ -57,7 +57,27 @@ class Settings(BaseSettings):
         return {name: self._environ[name] for name in names if name in self._environ}
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value Solstice cannot use."""
+
+
+_SECRET_HINTS = ("token", "password", "secret", "key")
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = f"SOLSTICE_{field.upper()}"
+        shown = "(hidden)" if any(h in field for h in _SECRET_HINTS) else repr(error.get("input"))
+        problems.append(f"{variable}={shown} is invalid: {error['msg'].lower()}")
+    return "; ".join(problems) + "; correct or unset it"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

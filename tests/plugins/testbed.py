@@ -5,8 +5,9 @@ TESTBED_MODE (environment, read before serving):
   serve (default) | no-handshake (prints nothing, sleeps) | exit (exits 3 at once, after
   writing to stderr) | bad-version (prints a handshake with protocol version 99)
 Hooks: pre_auth answers per the request path:
-  /noop -> continue; /block -> 403; /stderr -> writes config "stderr_bytes" to stderr;
-  /slow -> sleeps config "slow_ms"; anything else -> sets X-Testbed-Pid.
+  /noop -> continue; /block -> 403; /print -> print() a line;
+  /stderr -> writes config "stderr_bytes" to stderr; /slow -> sleeps config "slow_ms";
+  anything else -> sets X-Testbed-Pid.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Testbed(Plugin):
             line = b"x" * 1023 + b"\n"
             for _ in range(size // len(line)):
                 os.write(2, line)
+            return proceed()
+        if request.path == "/print":
+            print("hello from print")
             return proceed()
         if request.path == "/slow":
             await asyncio.sleep(int(self.config.get("slow_ms", 100)) / 1000)

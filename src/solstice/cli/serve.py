@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import sys
 
 import structlog
 
 from solstice.commands import CommandError, parse_command
 from solstice.host import PluginError, PluginHost, PluginSpec
 from solstice.logs import configure_logging
-from solstice.settings import get_settings
+from solstice.settings import SettingsError, get_settings
 
 log = structlog.get_logger("solstice.serve")
 
@@ -55,7 +56,11 @@ async def _serve(specs: list[PluginSpec]) -> int:
 
 def run_serve(plugin_options: list[str]) -> int:
     """Run `solstice serve` to completion and return the exit status."""
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"solstice: {exc}\n")
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
         specs = [parse_plugin_option(value) for value in plugin_options]

@@ -70,11 +70,12 @@ class PluginOutput:
             self._emit(stream, raw)
 
     def flush(self) -> None:
-        """Log any unterminated last lines."""
+        """Log any unterminated last lines; called when the process has exited."""
         for stream, rest in list(self._partial.items()):
             if rest:
                 self._emit(stream, rest)
         self._partial.clear()
+        self._panicking = False  # the process is gone; its successor starts clean
 
     def tail(self) -> list[str]:
         """The most recent non-empty output lines, oldest first."""
