@@ -131,6 +131,21 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def child_pids(parent: int) -> list[int]:
+    """PIDs of the direct children of `parent`, read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
 async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> None:
     """Poll `predicate()` until it is true or fail after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout

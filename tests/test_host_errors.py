@@ -19,7 +19,7 @@ from solstice.host import (
     PluginUnreachableError,
     ProtocolMismatchError,
 )
-from tests.conftest import TESTBED, fast_settings, pid_alive
+from tests.conftest import TESTBED, child_pids, fast_settings, pid_alive
 
 
 def _wrapper(tmp_path, mode: str) -> str:
@@ -75,7 +75,7 @@ async def test_handshake_timeout_kills_the_process(tmp_path) -> None:
         with pytest.raises(HandshakeTimeoutError) as info:
             await host.load(PluginSpec(slug="p", command=_wrapper(tmp_path, "no-handshake")))
     assert "printed no handshake line within 1s" in str(info.value)
-    assert not [p for p in _children() if pid_alive(p)]
+    assert not [p for p in child_pids(os.getpid()) if pid_alive(p)]
 
 
 async def test_wrong_protocol_version(host: PluginHost, tmp_path) -> None:
@@ -109,19 +109,3 @@ async def test_grpc_connection_refused_names_the_address() -> None:
 async def test_oci_is_refused_clearly(host: PluginHost) -> None:
     with pytest.raises(PluginStartError, match="no OCI support"):
         await host.load(PluginSpec(slug="p", command="oci://registry.example.com/p:v1"))
-
-
-def _children() -> list[int]:
-    """PIDs of this test process's direct children."""
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[1]) == me:
-                found.append(int(entry))
-    return found

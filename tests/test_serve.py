@@ -9,23 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import EXAMPLES, TESTBED, pid_alive
+from tests.conftest import EXAMPLES, TESTBED, child_pids, pid_alive
 
 SOLSTICE = [sys.executable, "-m", "solstice"]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def _start_serve(*plugins: str) -> subprocess.Popen[str]:
@@ -57,7 +43,7 @@ def test_serve_starts_plugins_and_stops_cleanly_on_sigterm(go_plugin: Path) -> N
     try:
         lines = _wait_running(proc)
         assert sum('"plugin started"' in line for line in lines) == 2
-        plugins = _children(proc.pid)
+        plugins = child_pids(proc.pid)
         assert len(plugins) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -71,7 +57,7 @@ def test_sigkill_of_the_host_leaves_no_plugin_process(go_plugin: Path) -> None:
     proc = _start_serve(f"file://{TESTBED}", f"guard=file://{go_plugin}")
     try:
         _wait_running(proc)
-        plugins = _children(proc.pid)
+        plugins = child_pids(proc.pid)
         assert len(plugins) == 2
         proc.kill()
         proc.wait(10)
