@@ -53,14 +53,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per plugin, load and mode")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls per channel first")
-    parser.add_argument("--blocks", type=int, default=6, help="interleaved blocks per mode")
+    parser.add_argument("--blocks", type=int, default=10, help="interleaved blocks per mode")
     parser.add_argument("--concurrency", type=int, default=32, help="coroutines in the concurrent run")
     parser.add_argument("--spawn-runs", type=int, default=10, help="loads and bare starts per plugin")
     parser.add_argument("--instances", type=int, default=100, help="Go plugins loaded for the memory test")
     parser.add_argument("--load-concurrency", type=int, default=8, help="parallel loads in the memory test")
     parser.add_argument("--go-binary", type=Path, help="a prebuilt go-request-guard (skips go build)")
     args = parser.parse_args(argv)
-    if min(args.calls, args.blocks, args.concurrency, args.spawn_runs, args.instances) < 1:
+    sizes = (
+        args.calls,
+        args.blocks,
+        args.concurrency,
+        args.spawn_runs,
+        args.instances,
+        args.load_concurrency,
+    )
+    if min(sizes) < 1:
         parser.error("sizes must be at least 1")
     return args
 
@@ -93,7 +101,10 @@ async def build_go_plugin(out_dir: Path) -> Path:
         go, "build", "-o", str(out), GO_PLUGIN_PACKAGE,
         cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    output, _ = await proc.communicate()
+    try:
+        output, _ = await proc.communicate()
+    finally:
+        await stop_process(proc)
     if proc.returncode != 0:
         raise SystemExit(f"go build failed:\n{output.decode(errors='replace')}")
     return out
@@ -116,10 +127,17 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+def death_signal_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL --` when available, so a server we start dies with us."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 @contextlib.asynccontextmanager
 async def standalone_testbed() -> AsyncIterator[str]:
     """Run the testbed as a grpc:// server on 127.0.0.1 and yield its HOST:PORT."""
     proc = await asyncio.create_subprocess_exec(
+        *death_signal_prefix(),
         str(TESTBED),
         "--listen",
         "127.0.0.1:0",
@@ -138,10 +156,11 @@ async def standalone_testbed() -> AsyncIterator[str]:
 
 
 def plugin_target(host: PluginHost, slug: str) -> str:
-    """The gRPC target the host dials for `slug`; read from the serving instance (no public accessor)."""
-    instance = host._plugins[slug].acquire()
-    instance.release()
-    return instance.target
+    """The gRPC target the host dials for `slug`."""
+    target = host.status(slug).target
+    if target is None:
+        raise RuntimeError(f"plugin {slug} has no serving instance")
+    return target
 
 
 def socket_dir(host: PluginHost, slug: str) -> str | None:
@@ -218,13 +237,14 @@ def percentile(samples: Sequence[int], q: int) -> float:
 
 
 async def compare(calls: dict[str, Call], runner: Runner, total: int, blocks: int) -> dict[str, Stats]:
-    """Run the modes in alternating blocks; p50 is the median of block p50s, p99 is pooled."""
+    """Run the modes in interleaved blocks (order flipped each round); p50 = median of block p50s."""
     per_block = max(1, total // blocks)
     samples: dict[str, list[int]] = {mode: [] for mode in calls}
     block_p50s: dict[str, list[float]] = {mode: [] for mode in calls}
     elapsed: dict[str, int] = dict.fromkeys(calls, 0)
-    for _ in range(blocks):
-        for mode, call in calls.items():
+    for round_ in range(blocks):
+        order = list(calls.items())
+        for mode, call in order if round_ % 2 == 0 else reversed(order):
             gc.collect()
             block, took = await runner(call, per_block)
             samples[mode].extend(block)
@@ -312,7 +332,7 @@ def print_latency(rows: list[LatencyRow], args: argparse.Namespace) -> None:
     """Print the latency table."""
     print(
         f"\n1. No-op pre_auth: {args.calls} calls per mode in {args.blocks} interleaved blocks "
-        f"(raw/host/raw/...), after {args.warmup} warm-up calls;\n"
+        f"(raw host, host raw, ...), after {args.warmup} warm-up calls;\n"
         "   p50 = median of block p50s, p99 = pooled; target host/raw p50 <= "
         f"{TARGET_RATIO:.2f}x"
     )
@@ -514,8 +534,16 @@ def print_header(args: argparse.Namespace) -> None:
     )
 
 
+def cancel_on_sigterm() -> None:
+    """Turn SIGTERM into cancelling the current task, so every cleanup still runs."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
     """Run the three parts and print their tables."""
+    cancel_on_sigterm()
     go_binary = args.go_binary.resolve() if args.go_binary else await build_go_plugin(workdir)
     testbed = PluginSpec(slug="bench-python", command=f"file://{TESTBED}")
     go = PluginSpec(slug="bench-go", command=f"file://{go_binary}")
@@ -542,8 +570,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("warning")
     print_header(args)
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="solstice-bench-") as workdir:
-        asyncio.run(bench(args, Path(workdir)))
+    try:
+        with tempfile.TemporaryDirectory(prefix="solstice-bench-") as workdir:
+            asyncio.run(bench(args, Path(workdir)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; every plugin was stopped", file=sys.stderr)
+        return 130
     print(f"\ntotal time: {time.perf_counter() - began:.0f} s")
     return 0
 

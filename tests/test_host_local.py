@@ -119,7 +119,8 @@ async def test_socket_directory_is_private(host: PluginHost) -> None:
     import stat
 
     await host.load(PluginSpec(slug="t", command=f"file://{TESTBED}"))
-    target = host._plugins["t"]._instance.target  # type: ignore[union-attr]
+    target = host.status("t").target
+    assert target is not None and target.startswith("unix:")
     directory = os.path.dirname(target.removeprefix("unix:"))
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     await host.unload("t")

@@ -174,3 +174,30 @@ async def test_remote_plugin_restarted_between_health_checks_is_configured_on_us
         answer = await host.client("ipf").pre_auth(pb.RequestContext(), request)
         assert answer.block.status == 403
         assert host.status("ipf").state == PluginState.HEALTHY
+
+
+async def test_loading_a_loaded_slug_replaces_it_and_clients_keep_working(host: PluginHost) -> None:
+    first = await host.load(PluginSpec(slug="t", command=f"file://{TESTBED}"))
+    client = host.client("t")
+    second = await host.load(PluginSpec(slug="t", command=f"file://{TESTBED}", config={"slow_ms": 1}))
+    assert second.pid != first.pid
+    assert first.pid is not None and not pid_alive(first.pid)
+    assert await _pid_of_answer(host, "t") == second.pid
+    answer = await client.pre_auth(pb.RequestContext(), pb.HttpRequest(path="/pid"))
+    assert answer.modify.set_headers[0].value == str(second.pid)
+
+
+async def test_concurrent_calls_to_a_restarted_remote_plugin_configure_it_once(standalone) -> None:
+    script = EXAMPLES / "ip-filter" / "plugin.py"
+    server = standalone(script)
+    spec = PluginSpec(slug="ipf", command=server.command, config={"deny": ["203.0.113.0/24"]})
+    request = pb.HttpRequest(remote_addr="203.0.113.5:1000")
+    async with PluginHost(fast_settings(plugin_health_interval=3600)) as host:
+        await host.load(spec)
+        server.stop(signal.SIGKILL)
+        standalone(script, port=server.port)
+        client = host.client("ipf")
+        answers = await asyncio.gather(*(client.pre_auth(pb.RequestContext(), request) for _ in range(16)))
+        assert {a.block.status for a in answers} == {403}
+        instance = host._plugins["ipf"]._instance
+        assert instance is not None and instance.config_generation == 1

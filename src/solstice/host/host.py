@@ -28,6 +28,7 @@ class HookClient:
 
     async def _run(self, hook: str, *args: Any) -> Any:
         instance = self._supervisor.acquire(hook)
+        generation = instance.config_generation
         try:
             call = getattr(instance.client, hook)
             try:
@@ -36,7 +37,7 @@ class HookClient:
                 if exc.code != NOT_CONFIGURED:
                     raise
                 # A grpc:// plugin restarted behind the same address has lost its config.
-                await instance.client.configure(instance.spec.config, instance.client.timeout)
+                await instance.reconfigure(generation)
                 return await call(*args)
         finally:
             instance.release()
@@ -93,9 +94,12 @@ class PluginHost:
             raise PluginNotLoadedError(f"no plugin is loaded with slug {slug!r}") from None
 
     async def load(self, spec: PluginSpec) -> PluginStatus:
-        """Start a plugin; it stays registered (state failed) when the start fails."""
+        """Start a plugin; it stays registered (state failed) when the start fails.
+
+        Loading a slug that is already loaded replaces it like reload(), so clients keep working.
+        """
         if spec.slug in self._plugins:
-            await self.unload(spec.slug)
+            return await self.reload(spec.slug, spec)
         supervisor = PluginSupervisor(spec, self.settings)
         self._plugins[spec.slug] = supervisor
         await supervisor.start()

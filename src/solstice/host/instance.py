@@ -50,6 +50,9 @@ class PluginInstance:
         self.info = pb.PluginInfo()
         self.started_at = time.time()
         self.inflight = 0
+        # Bumped by each Configure, so concurrent callers reconfigure a plugin only once.
+        self.config_generation = 0
+        self._configure_lock = asyncio.Lock()
         self._draining = False
         self._idle = asyncio.Event()
         self._stdio: asyncio.Task[None] | None = None
@@ -60,11 +63,18 @@ class PluginInstance:
         if self._draining and self.inflight == 0:
             self._idle.set()
 
+    async def reconfigure(self, seen_generation: int) -> None:
+        """Send the config again, unless another caller did since `seen_generation`."""
+        async with self._configure_lock:
+            if self.config_generation == seen_generation:
+                await self.client.configure(self.spec.config, self.client.timeout)
+                self.config_generation += 1
+
     async def initialize(self, settings: Settings, timeout: float) -> None:
         """Check health, open the stdio stream (local), read info and send the config."""
         deadline = time.monotonic() + timeout
         delay = 0.02
-        while (problem := await self.client.check_health(settings.plugin_health_timeout)) is not None:
+        while (problem := await self._check_before(deadline, settings.plugin_health_timeout)) is not None:
             if self.process is not None and self.process.returncode is not None:
                 tail = " | ".join(self.process.output.tail()[-5:]) or "(no output)"
                 raise PluginExitedError(
@@ -85,6 +95,9 @@ class PluginInstance:
                 raise PluginConfigError(f"plugin {self.spec.slug} rejected its config: {exc}") from None
             raise PluginUnreachableError(str(exc)) from None
 
+    async def _check_before(self, deadline: float, timeout: float) -> str | None:
+        return await self.client.check_health(max(min(timeout, deadline - time.monotonic()), 0.05))
+
     def _unreachable_message(self, detail: str, timeout: float) -> str:
         if self.process is None:
             return (
@@ -99,7 +112,7 @@ class PluginInstance:
         # go-plugin plugins block once 64 KiB of output is unread, so keep reading.
         stub = gp_grpc.GRPCStdioStub(self.channel)
         names = {gp.StdioData.STDOUT: "stdout", gp.StdioData.STDERR: "stderr"}
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+        with contextlib.suppress(grpc.aio.AioRpcError):
             async for chunk in stub.StreamStdio(gp.Empty()):
                 output.feed(names.get(chunk.channel, "stderr"), chunk.data)
 

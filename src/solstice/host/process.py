@@ -209,7 +209,7 @@ class LocalProcess:
         if channel is not None:
             stub = gp_grpc.GRPCControllerStub(channel)
             # A Go plugin stops its server before answering: UNAVAILABLE means it is exiting.
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            with contextlib.suppress(grpc.aio.AioRpcError):
                 await stub.Shutdown(gp.Empty(), timeout=_SHUTDOWN_RPC_TIMEOUT_S)
         else:
             with contextlib.suppress(ProcessLookupError):

@@ -42,6 +42,8 @@ class PluginStatus:
 
     slug: str
     command: str
+    # The gRPC address being called: unix:/path for local plugins, host:port for remote ones.
+    target: str | None
     state: PluginState
     last_error: str | None
     restarts: int
@@ -145,6 +147,7 @@ class PluginSupervisor:
         return PluginStatus(
             slug=self.spec.slug,
             command=self.spec.command,
+            target=instance.target if instance else None,
             state=self.state,
             last_error=self.last_error,
             restarts=self.restarts,
