@@ -66,7 +66,10 @@ async def test_go_plugin_rejects_bad_config(host: PluginHost, go_plugin) -> None
         await host.load(
             PluginSpec(slug="guard", command=f"file://{go_plugin}", config={"max_body_bytes": -1})
         )
-    assert "max_body_bytes must be >= 0" in str(info.value)
+    assert str(info.value) == (
+        "config of plugin guard does not match the plugin's schema at /max_body_bytes: "
+        "-1 is less than the minimum of 0"
+    )
     assert host.status("guard").state == PluginState.FAILED
 
 
@@ -169,3 +172,17 @@ async def test_go_plugin_hclog_lines_are_parsed(host: PluginHost, go_plugin) -> 
     assert address["plugin"] == "go"
     assert address["log_level"] == "debug"
     assert address["network"] == "unix"
+
+
+async def test_checksum_is_verified_before_start(host: PluginHost, tmp_path) -> None:
+    import hashlib
+
+    from solstice.host import PluginStartError
+
+    digest = hashlib.sha256(TESTBED.read_bytes()).hexdigest()
+    ok = await host.load(PluginSpec(slug="c", command=f"file://{TESTBED}", checksum=f"sha256:{digest}"))
+    assert ok.state == PluginState.HEALTHY
+    wrong = "0" * 64
+    with pytest.raises(PluginStartError) as info:
+        await host.load(PluginSpec(slug="d", command=f"file://{TESTBED}", checksum=wrong))
+    assert f"has sha256 {digest}, but the plugin expects {wrong}" in str(info.value)

@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `solstice serve` binds.")
     port: int = Field(3000, ge=1, le=65535, description="Port of the API and gateway.")
     data_dir: Path = Field(Path("./data"), description="Where the embedded database and state live.")
+    database_url: str = Field(
+        "", description="postgresql://user:pass@host/db to share a database; empty: SQLite in data_dir."
+    )
+    admin_token: str = Field("", description="An admin API token accepted in addition to stored tokens.")
+    reconcile_interval: float = Field(
+        10.0, gt=0, description="Seconds between checks of the database for plugin changes by other servers."
+    )
+    plugin_load_concurrency: int = Field(8, ge=1, description="Plugins started at once at server start.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 
@@ -61,7 +69,7 @@ class SettingsError(ValueError):
     """An environment variable holds a value Solstice cannot use."""
 
 
-_SECRET_HINTS = ("token", "password", "secret", "key")
+_SECRET_HINTS = ("token", "password", "secret", "key", "database_url")
 
 
 def _describe(exc: ValidationError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -27,20 +28,28 @@ class HookClient:
         return self._supervisor.spec.slug
 
     async def _run(self, hook: str, *args: Any) -> Any:
-        instance = self._supervisor.acquire(hook)
-        generation = instance.config_generation
+        supervisor = self._supervisor
+        started = time.perf_counter()
         try:
-            call = getattr(instance.client, hook)
+            instance = supervisor.acquire(hook)
+            generation = instance.config_generation
             try:
-                return await call(*args)
-            except PluginCallError as exc:
-                if exc.code != NOT_CONFIGURED:
-                    raise
-                # A grpc:// plugin restarted behind the same address has lost its config.
-                await instance.reconfigure(generation)
-                return await call(*args)
+                call = getattr(instance.client, hook)
+                try:
+                    return await call(*args)
+                except PluginCallError as exc:
+                    if exc.code != NOT_CONFIGURED:
+                        raise
+                    # A grpc:// plugin restarted behind the same address has lost its config.
+                    await instance.reconfigure(generation)
+                    return await call(*args)
+            finally:
+                instance.release()
+        except PluginCallError as exc:
+            supervisor.count_error(hook, exc.code)
+            raise
         finally:
-            instance.release()
+            supervisor.observe(hook, time.perf_counter() - started)
 
     async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
         """Run the plugin's pre_auth hook."""

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import time
 
 import grpc
+import jsonschema
 
 from solstice.commands import GrpcCommand
 from solstice.host.client import PluginClient
@@ -14,10 +18,11 @@ from solstice.host.errors import (
     PluginCallError,
     PluginConfigError,
     PluginExitedError,
+    PluginStartError,
     PluginUnreachableError,
 )
 from solstice.host.output import PluginOutput
-from solstice.host.process import LocalProcess
+from solstice.host.process import LocalProcess, check_executable
 from solstice.host.spec import PluginSpec
 from solstice.protocol import gp, gp_grpc, pb
 from solstice.protocol.transport import GRPC_OPTIONS
@@ -89,6 +94,7 @@ class PluginInstance:
             self._stdio = asyncio.create_task(self._stream_stdio(self.process.output))
         try:
             self.info = await self.client.get_info(_INFO_TIMEOUT_S)
+            check_config(self.spec, self.info.config_schema_json)
             await self.client.configure(self.spec.config, _INFO_TIMEOUT_S)
         except PluginCallError as exc:
             if exc.code == "INVALID_ARGUMENT":
@@ -129,10 +135,52 @@ class PluginInstance:
         await self.channel.close()
 
 
+def check_config(spec: PluginSpec, schema_json: str) -> None:
+    """Raise PluginConfigError when the config does not match the schema the plugin reports."""
+    if not schema_json:
+        return
+    try:
+        schema = json.loads(schema_json)
+        validator = jsonschema.Draft202012Validator(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(dict(spec.config)))
+    except (ValueError, jsonschema.exceptions.SchemaError) as exc:
+        raise PluginConfigError(f"plugin {spec.slug} reports an unusable config schema: {exc}") from None
+    if error is not None:
+        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        raise PluginConfigError(
+            f"config of plugin {spec.slug} does not match the plugin's schema at {where}: {error.message}"
+        )
+
+
+async def verify_checksum(path: str, expected: str) -> None:
+    """Raise a start error when the file's SHA-256 differs from `expected`."""
+    wanted = expected.lower().removeprefix("sha256:")
+
+    def digest() -> str:
+        sha = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    try:
+        actual = await asyncio.to_thread(digest)
+    except OSError as exc:
+        raise PluginStartError(f"cannot read {path} to verify its checksum: {exc.strerror or exc}") from None
+    if not hmac.compare_digest(actual, wanted):
+        raise PluginStartError(
+            f"checksum mismatch: {path} has sha256 {actual}, but the plugin expects {wanted}; "
+            "update the plugin's checksum or restore the file"
+        )
+
+
 async def start_local(
     spec: PluginSpec, path: str, settings: Settings, output: PluginOutput
 ) -> PluginInstance:
     """Start a file:// plugin, handshake, connect and configure it."""
+    check_executable(path)
+    if spec.checksum:
+        await verify_checksum(path, spec.checksum)
     process = LocalProcess(path, output)
     base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))
     handshake = await process.start(base_env, settings.plugin_handshake_timeout)

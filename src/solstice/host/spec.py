@@ -18,3 +18,5 @@ class PluginSpec:
     env: tuple[str, ...] = ()
     # Deadline of one hook call; None means the host's default.
     timeout_ms: int | None = None
+    # SHA-256 (hex) a file:// executable must have; checked before every start.
+    checksum: str | None = None

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
+from prometheus_client import Histogram
 
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
 from solstice.host.errors import PluginCallError, PluginError, PluginStartError
 from solstice.host.instance import PluginInstance, connect_remote, start_local
 from solstice.host.output import PluginOutput
 from solstice.host.spec import PluginSpec
+from solstice.metrics import HOOK_DURATION, HOOK_ERRORS, HOOK_TIMEOUTS, PLUGIN_RESTARTS, PLUGIN_START_FAILURES
 from solstice.protocol import pb
 from solstice.settings import Settings
 
@@ -72,6 +74,7 @@ class PluginSupervisor:
         self._health_task: asyncio.Task[None] | None = None
         self._crash_streak = 0
         self._stopped = True
+        self._durations: dict[str, Histogram] = {}
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -89,6 +92,19 @@ class PluginSupervisor:
         instance.inflight += 1
         return instance
 
+    def observe(self, hook: str, seconds: float) -> None:
+        """Record the duration of one hook call."""
+        child = self._durations.get(hook)
+        if child is None:
+            child = self._durations[hook] = HOOK_DURATION.labels(self.spec.slug, hook)
+        child.observe(seconds)
+
+    def count_error(self, hook: str, code: str) -> None:
+        """Record one failed hook call."""
+        HOOK_ERRORS.labels(self.spec.slug, hook, code).inc()
+        if code == "DEADLINE_EXCEEDED":
+            HOOK_TIMEOUTS.labels(self.spec.slug, hook).inc()
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -99,6 +115,7 @@ class PluginSupervisor:
             try:
                 instance = await self._launch(self.spec)
             except PluginError as exc:
+                PLUGIN_START_FAILURES.labels(self.spec.slug).inc()
                 self._fail(str(exc))
                 raise
             self._activate(instance)
@@ -117,6 +134,7 @@ class PluginSupervisor:
             try:
                 instance = await self._launch(new_spec)
             except PluginError as exc:
+                PLUGIN_START_FAILURES.labels(self.spec.slug).inc()
                 if self._instance is None:
                     self._fail(str(exc))
                 raise
@@ -229,12 +247,14 @@ class PluginSupervisor:
                     instance = await self._launch(self.spec)
                 except PluginError as exc:
                     failures += 1
+                    PLUGIN_START_FAILURES.labels(self.spec.slug).inc()
                     self.last_error = str(exc)
                     if failures >= self.settings.plugin_max_start_failures:
                         self._fail(f"gave up after {failures} failed restarts: {exc}")
                         return
                     continue
                 self.restarts += 1
+                PLUGIN_RESTARTS.labels(self.spec.slug).inc()
                 self._activate(instance)
                 return
 

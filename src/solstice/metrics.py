@@ -1,0 +1,62 @@
+"""Prometheus metrics, each defined once; /metrics renders the default registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+# Hook calls are sub-millisecond to seconds: buckets from 100 µs to 10 s.
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    10,
+)
+
+HOOK_DURATION = Histogram(
+    "solstice_plugin_hook_duration_seconds",
+    "Duration of plugin hook calls, errors included.",
+    ["plugin", "hook"],
+    buckets=_LATENCY_BUCKETS,
+)
+HOOK_ERRORS = Counter(
+    "solstice_plugin_hook_errors_total",
+    "Plugin hook calls that failed, by gRPC status code.",
+    ["plugin", "hook", "code"],
+)
+HOOK_TIMEOUTS = Counter(
+    "solstice_plugin_hook_timeouts_total",
+    "Plugin hook calls that exceeded the plugin's deadline.",
+    ["plugin", "hook"],
+)
+PLUGIN_RESTARTS = Counter(
+    "solstice_plugin_restarts_total",
+    "Automatic restarts of crashed or hung local plugins.",
+    ["plugin"],
+)
+PLUGIN_START_FAILURES = Counter(
+    "solstice_plugin_start_failures_total",
+    "Plugin starts (load, reload or restart) that failed.",
+    ["plugin"],
+)
+HTTP_REQUESTS = Counter(
+    "solstice_http_requests_total",
+    "HTTP requests served, by route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "solstice_http_request_duration_seconds",
+    "Duration of HTTP requests, by route template.",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS,
+)

@@ -1,0 +1,1 @@
+"""Persistence: database models, migrations and repositories (no HTTP here)."""

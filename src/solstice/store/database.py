@@ -1,0 +1,83 @@
+"""The database engine: SQLite embedded by default, PostgreSQL for several servers; migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from solstice.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant works; it only has to be the same in every Solstice server sharing a database.
+_MIGRATION_LOCK_ID = 5_317_001
+_ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used as configured."""
+
+
+def database_url(settings: Settings) -> str:
+    """The SQLAlchemy async URL: SOLSTICE_DATABASE_URL, else SQLite in the data directory."""
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        if url.drivername in _ASYNC_DRIVERS:
+            url = url.set(drivername=_ASYNC_DRIVERS[url.drivername])
+        if url.get_backend_name() not in ("postgresql", "sqlite"):
+            raise DatabaseError(
+                f"SOLSTICE_DATABASE_URL uses {url.get_backend_name()!r}; use postgresql://… or sqlite:///…"
+            )
+        return url.render_as_string(hide_password=False)
+    path = settings.data_dir / "solstice.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed during a write; busy_timeout makes writers queue instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An async engine for the configured database; creates the SQLite directory if needed."""
+    url = database_url(settings)
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    """Sessions that keep loaded rows usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Several servers may start at once against one database: migrate one at a time.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest migration."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
