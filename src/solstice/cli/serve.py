@@ -1,16 +1,16 @@
-"""`solstice serve`: start the host and its plugins, run until SIGINT/SIGTERM, stop cleanly."""
+"""`solstice serve`: the control plane (API, store, host) until SIGINT/SIGTERM, then a clean stop."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import signal
 import sys
 
 import structlog
+import uvicorn
 
+from solstice.api.app import create_app
 from solstice.commands import CommandError, parse_command
-from solstice.host import PluginError, PluginHost, PluginSpec
+from solstice.host import PluginSpec
 from solstice.logs import configure_logging
 from solstice.settings import SettingsError, get_settings
 
@@ -34,26 +34,6 @@ def parse_plugin_option(value: str) -> PluginSpec:
     return PluginSpec(slug=slug, command=command)
 
 
-async def _serve(specs: list[PluginSpec]) -> int:
-    settings = get_settings()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with PluginHost(settings) as host:
-        results = await asyncio.gather(*(host.load(spec) for spec in specs), return_exceptions=True)
-        for spec, result in zip(specs, results, strict=True):
-            if isinstance(result, PluginError):
-                log.error("plugin did not start", plugin=spec.slug, error=str(result))
-            elif isinstance(result, BaseException):
-                raise result
-        log.info("solstice is running; press Ctrl-C to stop", plugins=[s.slug for s in specs])
-        await stop.wait()
-        log.info("stopping plugins")
-    log.info("stopped")
-    return 0
-
-
 def run_serve(plugin_options: list[str]) -> int:
     """Run `solstice serve` to completion and return the exit status."""
     try:
@@ -67,4 +47,18 @@ def run_serve(plugin_options: list[str]) -> int:
     except CommandError as exc:
         log.error("bad --plugin value", error=str(exc))
         return 2
-    return asyncio.run(_serve(specs))
+    app = create_app(settings, specs)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    log.info("starting solstice", url=f"http://{settings.host}:{settings.port}")
+    server.run()
+    # uvicorn handles SIGINT/SIGTERM: it drains requests and runs the shutdown that stops plugins.
+    return 0 if server.started else 1

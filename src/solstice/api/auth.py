@@ -1,0 +1,64 @@
+"""Bearer-token authentication and scope checks for /api/v1."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+
+from solstice.api.problems import Problem
+from solstice.store.tokens import find_token, touch_token
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="solstice"'}
+# last_used_at is written at most this often per token, so reads stay reads.
+_TOUCH_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a name for the audit log and a scope."""
+
+    name: str
+    scope: str
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller of this request, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "missing bearer token; send 'Authorization: Bearer <token>'", _CHALLENGE)
+    state = request.app.state
+    configured = state.settings.admin_token
+    if configured and hmac.compare_digest(token.encode(), configured.encode()):
+        return Principal("SOLSTICE_ADMIN_TOKEN", "admin")
+    async with state.sessions() as session:
+        row = await find_token(session, token)
+        if row is None:
+            raise Problem(
+                401,
+                "the bearer token is invalid or revoked; create one with `solstice tokens create`",
+                _CHALLENGE,
+            )
+        touched: dict[int, float] = state.token_touches
+        now = time.monotonic()
+        if now - touched.get(row.id, 0.0) > _TOUCH_EVERY_S:
+            touched[row.id] = now
+            await touch_token(session, row.id)
+            await session.commit()
+        return Principal(f"token:{row.name}#{row.id}", row.scope)
+
+
+async def require_read(principal: Principal = Depends(authenticate)) -> Principal:
+    """Any valid token."""
+    return principal
+
+
+async def require_admin(principal: Principal = Depends(authenticate)) -> Principal:
+    """A token with the admin scope, or 403."""
+    if principal.scope != "admin":
+        raise Problem(403, f"this token has scope {principal.scope!r}; changes need an admin token")
+    return principal

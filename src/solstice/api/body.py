@@ -1,0 +1,47 @@
+"""Reads a JSON request body whatever its Content-Type says.
+
+The reference page's curl examples send JSON with `-d` and no Content-Type header, so
+curl labels it application/x-www-form-urlencoded; the body is JSON all the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from solstice.api.problems import Problem
+
+MAX_BODY_BYTES = 1 << 20
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a 400/413/422 problem."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise Problem(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not raw.strip():
+        raise Problem(422, "request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Problem(422, f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def documented(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that parses its body with json_object()."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    }

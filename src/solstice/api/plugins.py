@@ -1,0 +1,260 @@
+"""/api/v1/plugins: create, list, read, change, delete, reload and health of plugins."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from solstice.api.auth import Principal, require_admin, require_read
+from solstice.api.body import documented, json_object
+from solstice.api.schemas import (
+    RESERVED_SLUGS,
+    HealthReport,
+    HealthSummary,
+    PluginCreate,
+    PluginFields,
+    PluginHealth,
+    PluginOut,
+    PluginPage,
+)
+from solstice.commands import CommandError, OciCommand, parse_command
+from solstice.control.errors import InvalidError, RefusedError
+from solstice.control.manager import PluginManager
+from solstice.control.specs import default_failure_policy, live_status
+from solstice.host import PluginNotLoadedError
+from solstice.store.models import PluginRow
+from solstice.store.plugins import PluginFilter, list_plugins, slug_taken
+
+router = APIRouter(prefix="/api/v1/plugins", tags=["plugins"])
+
+
+def _manager(request: Request) -> PluginManager:
+    return request.app.state.manager
+
+
+def render(row: PluginRow, manager: PluginManager) -> PluginOut:
+    """The API view of a stored plugin, with its live status."""
+    status, error = live_status(row, manager.host)
+    hook_types = list(row.hook_types or ([row.hook_type] if row.hook_type else []))
+    return PluginOut(
+        id=row.id,
+        name=row.name,
+        slug=row.slug,
+        description=row.description or "",
+        command=row.command,
+        oci_reference=row.oci_reference,
+        hook_type=row.hook_type,
+        hook_types=hook_types,
+        plugin_type=row.plugin_type,
+        is_active=row.is_active,
+        config=dict(row.config or {}),
+        namespace=row.namespace or "",
+        checksum=row.checksum,
+        timeout_ms=row.timeout_ms,
+        failure_policy=row.failure_policy or default_failure_policy(row.hook_type),
+        env=list(row.env or []),
+        status=status,
+        last_error=error,
+        warnings=list(row.warnings or []),
+        digest=row.digest,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _check_command(command: str, oci_reference: str | None) -> None:
+    try:
+        parsed = parse_command(command)
+    except CommandError as exc:
+        raise RefusedError(str(exc)) from None
+    if oci_reference:
+        if not isinstance(parsed, OciCommand):
+            raise InvalidError(f"oci_reference is set but command {command!r} is not an oci:// command")
+        if parsed.reference != oci_reference.removeprefix("oci://"):
+            raise InvalidError(
+                f"oci_reference {oci_reference!r} does not match command {command!r}; "
+                "give the same image in both"
+            )
+
+
+def _normalise_hooks(hook_type: str | None, hook_types: list[str] | None) -> tuple[str, list[str]]:
+    """hook_type is the primary hook and always one of hook_types."""
+    types = list(hook_types or [])
+    primary = hook_type or types[0]
+    if primary not in types:
+        types.insert(0, primary)
+    return primary, types
+
+
+def slugify(name: str) -> str:
+    """A slug derived from a plugin name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:90].strip("-")
+    return slug if slug and slug not in RESERVED_SLUGS else f"plugin-{slug}".strip("-")
+
+
+async def _free_slug(manager: PluginManager, name: str) -> str:
+    base = slugify(name)
+    async with manager.sessions() as session:
+        candidate, n = base, 1
+        while await slug_taken(session, candidate):
+            n += 1
+            candidate = f"{base}-{n}"
+    return candidate
+
+
+@router.post("", status_code=201, response_model=PluginOut, openapi_extra=documented(PluginCreate))
+async def create_plugin(request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
+    """Register a plugin; an active one is started (a failed start is stored with its error)."""
+    body = PluginCreate.model_validate(await json_object(request))
+    manager = _manager(request)
+    _check_command(body.command, body.oci_reference)
+    values: dict[str, Any] = body.model_dump(exclude_none=True)
+    values["hook_type"], values["hook_types"] = _normalise_hooks(body.hook_type, body.hook_types)
+    values["slug"] = body.slug or await _free_slug(manager, body.name)
+    values.setdefault("is_active", True)
+    row = await manager.create(values, principal.name)
+    return render(row, manager)
+
+
+@router.get("", response_model=PluginPage)
+async def list_all(
+    request: Request,
+    hook_type: str | None = None,
+    is_active: bool | None = None,
+    namespace: str | None = None,
+    plugin_type: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(require_read),
+) -> PluginPage:
+    """Plugins, filtered and paginated; `total` counts every match."""
+    manager = _manager(request)
+    where = PluginFilter(
+        hook_type=hook_type, is_active=is_active, namespace=namespace, plugin_type=plugin_type
+    )
+    async with manager.sessions() as session:
+        rows, total = await list_plugins(session, where, limit, offset)
+    return PluginPage(data=[render(r, manager) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def _health(row: PluginRow, manager: PluginManager) -> PluginHealth:
+    status, error = live_status(row, manager.host)
+    try:
+        live = manager.host.status(row.slug) if row.is_active else None
+    except PluginNotLoadedError:
+        live = None
+    return PluginHealth(
+        id=row.id,
+        slug=row.slug,
+        status=status,
+        last_check_at=_timestamp(live.last_check_at) if live else None,
+        last_check_latency_ms=live.last_check_latency_ms if live else None,
+        restarts=live.restarts if live else 0,
+        uptime_s=live.uptime_s if live else None,
+        pid=live.pid if live else None,
+        digest=row.digest,
+        last_error=error,
+    )
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+@router.get("/health", response_model=HealthReport)
+async def health_all(request: Request, principal: Principal = Depends(require_read)) -> HealthReport:
+    """Health of every plugin and a count by status."""
+    manager = _manager(request)
+    async with manager.sessions() as session:
+        rows, total = await list_plugins(session, PluginFilter(), limit=1_000_000, offset=0)
+    plugins = [_health(row, manager) for row in rows]
+    summary = HealthSummary(total=total, by_status=dict(Counter(p.status for p in plugins)))
+    return HealthReport(plugins=plugins, summary=summary)
+
+
+@router.get("/{ref}", response_model=PluginOut)
+async def get_one(ref: str, request: Request, principal: Principal = Depends(require_read)) -> PluginOut:
+    """One plugin, by numeric id or slug."""
+    manager = _manager(request)
+    return render(await manager.get(ref), manager)
+
+
+# What PUT stores for optional fields a client leaves out.
+_PUT_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "plugin_type": "gateway",
+    "is_active": True,
+    "config": {},
+    "namespace": "",
+    "timeout_ms": 1000,
+    "env": [],
+}
+_NULLABLE = frozenset({"oci_reference", "checksum", "failure_policy"})
+
+
+async def _change(request: Request, ref: str, principal: Principal, replace: bool) -> PluginOut:
+    manager = _manager(request)
+    data = await json_object(request)
+    current = await manager.get(ref)
+    if replace:
+        full = PluginCreate.model_validate(data)
+        changes: dict[str, Any] = full.model_dump()
+        for key, default in _PUT_DEFAULTS.items():
+            if changes[key] is None:
+                changes[key] = default
+        changes["slug"] = full.slug or current.slug
+    else:
+        changes = PluginFields.model_validate(data).model_dump(exclude_unset=True)
+        nulls = sorted(k for k, v in changes.items() if v is None and k not in _NULLABLE)
+        if nulls:
+            raise InvalidError(f"{nulls[0]} cannot be null; leave it out to keep its value")
+    _check_command(
+        changes.get("command", current.command), changes.get("oci_reference", current.oci_reference)
+    )
+    if "hook_type" in changes or "hook_types" in changes:
+        hook_types = changes.get("hook_types") or current.hook_types
+        hook_type = changes.get("hook_type") or (
+            hook_types[0] if "hook_types" in changes else current.hook_type
+        )
+        changes["hook_type"], changes["hook_types"] = _normalise_hooks(hook_type, hook_types)
+    row = await manager.update(ref, changes, principal.name)
+    return render(row, manager)
+
+
+@router.patch("/{ref}", response_model=PluginOut, openapi_extra=documented(PluginFields))
+async def patch_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
+    """Change some fields of a plugin; a running plugin is reloaded when its runtime settings change."""
+    return await _change(request, ref, principal, replace=False)
+
+
+@router.put("/{ref}", response_model=PluginOut, openapi_extra=documented(PluginCreate))
+async def put_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
+    """Replace a plugin's definition (the slug stays)."""
+    return await _change(request, ref, principal, replace=True)
+
+
+@router.delete("/{ref}", status_code=204, response_class=Response)
+async def delete_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
+    """Stop and remove a plugin."""
+    await _manager(request).delete(ref, principal.name)
+    return Response(status_code=204)
+
+
+@router.post("/{ref}/reload", response_model=PluginOut)
+async def reload_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
+    """Start a fresh instance and switch to it; 502 (old instance kept) when it fails."""
+    manager = _manager(request)
+    return render(await manager.reload(ref, principal.name), manager)
+
+
+@router.get("/{ref}/health", response_model=PluginHealth)
+async def health_one(
+    ref: str, request: Request, principal: Principal = Depends(require_read)
+) -> PluginHealth:
+    """Runtime health of one plugin."""
+    manager = _manager(request)
+    return _health(await manager.get(ref), manager)

@@ -1,0 +1,79 @@
+"""Errors as RFC 9457 problem details (application/problem+json), one sentence each."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from solstice.control.errors import ControlError
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error response with a status and a one-sentence detail."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def problem_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON response of a problem."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def describe_validation(errors: list[Any]) -> str:
+    """One sentence naming the first invalid field and why."""
+    if not errors:
+        return "the request is invalid"
+    error = errors[0]
+    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location)
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}; remove it (field names are case-sensitive)"
+    if kind == "missing":
+        return f"field {field!r} is required"
+    if not field or field in message:
+        return message
+    return f"{field}: {message[0].lower() + message[1:]}"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem response."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, exc.headers)
+
+    @app.exception_handler(ControlError)
+    async def _control(request: Request, exc: ControlError) -> JSONResponse:
+        return problem_response(exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(422, describe_validation(list(exc.errors())))
+
+    @app.exception_handler(ValidationError)
+    async def _validation(request: Request, exc: ValidationError) -> JSONResponse:
+        return problem_response(422, describe_validation(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}; see /openapi.json for the API"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(exc.status_code, detail, getattr(exc, "headers", None))

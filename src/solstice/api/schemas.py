@@ -1,0 +1,209 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from solstice.control.specs import HOOK_TYPES
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
+# Slugs that would collide with fixed routes under /api/v1/plugins/.
+RESERVED_SLUGS = frozenset({"health"})
+_VALID_HOOKS = ", ".join(HOOK_TYPES)
+
+
+def _check_hook(value: str) -> str:
+    if value not in HOOK_TYPES:
+        raise ValueError(f"hook type {value!r} is invalid; valid hook types: {_VALID_HOOKS}")
+    return value
+
+
+class PluginFields(BaseModel):
+    """Fields a client may write; every one optional (PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    slug: str | None = Field(None, pattern=SLUG_PATTERN)
+    description: str | None = Field(None, max_length=10_000)
+    command: str | None = Field(None, min_length=1, max_length=2048)
+    oci_reference: str | None = Field(None, max_length=2048)
+    hook_type: str | None = None
+    hook_types: list[str] | None = Field(None, max_length=len(HOOK_TYPES))
+    plugin_type: Literal["gateway", "data_collector"] | None = None
+    is_active: bool | None = None
+    config: dict[str, Any] | None = None
+    namespace: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")
+    checksum: str | None = None
+    timeout_ms: int | None = Field(None, ge=1, le=600_000)
+    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+    env: list[str] | None = Field(None, max_length=100)
+
+    @field_validator("hook_type")
+    @classmethod
+    def _hook_type(cls, value: str | None) -> str | None:
+        return None if value is None else _check_hook(value)
+
+    @field_validator("hook_types")
+    @classmethod
+    def _hook_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for hook in value:
+            _check_hook(hook)
+        if len(set(value)) != len(value):
+            raise ValueError("hook_types lists a hook twice; list each hook once")
+        return value
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value in RESERVED_SLUGS:
+            raise ValueError(f"slug {value!r} is reserved; choose another slug")
+        return value
+
+    @field_validator("checksum")
+    @classmethod
+    def _checksum(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _SHA256.match(value):
+            raise ValueError(
+                "checksum must be the file's SHA-256 as 64 hex digits, optionally prefixed sha256:"
+            )
+        return value.lower()
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"env entry {name!r} is not a variable name; list names like MY_API_KEY")
+            if name.upper().startswith("SOLSTICE_"):
+                raise ValueError(
+                    f"env entry {name!r} is one of Solstice's own settings and is never passed on"
+                )
+        return value
+
+
+class PluginCreate(PluginFields):
+    """Body of POST: name and command are required, the rest has defaults."""
+
+    name: str = Field(min_length=1, max_length=200)
+    command: str = Field(min_length=1, max_length=2048)
+
+    @model_validator(mode="after")
+    def _hooks_given(self) -> PluginCreate:
+        if self.hook_type is None and not self.hook_types:
+            raise ValueError(f"hook_type is required; valid hook types: {_VALID_HOOKS}")
+        return self
+
+
+class PluginOut(BaseModel):
+    """A plugin as the API returns it."""
+
+    id: int
+    name: str
+    slug: str
+    description: str
+    command: str
+    oci_reference: str | None
+    hook_type: str
+    hook_types: list[str]
+    plugin_type: str
+    is_active: bool
+    config: dict[str, Any]
+    namespace: str
+    checksum: str | None
+    timeout_ms: int
+    failure_policy: str
+    env: list[str]
+    status: str
+    last_error: str | None
+    warnings: list[str]
+    digest: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PluginPage(BaseModel):
+    """One page of the plugin list."""
+
+    data: list[PluginOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class PluginHealth(BaseModel):
+    """Runtime health of one plugin."""
+
+    id: int
+    slug: str
+    status: str
+    last_check_at: datetime | None
+    last_check_latency_ms: float | None
+    restarts: int
+    uptime_s: float | None
+    pid: int | None
+    digest: str | None
+    last_error: str | None
+
+
+class HealthSummary(BaseModel):
+    """Counts of plugins by status."""
+
+    total: int
+    by_status: dict[str, int]
+
+
+class HealthReport(BaseModel):
+    """Health of every plugin."""
+
+    plugins: list[PluginHealth]
+    summary: HealthSummary
+
+
+class TokenCreate(BaseModel):
+    """Body of POST /api/v1/tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    scope: Literal["admin", "read"] = "read"
+
+
+class TokenOut(BaseModel):
+    """A token without its secret."""
+
+    id: int
+    name: str
+    scope: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    """A new token, with its secret: shown this once."""
+
+    token: str
+
+
+class AuditEntry(BaseModel):
+    """One audit log entry."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    result: str
+    detail: str

@@ -1,0 +1,1 @@
+"""Applies the desired plugin state in the store to the running host."""

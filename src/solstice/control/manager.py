@@ -1,0 +1,289 @@
+"""The plugin manager: every plugin operation goes store first, then host, one plugin at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from solstice.control.errors import ConflictError, InvalidError, NotFoundError, StartFailedError
+from solstice.control.specs import hook_name, spec_for
+from solstice.host import PluginConfigError, PluginError, PluginHost, PluginNotLoadedError, PluginState
+from solstice.settings import Settings
+from solstice.store import audit
+from solstice.store.models import PluginRow
+from solstice.store.plugins import DuplicateSlugError, all_plugins, get_plugin, insert_plugin
+
+log = structlog.get_logger("solstice.control")
+
+# Fields whose change needs the running plugin replaced.
+RUNTIME_FIELDS = ("command", "config", "env", "timeout_ms", "checksum")
+# States in which an instance is (or soon again is) answering calls.
+_SERVING = (PluginState.HEALTHY, PluginState.UNHEALTHY)
+
+
+class PluginManager:
+    """Creates, changes, reloads and removes plugins, keeping store and host in step."""
+
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], host: PluginHost
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.host = host
+        self.ready = False
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Revision of each plugin this server last applied to its host.
+        self._applied: dict[str, int] = {}
+        self._reconciler: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every active plugin (bounded concurrency), then follow changes by other servers."""
+        await self.reconcile()
+        self.ready = True
+        self._reconciler = asyncio.create_task(self._reconcile_loop())
+
+    async def aclose(self) -> None:
+        """Stop following changes and stop every plugin."""
+        self.ready = False
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+        await self.host.aclose()
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def create(self, values: Mapping[str, Any], actor: str) -> PluginRow:
+        """Store a new plugin and start it when active; a failed start is stored, not raised."""
+        slug = values["slug"]
+        async with self._locks[slug]:
+            try:
+                async with self.sessions.begin() as session:
+                    row = await insert_plugin(session, values)
+                    await audit.record(session, actor, "plugin.create", slug, "ok")
+            except DuplicateSlugError:
+                await self._audit(actor, "plugin.create", slug, "refused", "duplicate slug")
+                raise ConflictError(
+                    f"a plugin with slug {slug!r} already exists; choose another slug or update that plugin"
+                ) from None
+            if row.is_active:
+                await self._apply(row)
+            return await self._fresh(row.id)
+
+    async def update(self, ref: str, changes: Mapping[str, Any], actor: str) -> PluginRow:
+        """Change a plugin; a serving plugin is only changed if the new settings start."""
+        row = await self.get(ref)
+        async with self._locks[row.slug]:
+            row = await self.get(ref)
+            if "slug" in changes and changes["slug"] != row.slug:
+                raise InvalidError(
+                    f"slug cannot be changed (from {row.slug!r} to {changes['slug']!r}); "
+                    "create a new plugin and delete this one"
+                )
+            changed = {k: v for k, v in changes.items() if getattr(row, k) != v}
+            runtime = any(k in RUNTIME_FIELDS for k in changed)
+            active = changed.get("is_active", row.is_active)
+            replaced = active and runtime and self._serving(row.slug)
+            if replaced:
+                candidate = PluginRow(**{**_columns(row), **changed})
+                await self._replace(candidate, actor, "plugin.update")
+            async with self.sessions.begin() as session:
+                stored = await session.get(PluginRow, row.id)
+                assert stored is not None
+                for key, value in changed.items():
+                    setattr(stored, key, value)
+                if runtime or "is_active" in changed:
+                    stored.revision += 1
+                await audit.record(
+                    session, actor, "plugin.update", row.slug, "ok", ", ".join(sorted(changed))
+                )
+            row = await self._fresh(row.id)
+            if replaced:
+                self._applied[row.slug] = row.revision
+                await self._record_status(row, *self._host_status(row.slug), self._hooks_seen(row))
+            elif not row.is_active:
+                await self._unload(row.slug)
+                self._applied[row.slug] = row.revision
+            elif self._applied.get(row.slug) != row.revision:
+                await self._apply(row)
+            return await self._fresh(row.id)
+
+    async def delete(self, ref: str, actor: str) -> None:
+        """Stop a plugin and remove it."""
+        row = await self.get(ref)
+        async with self._locks[row.slug]:
+            await self._unload(row.slug)
+            async with self.sessions.begin() as session:
+                stored = await session.get(PluginRow, row.id)
+                if stored is not None:
+                    await session.delete(stored)
+                await audit.record(session, actor, "plugin.delete", row.slug, "ok")
+            self._applied.pop(row.slug, None)
+        self._locks.pop(row.slug, None)
+
+    async def reload(self, ref: str, actor: str) -> PluginRow:
+        """Start a fresh instance and switch to it; on failure the old one keeps serving."""
+        row = await self.get(ref)
+        async with self._locks[row.slug]:
+            row = await self.get(ref)
+            if not row.is_active:
+                raise ConflictError(
+                    f"plugin {row.slug!r} is inactive; activate it with is_active: true instead of reloading"
+                )
+            async with self.sessions.begin() as session:
+                await session.execute(
+                    update(PluginRow)
+                    .where(PluginRow.id == row.id)
+                    .values(revision=PluginRow.revision + 1, updated_at=PluginRow.updated_at)
+                )
+            row = await self._fresh(row.id)
+            if self._serving(row.slug):
+                await self._replace(row, actor, "plugin.reload")
+                self._applied[row.slug] = row.revision
+                await self._record_status(row, *self._host_status(row.slug), self._hooks_seen(row))
+            else:
+                await self._apply(row)
+                status, error = self._host_status(row.slug)
+                if status == PluginState.FAILED.value:
+                    await self._audit(actor, "plugin.reload", row.slug, "failed", error or "")
+                    raise StartFailedError(f"plugin {row.slug!r} failed to start: {error}")
+            await self._audit(actor, "plugin.reload", row.slug, "ok")
+            return await self._fresh(row.id)
+
+    async def get(self, ref: str) -> PluginRow:
+        """A plugin by id or slug, or NotFoundError."""
+        async with self.sessions() as session:
+            row = await get_plugin(session, ref)
+        if row is None:
+            raise NotFoundError(f"no plugin with id or slug {ref!r}; list plugins with GET /api/v1/plugins")
+        return row
+
+    # -- reconcile -----------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Make the host match the store: load, reload and unload what changed elsewhere."""
+        async with self.sessions() as session:
+            rows = await all_plugins(session)
+        wanted = {row.slug: row for row in rows if row.is_active}
+        for status in self.host.statuses():
+            if status.slug not in wanted and not self._locks[status.slug].locked():
+                async with self._locks[status.slug]:
+                    await self._unload(status.slug)
+                    self._applied.pop(status.slug, None)
+        stale = [row for row in wanted.values() if self._applied.get(row.slug) != row.revision]
+        limit = asyncio.Semaphore(self.settings.plugin_load_concurrency)
+
+        async def bring_up(row: PluginRow) -> None:
+            async with limit, self._locks[row.slug]:
+                current = await self._fresh_or_none(row.id)
+                if current is None or not current.is_active:
+                    return
+                if self._applied.get(current.slug) != current.revision:
+                    await self._apply(current)
+
+        await asyncio.gather(*(bring_up(row) for row in stale))
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval)
+            try:
+                await self.reconcile()
+            except Exception:  # a database hiccup must not end reconciliation for good
+                log.exception("reconcile failed; retrying at the next interval")
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _serving(self, slug: str) -> bool:
+        try:
+            return self.host.status(slug).state in _SERVING
+        except PluginNotLoadedError:
+            return False
+
+    def _host_status(self, slug: str) -> tuple[str, str | None]:
+        try:
+            status = self.host.status(slug)
+        except PluginNotLoadedError:
+            return "stopped", None
+        return status.state.value, status.last_error
+
+    async def _apply(self, row: PluginRow) -> None:
+        """Load or reload the plugin as stored and record the outcome; start errors are kept."""
+        spec = spec_for(row)
+        try:
+            await self.host.load(spec)
+        except PluginError as exc:
+            log.warning("plugin did not start", plugin=row.slug, error=str(exc))
+        self._applied[row.slug] = row.revision
+        status, error = self._host_status(row.slug)
+        await self._record_status(row, status, error, self._hooks_seen(row))
+
+    def _hooks_seen(self, row: PluginRow) -> dict[str, Any]:
+        """Hook fields learned from the running plugin: back-filled hooks and mismatch warnings."""
+        try:
+            info = self.host.status(row.slug).info
+        except PluginNotLoadedError:
+            return {}
+        if info is None or not info.hooks:
+            return {}
+        reported = [hook_name(h) for h in info.hooks]
+        if not row.hook_types:
+            return {"hook_type": reported[0], "hook_types": reported, "warnings": []}
+        missing = [h for h in row.hook_types if h not in reported]
+        warnings = [
+            f"plugin {row.slug} is registered for {hook} but reports only {', '.join(reported)}; "
+            f"{hook} calls will fail"
+            for hook in missing
+        ]
+        return {"warnings": warnings}
+
+    async def _replace(self, row: PluginRow, actor: str, action: str) -> None:
+        """Reload a serving plugin with `row`'s settings, or raise and keep the old instance."""
+        try:
+            await self.host.reload(row.slug, spec_for(row))
+        except PluginConfigError as exc:
+            await self._audit(actor, action, row.slug, "failed", str(exc))
+            raise InvalidError(f"{exc}; the running plugin is unchanged") from None
+        except PluginError as exc:
+            await self._audit(actor, action, row.slug, "failed", str(exc))
+            raise StartFailedError(f"{exc}; the previous instance keeps serving") from None
+
+    async def _unload(self, slug: str) -> None:
+        with contextlib.suppress(PluginNotLoadedError):
+            await self.host.unload(slug)
+
+    async def _record_status(
+        self, row: PluginRow, status: str, error: str | None, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(PluginRow)
+                .where(PluginRow.id == row.id)
+                .values(status=status, last_error=error, updated_at=PluginRow.updated_at, **(extra or {}))
+            )
+
+    async def _audit(self, actor: str, action: str, target: str, result: str, detail: str = "") -> None:
+        async with self.sessions.begin() as session:
+            await audit.record(session, actor, action, target, result, detail)
+
+    async def _fresh(self, plugin_id: int) -> PluginRow:
+        row = await self._fresh_or_none(plugin_id)
+        if row is None:
+            raise NotFoundError(f"plugin {plugin_id} was deleted meanwhile")
+        return row
+
+    async def _fresh_or_none(self, plugin_id: int) -> PluginRow | None:
+        async with self.sessions() as session:
+            return await session.get(PluginRow, plugin_id)
+
+
+def _columns(row: PluginRow) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in PluginRow.__table__.columns}
