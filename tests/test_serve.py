@@ -1,69 +1,75 @@
-"""`solstice serve` as a real process: clean start and stop, and no orphans when SIGKILLed."""
+"""`solstice serve` as a real process: start, restart with its data, clean stop, no orphans."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.conftest import EXAMPLES, TESTBED, child_pids, pid_alive
+from tests.conftest import EXAMPLES, TESTBED, pid_alive
+from tests.server import Server
 
 SOLSTICE = [sys.executable, "-m", "solstice"]
 
 
-def _start_serve(*plugins: str) -> subprocess.Popen[str]:
-    args = [*SOLSTICE, "serve"]
-    for plugin in plugins:
-        args += ["--plugin", plugin]
-    return subprocess.Popen(
-        args, stderr=subprocess.PIPE, text=True, env={**os.environ, "SOLSTICE_LOG_FORMAT": "json"}
-    )
-
-
-def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
-    assert proc.stderr is not None
-    lines = []
-    deadline = time.monotonic() + 60
+def _wait_plugins(server: Server, count: int, timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "solstice is running" in line:
-            return lines
-    proc.kill()
-    raise AssertionError(f"serve did not start: {''.join(lines)}")
+        pids = server.plugin_pids()
+        if len(pids) == count:
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} plugin processes, found {server.plugin_pids()}:\n{server.log()}")
 
 
-def test_serve_starts_plugins_and_stops_cleanly_on_sigterm(go_plugin: Path) -> None:
-    proc = _start_serve(f"file://{EXAMPLES / 'header-enricher' / 'plugin.py'}", f"guard=file://{go_plugin}")
+def test_serve_starts_plugins_and_stops_cleanly_on_sigterm(tmp_path: Path, go_plugin: Path) -> None:
+    enricher = f"file://{EXAMPLES / 'header-enricher' / 'plugin.py'}"
+    server = Server(tmp_path, plugins=(enricher, f"guard=file://{go_plugin}")).wait_ready()
     try:
-        lines = _wait_running(proc)
-        assert sum('"plugin started"' in line for line in lines) == 2
-        plugins = child_pids(proc.pid)
-        assert len(plugins) == 2
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        plugins = _wait_plugins(server, 2)
+        with server.client() as client:
+            listed = {p["slug"]: p for p in client.get("/api/v1/plugins").json()["data"]}
+        assert listed["header-enricher"]["status"] == "healthy"
+        # Hooks were learned from the plugin itself, since --plugin does not name them.
+        assert listed["header-enricher"]["hook_types"] == ["post_auth"]
+        assert listed["guard"]["hook_type"] == "pre_auth"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.log()
     assert not any(pid_alive(p) for p in plugins)
 
 
-def test_sigkill_of_the_host_leaves_no_plugin_process(go_plugin: Path) -> None:
-    proc = _start_serve(f"file://{TESTBED}", f"guard=file://{go_plugin}")
+def test_restart_keeps_plugins_and_starts_the_active_ones(tmp_path: Path) -> None:
+    server = Server(tmp_path).wait_ready()
+    with server.client() as client:
+        active = client.post("/api/v1/plugins", json={"name": "a", "command": f"file://{TESTBED}", "hook_type": "pre_auth"}).json()
+        idle = client.post(
+            "/api/v1/plugins",
+            json={"name": "b", "command": f"file://{TESTBED}", "hook_type": "pre_auth", "is_active": False},
+        ).json()
+    first = _wait_plugins(server, 1)
+    assert server.stop() == 0
+    again = Server(tmp_path).wait_ready()
     try:
-        _wait_running(proc)
-        plugins = child_pids(proc.pid)
-        assert len(plugins) == 2
-        proc.kill()
-        proc.wait(10)
+        second = _wait_plugins(again, 1)
+        assert second != first
+        with again.client() as client:
+            assert client.get(f"/api/v1/plugins/{active['id']}").json()["status"] == "healthy"
+            assert client.get(f"/api/v1/plugins/{idle['id']}").json()["status"] == "inactive"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        again.stop()
+
+
+def test_sigkill_of_the_host_leaves_no_plugin_process(tmp_path: Path, go_plugin: Path) -> None:
+    server = Server(tmp_path, plugins=(f"file://{TESTBED}", f"guard=file://{go_plugin}")).wait_ready()
+    try:
+        plugins = _wait_plugins(server, 2)
+    finally:
+        server.stop(signal.SIGKILL)
     deadline = time.monotonic() + 10
     while any(pid_alive(p) for p in plugins) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -73,24 +79,54 @@ def test_sigkill_of_the_host_leaves_no_plugin_process(go_plugin: Path) -> None:
     assert survivors == []
 
 
+def test_generated_admin_token_is_printed_once_and_only_its_hash_stored(tmp_path: Path) -> None:
+    server = Server(tmp_path, admin_token=None).wait_ready()
+    server.stop()
+    printed = [line for line in server.log().splitlines() if line.strip().startswith("SOLSTICE_TOKEN=")]
+    assert len(printed) == 1
+    token = printed[0].strip().removeprefix("SOLSTICE_TOKEN=")
+    assert token.startswith("sol_") and len(token) > 40
+    database = (tmp_path / "solstice.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("solstice.db-*"))
+    assert token.encode() not in database
+    stored = sqlite3.connect(tmp_path / "solstice.db").execute("SELECT scope FROM api_tokens").fetchall()
+    assert stored == [("admin",)]
+    again = Server(tmp_path, admin_token=None)
+    again.token = token
+    again.wait_ready()
+    try:
+        with again.client() as client:
+            assert client.get("/api/v1/plugins").status_code == 200
+    finally:
+        again.stop()
+    assert "SOLSTICE_TOKEN=" not in again.log(), "only the first start prints a token"
+
+
 def test_bad_plugin_option_is_refused() -> None:
-    done = subprocess.run(
-        [*SOLSTICE, "serve", "--plugin", "file://./x"], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([*SOLSTICE, "serve", "--plugin", "file://./x"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "file:///usr/local/bin/x" in done.stderr
 
 
+def test_duplicate_plugin_slugs_are_refused() -> None:
+    done = subprocess.run(
+        [*SOLSTICE, "serve", "--plugin", "file:///a/guard", "--plugin", "file:///b/guard"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "file:///a/guard" in done.stderr and "file:///b/guard" in done.stderr
+
+
 def test_failed_plugin_does_not_stop_serve(tmp_path: Path) -> None:
-    proc = _start_serve("file:///nonexistent/plugin")
+    server = Server(tmp_path, plugins=("file:///nonexistent/plugin",)).wait_ready()
     try:
-        lines = _wait_running(proc)
-        assert any("does not exist" in line for line in lines)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        with server.client() as client:
+            plugin = client.get("/api/v1/plugins/plugin").json()
+        assert plugin["status"] == "failed"
+        assert "does not exist" in plugin["last_error"]
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert server.stop(signal.SIGINT) == 0
 
 
 def test_bad_setting_is_one_line_and_exit_2() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import sys
+from collections.abc import Iterator
 
 import structlog
 import uvicorn
@@ -34,6 +37,20 @@ def parse_plugin_option(value: str) -> PluginSpec:
     return PluginSpec(slug=slug, command=command)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, except that a drained stop on SIGTERM or SIGINT exits with status 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signal after its shutdown, which makes the exit status -SIGTERM.
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def run_serve(plugin_options: list[str]) -> int:
     """Run `solstice serve` to completion and return the exit status."""
     try:
@@ -45,8 +62,17 @@ def run_serve(plugin_options: list[str]) -> int:
     try:
         specs = [parse_plugin_option(value) for value in plugin_options]
     except CommandError as exc:
-        log.error("bad --plugin value", error=str(exc))
+        sys.stderr.write(f"solstice: bad --plugin value: {exc}\n")
         return 2
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.slug in seen:
+            sys.stderr.write(
+                f"solstice: --plugin {seen[spec.slug]} and --plugin {spec.command} both get "
+                f"slug {spec.slug!r}; name one of them with SLUG=COMMAND\n"
+            )
+            return 2
+        seen[spec.slug] = spec.command
     app = create_app(settings, specs)
     config = uvicorn.Config(
         app,
@@ -57,7 +83,7 @@ def run_serve(plugin_options: list[str]) -> int:
         lifespan="on",
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info("starting solstice", url=f"http://{settings.host}:{settings.port}")
     server.run()
     # uvicorn handles SIGINT/SIGTERM: it drains requests and runs the shutdown that stops plugins.
