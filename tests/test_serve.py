@@ -119,10 +119,10 @@ def test_duplicate_plugin_slugs_are_refused() -> None:
 
 
 def test_failed_plugin_does_not_stop_serve(tmp_path: Path) -> None:
-    server = Server(tmp_path, plugins=("file:///nonexistent/plugin",)).wait_ready()
+    server = Server(tmp_path, plugins=("broken=file:///nonexistent/plugin",)).wait_ready()
     try:
         with server.client() as client:
-            plugin = client.get("/api/v1/plugins/plugin").json()
+            plugin = client.get("/api/v1/plugins/broken").json()
         assert plugin["status"] == "failed"
         assert "does not exist" in plugin["last_error"]
     finally:
