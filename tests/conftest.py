@@ -146,6 +146,11 @@ def child_pids(parent: int) -> list[int]:
     return found
 
 
+def new_children(before: list[int]) -> list[int]:
+    """Live children of this test process that were not in `before`."""
+    return [p for p in child_pids(os.getpid()) if p not in before and pid_alive(p)]
+
+
 async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> None:
     """Poll `predicate()` until it is true or fail after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout

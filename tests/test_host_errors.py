@@ -19,7 +19,7 @@ from solstice.host import (
     PluginUnreachableError,
     ProtocolMismatchError,
 )
-from tests.conftest import TESTBED, child_pids, fast_settings, pid_alive
+from tests.conftest import TESTBED, child_pids, fast_settings, new_children
 
 
 def _wrapper(tmp_path, mode: str) -> str:
@@ -71,11 +71,12 @@ async def test_exits_before_handshake_reports_code_and_stderr(host: PluginHost, 
 
 
 async def test_handshake_timeout_kills_the_process(tmp_path) -> None:
+    before = child_pids(os.getpid())
     async with PluginHost(fast_settings(plugin_handshake_timeout=1.0)) as host:
         with pytest.raises(HandshakeTimeoutError) as info:
             await host.load(PluginSpec(slug="p", command=_wrapper(tmp_path, "no-handshake")))
     assert "printed no handshake line within 1s" in str(info.value)
-    assert not [p for p in child_pids(os.getpid()) if pid_alive(p)]
+    assert new_children(before) == []
 
 
 async def test_wrong_protocol_version(host: PluginHost, tmp_path) -> None:

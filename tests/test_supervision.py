@@ -119,7 +119,7 @@ async def test_repeated_start_failures_end_in_failed(tmp_path) -> None:
         os.kill(first.pid, signal.SIGKILL)
         await wait_for(lambda: host.status("f").state == PluginState.FAILED, timeout=15)
         status = host.status("f")
-        assert "gave up after 3 failed restarts" in (status.last_error or "")
+        assert "gave up after 3 failed starts" in (status.last_error or "")
         assert "exited with code 7" in (status.last_error or "")
         assert "broken build" in (status.last_error or "")
         with pytest.raises(PluginCallError, match="plugin f is failed"):

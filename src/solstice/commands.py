@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -72,6 +73,11 @@ def parse_command(raw: str) -> Command:
     if scheme == "oci":
         if not rest:
             raise CommandError(f"command {raw!r} names no image; write oci://registry/repo:tag")
+        if "@" in rest.split("/", 1)[0]:
+            raise CommandError(
+                "oci:// commands must not carry credentials; remove the user:password@ part and set "
+                "OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
+            )
         return OciCommand(rest)
     raise CommandError(f"unknown command scheme {scheme!r} in {raw!r}; use file://, grpc:// or oci://")
 
@@ -86,6 +92,11 @@ def _parse_file(raw: str, rest: str) -> FileCommand:
     path = unquote(rest)
     if "\x00" in path:
         raise CommandError(f"command {raw!r} contains a NUL byte; remove it")
+    normal = "/" + posixpath.normpath(path).lstrip("/")
+    if normal != path.rstrip("/") or path.startswith("//"):
+        raise CommandError(
+            f"path in {raw!r} has '.' or '..' segments or repeated slashes; write file://{normal}"
+        )
     return FileCommand(path)
 
 
@@ -103,6 +114,6 @@ def _parse_grpc(raw: str, rest: str) -> GrpcCommand:
         raise CommandError(
             f"grpc:// command {raw!r} needs a host and a port, as in grpc://plugin-server:50051"
         )
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise CommandError(f"port {port_text!r} in {raw!r} is not a number from 1 to 65535")
     return GrpcCommand(host=host, port=int(port_text))

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     plugin_connect_timeout: float = Field(
         10.0, gt=0, description="Seconds to reach a grpc:// plugin when it is loaded."
     )
+    plugin_configure_timeout: float = Field(
+        10.0, gt=0, description="Seconds a plugin has to answer GetInfo and Configure when it starts."
+    )
     plugin_health_interval: float = Field(10.0, gt=0, description="Seconds between health checks.")
     plugin_health_timeout: float = Field(2.0, gt=0, description="Deadline of one health check.")
     plugin_restart_backoff: float = Field(0.5, gt=0, description="First restart delay, doubled each time.")

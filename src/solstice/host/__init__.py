@@ -10,6 +10,7 @@ from solstice.host.errors import (
     PluginNotLoadedError,
     PluginPermissionError,
     PluginStartError,
+    PluginStoppedError,
     PluginUnreachableError,
     ProtocolMismatchError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "PluginStartError",
     "PluginState",
     "PluginStatus",
+    "PluginStoppedError",
     "PluginUnreachableError",
     "ProtocolMismatchError",
 ]

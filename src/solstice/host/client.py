@@ -26,23 +26,23 @@ class PluginClient:
     def __init__(self, channel: grpc.aio.Channel, slug: str, timeout_ms: int) -> None:
         self.slug = slug
         self.timeout = timeout_ms / 1000
-        self._timeout_ms = timeout_ms
         self._stub = pb_grpc.PluginStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
 
-    def _error(self, hook: str, exc: grpc.aio.AioRpcError) -> PluginCallError:
+    def _error(self, hook: str, exc: grpc.aio.AioRpcError, timeout: float) -> PluginCallError:
         code = exc.code()
-        hint = _CODE_HINTS.get(code, "failed").format(timeout_ms=self._timeout_ms)
+        hint = _CODE_HINTS.get(code, "failed").format(timeout_ms=round(timeout * 1000))
         detail = exc.details() or code.name
         return PluginCallError(
             f"plugin {self.slug} {hint} during {hook}: {detail}", slug=self.slug, hook=hook, code=code.name
         )
 
     async def _call(self, hook: str, method: Any, request: Any, timeout: float | None = None) -> Any:
+        deadline = timeout or self.timeout
         try:
-            return await method(request, timeout=timeout or self.timeout)
+            return await method(request, timeout=deadline)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(hook, exc) from None
+            raise self._error(hook, exc, deadline) from None
 
     async def check_health(self, timeout: float) -> str | None:
         """None when the plugin reports SERVING for the go-plugin health service, else why not."""

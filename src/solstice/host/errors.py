@@ -39,6 +39,10 @@ class PluginConfigError(PluginStartError):
     """The plugin rejected its configuration."""
 
 
+class PluginStoppedError(PluginStartError):
+    """The plugin was stopped while it was starting, or while an operation waited."""
+
+
 class PluginNotLoadedError(PluginError):
     """No plugin is loaded under that slug."""
 

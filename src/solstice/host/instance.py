@@ -33,7 +33,6 @@ _RECONNECT_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
 ]
-_INFO_TIMEOUT_S = 5.0
 
 
 class PluginInstance:
@@ -93,13 +92,13 @@ class PluginInstance:
         if self.process is not None:
             self._stdio = asyncio.create_task(self._stream_stdio(self.process.output))
         try:
-            self.info = await self.client.get_info(_INFO_TIMEOUT_S)
+            self.info = await self.client.get_info(settings.plugin_configure_timeout)
             check_config(self.spec, self.info.config_schema_json)
-            await self.client.configure(self.spec.config, _INFO_TIMEOUT_S)
+            await self.client.configure(self.spec.config, settings.plugin_configure_timeout)
         except PluginCallError as exc:
             if exc.code == "INVALID_ARGUMENT":
                 raise PluginConfigError(f"plugin {self.spec.slug} rejected its config: {exc}") from None
-            raise PluginUnreachableError(str(exc)) from None
+            raise PluginStartError(str(exc)) from None
 
     async def _check_before(self, deadline: float, timeout: float) -> str | None:
         return await self.client.check_health(max(min(timeout, deadline - time.monotonic()), 0.05))
@@ -174,14 +173,12 @@ async def verify_checksum(path: str, expected: str) -> None:
         )
 
 
-async def start_local(
-    spec: PluginSpec, path: str, settings: Settings, output: PluginOutput
-) -> PluginInstance:
+async def start_local(spec: PluginSpec, path: str, settings: Settings) -> PluginInstance:
     """Start a file:// plugin, handshake, connect and configure it."""
     check_executable(path)
     if spec.checksum:
         await verify_checksum(path, spec.checksum)
-    process = LocalProcess(path, output)
+    process = LocalProcess(path, PluginOutput(spec.slug))
     base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))
     handshake = await process.start(base_env, settings.plugin_handshake_timeout)
     channel = grpc.aio.insecure_channel(handshake.target, options=GRPC_OPTIONS)

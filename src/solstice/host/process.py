@@ -7,8 +7,10 @@ import contextlib
 import functools
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import time
 from collections.abc import Mapping
 
 import grpc
@@ -41,7 +43,8 @@ _READ_SIZE = 64 * 1024
 _HANDSHAKE_LIMIT = 128 * 1024
 # Ports go-plugin's TCP listener may use; only plugins on Windows listen on TCP.
 _PORT_RANGE = (10000, 25000)
-_SHUTDOWN_RPC_TIMEOUT_S = 2.0
+# A unix socket path may hold 107 bytes; keep the private directory's base short.
+_MAX_SOCKET_BASE = 48
 
 
 @functools.cache
@@ -54,6 +57,11 @@ def _death_signal_prefix() -> tuple[str, ...]:
         log.warning("setpriv (util-linux) not found; plugins may outlive a host killed with SIGKILL")
         return ()
     return (setpriv, "--pdeathsig", "KILL", "--")
+
+
+def _socket_base() -> str:
+    base = tempfile.gettempdir()
+    return base if len(base) <= _MAX_SOCKET_BASE else "/tmp"
 
 
 def check_executable(path: str) -> None:
@@ -103,6 +111,7 @@ class LocalProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._socket_dir = ""
         self._readers: list[asyncio.Task[None]] = []
+        self._exited = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -117,7 +126,7 @@ class LocalProcess:
     async def start(self, base_env: Mapping[str, str], timeout: float) -> HandshakeLine:
         """Spawn the executable and wait for its handshake line."""
         check_executable(self.path)
-        self._socket_dir = tempfile.mkdtemp(prefix="solstice-plugin-")
+        self._socket_dir = tempfile.mkdtemp(prefix="solstice-plugin-", dir=_socket_base())
         os.chmod(self._socket_dir, 0o700)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -139,6 +148,7 @@ class LocalProcess:
         except OSError as exc:
             self._cleanup_dir()
             raise PluginExitedError(f"could not start {self.path}: {exc.strerror or exc}") from None
+        self._watch_exit(self._proc.pid)
         assert self._proc.stderr is not None
         self._readers.append(asyncio.create_task(self._drain(self._proc.stderr, "stderr")))
         try:
@@ -187,45 +197,73 @@ class LocalProcess:
         while data := await stream.read(_READ_SIZE):
             self.output.feed(name, data)
 
+    def _watch_exit(self, pid: int) -> None:
+        # asyncio's Process.wait() also waits for the pipes to close, which a grandchild that
+        # inherited them can delay forever; a pidfd tells when the plugin itself has exited.
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            assert self._proc is not None
+            task = asyncio.create_task(self._proc.wait())
+            task.add_done_callback(lambda _: self._exited.set())
+            return
+        loop = asyncio.get_running_loop()
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._exited.set()
+
+        loop.add_reader(fd, exited)
+
     async def _wait_exit(self, timeout: float) -> int | None:
-        assert self._proc is not None
         with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(self._proc.wait(), timeout)
+            return await asyncio.wait_for(self.wait(), timeout)
         return None
 
     async def wait(self) -> int:
-        """Wait until the process exits and return its status."""
+        """Wait until the process exits, clear its process group, and return its status."""
         assert self._proc is not None
+        await self._exited.wait()
+        self._kill_group()  # nothing the plugin started may outlive it, or hold its pipes open
         code = await self._proc.wait()
         await asyncio.gather(*self._readers, return_exceptions=True)
         self.output.flush()
         return code
 
     async def stop(self, channel: grpc.aio.Channel | None, grace: float) -> None:
-        """Ask the plugin to shut down, give it `grace` seconds, then SIGKILL it."""
-        if self._proc is None or self._proc.returncode is not None:
+        """Ask the plugin to shut down; SIGKILL its process group `grace` seconds after asking."""
+        if self._proc is None or self._exited.is_set():
+            if self._proc is not None:
+                await self.kill()
             self._cleanup_dir()
             return
+        deadline = time.monotonic() + grace
         if channel is not None:
             stub = gp_grpc.GRPCControllerStub(channel)
             # A Go plugin stops its server before answering: UNAVAILABLE means it is exiting.
             with contextlib.suppress(grpc.aio.AioRpcError):
-                await stub.Shutdown(gp.Empty(), timeout=_SHUTDOWN_RPC_TIMEOUT_S)
+                await stub.Shutdown(gp.Empty(), timeout=max(grace, 0.1))
         else:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.terminate()
-        if await self._wait_exit(grace) is None:
+        if await self._wait_exit(max(deadline - time.monotonic(), 0.0)) is None:
             await self.kill()
         self._cleanup_dir()
 
+    def _kill_group(self) -> None:
+        if self._proc is not None:
+            # The plugin leads its own session, so its process group id is its pid.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
     async def kill(self) -> None:
-        """SIGKILL the process and reap it."""
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
+        """SIGKILL the process and everything in its process group, and reap it."""
+        if self._proc is not None:
+            self._kill_group()
             await self._proc.wait()
         if self._readers:
-            # The pipes close with the process; give the readers a moment to log the rest.
+            # The pipes close with the process group; give the readers a moment to log the rest.
             _, pending = await asyncio.wait(self._readers, timeout=1.0)
             for task in pending:
                 task.cancel()

@@ -11,9 +11,8 @@ import structlog
 from prometheus_client import Histogram
 
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
-from solstice.host.errors import PluginCallError, PluginError, PluginStartError
+from solstice.host.errors import PluginCallError, PluginError, PluginStartError, PluginStoppedError
 from solstice.host.instance import PluginInstance, connect_remote, start_local
-from solstice.host.output import PluginOutput
 from solstice.host.spec import PluginSpec
 from solstice.metrics import HOOK_DURATION, HOOK_ERRORS, HOOK_TIMEOUTS, PLUGIN_RESTARTS, PLUGIN_START_FAILURES
 from solstice.protocol import pb
@@ -25,6 +24,10 @@ log = structlog.get_logger("solstice.host")
 _STABLE_AFTER_S = 60.0
 # Failed health checks in a row after which a local plugin is restarted.
 _UNHEALTHY_RESTART_AFTER = 3
+# 2**16 times the first delay is far past any cap; larger exponents would overflow floats.
+_MAX_BACKOFF_EXPONENT = 16
+
+
 
 
 class PluginState(StrEnum):
@@ -57,7 +60,11 @@ class PluginStatus:
 
 
 class PluginSupervisor:
-    """Owns the running instance of one plugin and replaces it when needed."""
+    """Owns the running instance of one plugin and replaces it when needed.
+
+    Launches run as tasks that stop() cancels; replaced instances drain in tasks the
+    supervisor owns, so a caller that gives up cannot leave a process behind.
+    """
 
     def __init__(self, spec: PluginSpec, settings: Settings) -> None:
         self.spec = spec
@@ -68,12 +75,13 @@ class PluginSupervisor:
         self.last_check_at: float | None = None
         self.last_check_latency_ms: float | None = None
         self._instance: PluginInstance | None = None
-        self._output = PluginOutput(spec.slug)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._launching: asyncio.Task[PluginInstance] | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._crash_streak = 0
-        self._stopped = True
+        self._closed = False
         self._durations: dict[str, Histogram] = {}
 
     # -- calls ---------------------------------------------------------------------------
@@ -108,35 +116,31 @@ class PluginSupervisor:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the plugin; on failure the state is failed and the error is raised."""
-        async with self._lock:
-            self._stopped = False
-            self.state = PluginState.STARTING
-            try:
-                instance = await self._launch(self.spec)
-            except PluginError as exc:
-                PLUGIN_START_FAILURES.labels(self.spec.slug).inc()
-                self._fail(str(exc))
-                raise
-            self._activate(instance)
-        self._ensure_health_loop()
+        """Start the plugin; on failure the state is failed, retries begin and the error is raised."""
+        await self.reload()
 
     async def reload(self, spec: PluginSpec | None = None) -> None:
         """Start a new instance, switch calls to it, then drain and stop the old one.
 
-        If the new instance fails, the old one keeps serving and the error is raised.
+        If the new instance fails, the old one keeps serving and the error is raised; with
+        no old one, the plugin is failed and retried in the background.
         """
         async with self._lock:
-            self._stopped = False
+            self._check_open()
             new_spec = spec or self.spec
-            if self._instance is None:
+            serving = self._instance is not None
+            if not serving:
                 self.state = PluginState.STARTING
             try:
-                instance = await self._launch(new_spec)
+                instance = await self._launch_task(new_spec)
+            except PluginStoppedError:
+                raise
             except PluginError as exc:
                 PLUGIN_START_FAILURES.labels(self.spec.slug).inc()
-                if self._instance is None:
+                if not serving:
+                    self.spec = new_spec
                     self._fail(str(exc))
+                    self._spawn(self._restart(failures=1))
                 raise
             old = self._instance
             self.spec = new_spec
@@ -144,19 +148,25 @@ class PluginSupervisor:
             self._activate(instance)
         self._ensure_health_loop()
         if old is not None:
-            await old.close(self.settings)
+            await self._retire(old)
 
     async def stop(self) -> None:
-        """Stop health checks and restarts, drain in-flight calls and stop the plugin."""
-        self._stopped = True
+        """Stop health checks, restarts and launches; drain in-flight calls and stop the plugin."""
+        self._closed = True
+        if self._launching is not None:
+            self._launching.cancel()
+        current = asyncio.current_task()
         for task in [*self._tasks, self._health_task]:
-            if task is not None and task is not asyncio.current_task():
+            if task is not None and task is not current:
                 task.cancel()
         async with self._lock:
             instance, self._instance = self._instance, None
             self.state = PluginState.STOPPED
         if instance is not None:
-            await instance.close(self.settings)
+            self._retiring.add(asyncio.create_task(instance.close(self.settings)))
+        if self._retiring:
+            # Shielded: stopping goes on even if whoever called stop() gives up waiting.
+            await asyncio.shield(asyncio.gather(*self._retiring, return_exceptions=True))
 
     def status(self) -> PluginStatus:
         """The plugin's current state, for health endpoints."""
@@ -178,13 +188,28 @@ class PluginSupervisor:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PluginStoppedError(f"plugin {self.spec.slug} was stopped")
+
+    async def _launch_task(self, spec: PluginSpec) -> PluginInstance:
+        self._launching = asyncio.create_task(self._launch(spec))
+        try:
+            return await self._launching
+        except asyncio.CancelledError:
+            if self._closed:
+                raise PluginStoppedError(f"plugin {self.spec.slug} was stopped while starting") from None
+            raise
+        finally:
+            self._launching = None
+
     async def _launch(self, spec: PluginSpec) -> PluginInstance:
         try:
             command = parse_command(spec.command)
         except CommandError as exc:
             raise PluginStartError(str(exc)) from None
         if isinstance(command, FileCommand):
-            return await start_local(spec, command.path, self.settings, self._output)
+            return await start_local(spec, command.path, self.settings)
         if isinstance(command, GrpcCommand):
             return await connect_remote(spec, command, self.settings)
         assert isinstance(command, OciCommand)
@@ -192,6 +217,13 @@ class PluginSupervisor:
             f"{command} cannot run yet: this build of Solstice has no OCI support; "
             "use a file:// or grpc:// command"
         )
+
+    async def _retire(self, instance: PluginInstance) -> None:
+        # Shielded: the old instance is drained and stopped even if our caller is cancelled.
+        task = asyncio.create_task(instance.close(self.settings))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        await asyncio.shield(task)
 
     def _activate(self, instance: PluginInstance) -> None:
         self._instance = instance
@@ -215,56 +247,69 @@ class PluginSupervisor:
         if self._health_task is None or self._health_task.done():
             self._health_task = asyncio.create_task(self._health_loop())
 
+    def _is_remote(self) -> bool:
+        return self.spec.command.lower().startswith("grpc://")
+
     async def _watch(self, instance: PluginInstance) -> None:
         assert instance.process is not None
         code = await instance.process.wait()
-        if self._stopped or instance is not self._instance:
+        if self._closed or instance is not self._instance:
             return  # stopped or replaced on purpose
         tail = " | ".join(instance.process.output.tail()[-3:]) or "(no output)"
         lived = time.time() - instance.started_at
         self._instance = None
-        self.last_error = (
-            f"plugin process {instance.process.pid} exited with code {code}; last output: {tail}"
-        )
+        pid = instance.process.pid
+        self.last_error = f"plugin process {pid} exited with code {code}; last output: {tail}"
         log.warning("plugin exited", plugin=self.spec.slug, code=code, uptime_s=round(lived, 3))
         await instance.close(self.settings, drain=False)
         self._crash_streak = 1 if lived >= _STABLE_AFTER_S else self._crash_streak + 1
-        await self._restart()
+        self.state = PluginState.RESTARTING
+        await self._restart(failures=0)
 
-    async def _restart(self) -> None:
-        failures = 0
-        while not self._stopped:
-            self.state = PluginState.RESTARTING
-            exponent = self._crash_streak + failures - 1
+    async def _restart(self, failures: int) -> None:
+        """Start the plugin again with back-off; local plugins give up after too many failures."""
+        while not self._closed:
+            exponent = min(self._crash_streak + failures - 1, _MAX_BACKOFF_EXPONENT)
             delay = min(
-                self.settings.plugin_restart_backoff * 2**exponent, self.settings.plugin_restart_backoff_max
+                self.settings.plugin_restart_backoff * 2 ** max(exponent, 0),
+                self.settings.plugin_restart_backoff_max,
             )
             await asyncio.sleep(delay)
             async with self._lock:
-                if self._stopped or self._instance is not None:
+                if self._closed or self._instance is not None:
                     return  # stopped, or a reload already replaced it
                 try:
-                    instance = await self._launch(self.spec)
+                    instance = await self._launch_task(self.spec)
+                except PluginStoppedError:
+                    return
                 except PluginError as exc:
                     failures += 1
                     PLUGIN_START_FAILURES.labels(self.spec.slug).inc()
                     self.last_error = str(exc)
-                    if failures >= self.settings.plugin_max_start_failures:
-                        self._fail(f"gave up after {failures} failed restarts: {exc}")
+                    if failures >= self.settings.plugin_max_start_failures and not self._is_remote():
+                        self._fail(f"gave up after {failures} failed starts: {exc}")
                         return
+                    # A grpc:// server may come up at any time: keep trying at the capped delay.
+                    if self.state != PluginState.FAILED:
+                        self.state = PluginState.RESTARTING
                     continue
-                self.restarts += 1
-                PLUGIN_RESTARTS.labels(self.spec.slug).inc()
+                if self.state == PluginState.RESTARTING:
+                    self.restarts += 1
+                    PLUGIN_RESTARTS.labels(self.spec.slug).inc()
                 self._activate(instance)
-                return
+            self._ensure_health_loop()
+            return
 
     async def _health_loop(self) -> None:
         misses = 0
-        while not self._stopped:
+        checked: PluginInstance | None = None
+        while not self._closed:
             await asyncio.sleep(self.settings.plugin_health_interval)
             instance = self._instance
             if instance is None:
                 continue
+            if instance is not checked:
+                checked, misses = instance, 0  # a new instance starts with a clean record
             began = time.perf_counter()
             problem = await instance.client.check_health(self.settings.plugin_health_timeout)
             self.last_check_at = time.time()
@@ -287,7 +332,7 @@ class PluginSupervisor:
     async def _recover(self, instance: PluginInstance) -> None:
         # A remote plugin that came back may have restarted and lost its config.
         try:
-            await instance.client.configure(self.spec.config, self.settings.plugin_health_timeout)
+            await instance.reconfigure(instance.config_generation)
         except PluginCallError as exc:
             self.last_error = f"plugin is reachable again but rejected its config: {exc}"
             return

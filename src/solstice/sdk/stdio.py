@@ -1,8 +1,9 @@
 """Captures a launched plugin's stdout and stderr and streams them to the host.
 
 go-plugin hosts read a plugin's output through plugin.GRPCStdio/StreamStdio. Unlike
-go-plugin, the capture never blocks the plugin: when no host is reading, or the host
-reads too slowly, output goes to the process's original stderr, which the host drains.
+go-plugin, the capture never blocks the plugin: output that arrives before the host
+opens the stream is held (up to a limit), and output no one reads goes to the process's
+original stderr, which the host drains too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from solstice.protocol import gp, gp_grpc
 
 _QUEUE_LIMIT = 256
 _READ_SIZE = 64 * 1024
+_PENDING_LIMIT = 256 * 1024
+_JOIN_TIMEOUT_S = 2.0
 
 
 class StdioCapture(gp_grpc.GRPCStdioServicer):
@@ -27,30 +30,50 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[gp.StdioData | None] | None = None
-        self._fallback_fd = -1
+        self._saved: dict[int, int] = {}
+        self._pumps: list[threading.Thread] = []
+        self._pending: list[gp.StdioData] = []
+        self._pending_bytes = 0
+        self._attached = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start capturing; call once, after the handshake line was printed."""
         self._loop = loop
         sys.stdout.flush()
         sys.stderr.flush()
-        self._fallback_fd = os.dup(2)
         for fd, channel in ((1, gp.StdioData.STDOUT), (2, gp.StdioData.STDERR)):
+            self._saved[fd] = os.dup(fd)
             read_fd, write_fd = os.pipe()
             os.dup2(write_fd, fd)
             os.close(write_fd)
-            threading.Thread(
+            pump = threading.Thread(
                 target=self._pump, args=(read_fd, channel), name=f"stdio-{fd}", daemon=True
-            ).start()
+            )
+            pump.start()
+            self._pumps.append(pump)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(AttributeError, ValueError):
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     def close(self) -> None:
-        """End an open StreamStdio call."""
+        """Give fds 1 and 2 back, deliver what was captured, then end the open StreamStdio call."""
+        if not self._saved or self._loop is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)  # closes the pipes' last write ends: the pumps reach EOF
+        for pump in self._pumps:
+            pump.join(_JOIN_TIMEOUT_S)
+        # Runs after the pumps' deliveries, which were scheduled first.
+        self._loop.call_soon(self._finish)
+
+    def _finish(self) -> None:
+        for item in self._pending:
+            self._write_fallback(item.data)
+        self._pending.clear()
         if self._queue is not None:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
+            self._queue.put_nowait(None)
 
     def _pump(self, read_fd: int, channel: int) -> None:
         while data := os.read(read_fd, _READ_SIZE):
@@ -59,23 +82,32 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
                 self._loop.call_soon_threadsafe(self._deliver, channel, data)
             except RuntimeError:  # loop closed: we are exiting
                 self._write_fallback(data)
+        os.close(read_fd)
 
     def _deliver(self, channel: int, data: bytes) -> None:
+        item = gp.StdioData(channel=channel, data=data)
         queue = self._queue
         if queue is not None and queue.qsize() < _QUEUE_LIMIT - 1:
-            queue.put_nowait(gp.StdioData(channel=channel, data=data))
+            queue.put_nowait(item)
+        elif not self._attached and self._pending_bytes + len(data) <= _PENDING_LIMIT:
+            self._pending.append(item)  # the host opens the stream right after connecting
+            self._pending_bytes += len(data)
         else:
             self._write_fallback(data)
 
     def _write_fallback(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._fallback_fd, data)
+        with contextlib.suppress(OSError, KeyError):
+            os.write(self._saved[2], data)
 
     async def StreamStdio(self, request: Any, context: Any) -> AsyncIterator[gp.StdioData]:
-        queue: asyncio.Queue[gp.StdioData | None] = asyncio.Queue(_QUEUE_LIMIT)
+        queue: asyncio.Queue[gp.StdioData | None] = asyncio.Queue()
         previous, self._queue = self._queue, queue
+        self._attached = True
         if previous is not None:
             previous.put_nowait(None)  # one reader at a time: the newest wins
+        for item in self._pending:
+            queue.put_nowait(item)
+        self._pending.clear()
         try:
             while (item := await queue.get()) is not None:
                 yield item

@@ -1,0 +1,142 @@
+"""Failure modes found in review: process groups, cancellation, late remotes, slow stops, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+
+import pytest
+
+from solstice.commands import CommandError, parse_command
+from solstice.host import HandshakeTimeoutError, PluginHost, PluginSpec, PluginStartError, PluginState
+from solstice.host.process import _socket_base
+from solstice.protocol import pb
+from tests.conftest import TESTBED, child_pids, fast_settings, new_children, pid_alive, wait_for
+from tests.server import free_port
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for parent in frontier for c in child_pids(parent)]
+        found += children
+        frontier = children
+    return found
+
+
+async def test_wrapper_without_exec_cannot_hang_the_host_or_leave_its_child(tmp_path) -> None:
+    script = tmp_path / "wrapper"
+    # The shell stays the plugin's parent, and its child holds the pipes.
+    script.write_text(f"#!/bin/sh\nTESTBED_MODE=no-handshake {TESTBED}\n")
+    script.chmod(0o755)
+    before = _descendants(os.getpid())
+    began = time.monotonic()
+    async with PluginHost(fast_settings(plugin_handshake_timeout=1.0)) as host:
+        with pytest.raises(HandshakeTimeoutError):
+            await host.load(PluginSpec(slug="w", command=f"file://{script}"))
+    assert time.monotonic() - began < 10
+    await wait_for(lambda: not [p for p in _descendants(os.getpid()) if p not in before], timeout=5)
+
+
+async def test_crash_of_a_wrapper_is_noticed_and_its_child_killed(tmp_path) -> None:
+    script = tmp_path / "wrapper"
+    script.write_text(f"#!/bin/sh\n{TESTBED}\n")
+    script.chmod(0o755)
+    async with PluginHost(fast_settings()) as host:
+        first = await host.load(PluginSpec(slug="w", command=f"file://{script}"))
+        assert first.pid is not None
+        grandchildren = child_pids(first.pid)
+        assert len(grandchildren) == 1
+        os.kill(first.pid, signal.SIGKILL)  # the shell dies; its child still holds the pipes
+        await wait_for(lambda: host.status("w").restarts == 1 and host.status("w").state == PluginState.HEALTHY)
+        assert not pid_alive(grandchildren[0])
+
+
+async def test_cancelled_reload_still_stops_the_old_instance() -> None:
+    async with PluginHost(fast_settings()) as host:
+        first = await host.load(PluginSpec(slug="t", command=f"file://{TESTBED}", config={"slow_ms": 1500}))
+        call = asyncio.create_task(host.client("t").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/slow")))
+        await asyncio.sleep(0.2)
+        reload = asyncio.create_task(host.reload("t"))
+        await wait_for(lambda: host.status("t").pid != first.pid, timeout=15)
+        reload.cancel()  # while the old instance drains its slow call
+        answer = await call
+        assert answer.WhichOneof("action") == "modify"
+        assert first.pid is not None
+        await wait_for(lambda: not pid_alive(first.pid), timeout=10)
+
+
+async def test_remote_plugin_down_at_load_is_retried_until_it_answers(standalone) -> None:
+    port = free_port()
+    async with PluginHost(fast_settings(plugin_connect_timeout=0.3, plugin_max_start_failures=2)) as host:
+        with pytest.raises(PluginStartError):
+            await host.load(PluginSpec(slug="r", command=f"grpc://127.0.0.1:{port}"))
+        assert host.status("r").state == PluginState.FAILED
+        await asyncio.sleep(1.0)  # past plugin_max_start_failures: remote plugins are not given up on
+        standalone(port=port)
+        await wait_for(lambda: host.status("r").state == PluginState.HEALTHY, timeout=15)
+        answer = await host.client("r").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/noop"))
+        assert answer.WhichOneof("action") == "proceed"
+
+
+async def test_local_plugin_that_fails_to_start_recovers_once_fixed(tmp_path) -> None:
+    path = tmp_path / "late"
+    async with PluginHost(fast_settings(plugin_max_start_failures=50)) as host:
+        with pytest.raises(PluginStartError):
+            await host.load(PluginSpec(slug="late", command=f"file://{path}"))
+        path.write_text(f"#!/bin/sh\nexec {TESTBED}\n")
+        path.chmod(0o755)
+        await wait_for(lambda: host.status("late").state == PluginState.HEALTHY, timeout=15)
+
+
+async def test_unload_interrupts_a_slow_start(tmp_path) -> None:
+    script = tmp_path / "mute"
+    script.write_text(f"#!/bin/sh\nTESTBED_MODE=no-handshake exec {TESTBED}\n")
+    script.chmod(0o755)
+    before = child_pids(os.getpid())
+    async with PluginHost(fast_settings(plugin_handshake_timeout=60)) as host:
+        loading = asyncio.create_task(host.load(PluginSpec(slug="m", command=f"file://{script}")))
+        await wait_for(lambda: bool(new_children(before)), timeout=10)
+        began = time.monotonic()
+        await host.unload("m")
+        assert time.monotonic() - began < 5
+        with pytest.raises(PluginStartError, match="stopped while starting"):
+            await loading
+    await wait_for(lambda: not new_children(before), timeout=5)
+
+
+async def test_stopping_a_hung_plugin_takes_the_grace_period_once() -> None:
+    async with PluginHost(fast_settings(plugin_stop_grace=1.0)) as host:
+        status = await host.load(PluginSpec(slug="t", command=f"file://{TESTBED}"))
+        assert status.pid is not None
+        os.kill(status.pid, signal.SIGSTOP)
+        began = time.monotonic()
+        await host.unload("t")
+        assert time.monotonic() - began < 1.9
+        assert not pid_alive(status.pid)
+
+
+def test_socket_directory_base_stays_short(monkeypatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/" + "x" * 80)
+    assert _socket_base() == "/tmp"
+    monkeypatch.setattr(tempfile, "tempdir", "/var/tmp")
+    assert _socket_base() == "/var/tmp"
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("grpc://host:²", "not a number from 1 to 65535"),
+        ("oci://bob:s3cret@registry.example.com/p:v1", "must not carry credentials"),
+        ("file:///opt/plugins/../../bin/sh", "write file:///bin/sh"),
+        ("file:////etc/plugin", "write file:///etc/plugin"),
+    ],
+)
+def test_more_refused_commands(raw: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as info:
+        parse_command(raw)
+    assert fragment in str(info.value)
+    assert "s3cret" not in str(info.value)
