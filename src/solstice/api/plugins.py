@@ -22,7 +22,7 @@ from solstice.api.schemas import (
     PluginPage,
 )
 from solstice.commands import CommandError, OciCommand, parse_command
-from solstice.control.errors import InvalidError, RefusedError
+from solstice.control.errors import ConflictError, InvalidError, RefusedError
 from solstice.control.manager import PluginManager
 from solstice.control.specs import default_failure_policy, live_status
 from solstice.host import PluginNotLoadedError
@@ -30,6 +30,7 @@ from solstice.store.models import PluginRow
 from solstice.store.plugins import PluginFilter, list_plugins, slug_taken
 
 router = APIRouter(prefix="/api/v1/plugins", tags=["plugins"])
+_DERIVED_SLUG_ATTEMPTS = 20
 
 
 def _manager(request: Request) -> PluginManager:
@@ -114,10 +115,17 @@ async def create_plugin(request: Request, principal: Principal = Depends(require
     _check_command(body.command, body.oci_reference)
     values: dict[str, Any] = body.model_dump(exclude_none=True)
     values["hook_type"], values["hook_types"] = _normalise_hooks(body.hook_type, body.hook_types)
-    values["slug"] = body.slug or await _free_slug(manager, body.name)
     values.setdefault("is_active", True)
-    row = await manager.create(values, principal.name)
-    return render(row, manager)
+    if body.slug:
+        return render(await manager.create(values, principal.name), manager)
+    for _ in range(_DERIVED_SLUG_ATTEMPTS):
+        # Concurrent creates may derive the same slug; the loser takes the next free one.
+        values["slug"] = await _free_slug(manager, body.name)
+        try:
+            return render(await manager.create(values, principal.name), manager)
+        except ConflictError:
+            continue
+    raise ConflictError(f"could not derive a free slug from name {body.name!r}; pass a slug")
 
 
 @router.get("", response_model=PluginPage)
