@@ -7,9 +7,16 @@ from typing import Annotated
 import typer
 
 from solstice import __version__
-from solstice.cli.serve import run_serve
+from solstice.cli import plugins, tokens
 
-app = typer.Typer(help="Solstice: a plugin platform and LLM gateway.", no_args_is_help=True)
+# Locals in a crash traceback could include an API token; never print them.
+app = typer.Typer(
+    help="Solstice: a plugin platform and LLM gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(plugins.app, name="plugins")
+app.add_typer(tokens.app, name="tokens")
 
 
 @app.command()
@@ -24,6 +31,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the control plane: the plugin host and the plugins given with --plugin."""
+    # Imported here: the server stack (FastAPI, SQLAlchemy, gRPC) takes about a second to import,
+    # which every client command such as `solstice plugins list` would otherwise pay.
+    from solstice.cli.serve import run_serve
+
     raise typer.Exit(run_serve(plugin or []))
 
 

@@ -7,6 +7,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
@@ -206,6 +207,16 @@ def cell(value: Any) -> Text:
     return Text(str(value))
 
 
+def when(value: str | None) -> str | None:
+    """An API timestamp in local time, to the second; as given when it does not parse."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return value
+
+
 def status_cell(status: str) -> Text:
     """A status, coloured on a terminal."""
     return Text(status, style=STATUS_STYLES.get(status, ""))
@@ -213,7 +224,7 @@ def status_cell(status: str) -> Text:
 
 def table(*columns: str, caption: str | None = None) -> Table:
     """A plain table: no vertical rules, so piped rows stay easy to parse."""
-    result = Table(box=box.SIMPLE, caption=caption, caption_justify="left")
+    result = Table(box=box.SIMPLE, show_edge=False, caption=caption, caption_justify="left")
     for column in columns:
         result.add_column(column, overflow="fold")
     return result
@@ -221,10 +232,12 @@ def table(*columns: str, caption: str | None = None) -> Table:
 
 def print_object(data: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> None:
     """One object as a two-column key/value table, in the server's field order."""
-    rows = Table(box=box.SIMPLE, show_header=False)
+    rows = Table(box=None, show_header=False)
     rows.add_column(style="bold", no_wrap=True)
     rows.add_column(overflow="fold")
     for key, value in data.items():
         label = (labels or {}).get(key, key.replace("_", " "))
+        if key.endswith("_at"):
+            value = when(value)
         rows.add_row(label, status_cell(value) if key == "status" else cell(value))
     console().print(rows)
