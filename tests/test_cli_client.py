@@ -108,7 +108,8 @@ def test_plugin_lifecycle(api: Server) -> None:
     with api.client() as client:
         stored = client.get(f"/api/v1/plugins/{slug}").json()
     assert (stored["config"], stored["description"]) == ({"slow_ms": 7}, "changed")
-    assert (stored["namespace"], stored["hook_types"], stored["name"]) == (namespace, ["pre_auth"], "CLI Testbed")
+    unchanged = (stored["namespace"], stored["hook_types"], stored["name"])
+    assert unchanged == (namespace, ["pre_auth"], "CLI Testbed")
 
     before = _pid(api, slug)
     assert f"Reloaded plugin {slug}" in ok(run(api, "plugins", "reload", slug))

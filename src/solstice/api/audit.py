@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from solstice.api.auth import Principal, require_read
 from solstice.api.schemas import AuditEntry
 from solstice.store.audit import recent
+from solstice.store.plugins import MAX_ID
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -16,7 +17,7 @@ async def list_entries(
     request: Request,
     target: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
     principal: Principal = Depends(require_read),
 ) -> list[AuditEntry]:
     """Audit entries, newest first; `target` filters by plugin slug."""

@@ -27,7 +27,7 @@ from solstice.control.manager import PluginManager
 from solstice.control.specs import default_failure_policy, live_status
 from solstice.host import PluginNotLoadedError
 from solstice.store.models import PluginRow
-from solstice.store.plugins import PluginFilter, list_plugins, slug_taken
+from solstice.store.plugins import MAX_ID, PluginFilter, list_plugins, slug_taken
 
 router = APIRouter(prefix="/api/v1/plugins", tags=["plugins"])
 _DERIVED_SLUG_ATTEMPTS = 20
@@ -136,7 +136,7 @@ async def list_all(
     namespace: str | None = None,
     plugin_type: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
     principal: Principal = Depends(require_read),
 ) -> PluginPage:
     """Plugins, filtered and paginated; `total` counts every match."""

@@ -34,8 +34,10 @@ class PluginFields(BaseModel):
     description: str | None = Field(None, max_length=10_000)
     command: str | None = Field(None, min_length=1, max_length=2048)
     oci_reference: str | None = Field(None, max_length=2048)
-    hook_type: str | None = None
-    hook_types: list[str] | None = Field(None, max_length=len(HOOK_TYPES))
+    hook_type: str | None = Field(None, json_schema_extra={"enum": [*HOOK_TYPES, None]})
+    hook_types: list[str] | None = Field(
+        None, max_length=len(HOOK_TYPES), json_schema_extra={"items": {"enum": list(HOOK_TYPES)}}
+    )
     plugin_type: Literal["gateway", "data_collector"] | None = None
     is_active: bool | None = None
     config: dict[str, Any] | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
 
 from solstice.api.auth import Principal, require_admin
 from solstice.api.body import documented, json_object
@@ -10,6 +12,7 @@ from solstice.api.schemas import TokenCreate, TokenCreated, TokenOut
 from solstice.control.errors import NotFoundError
 from solstice.store import audit
 from solstice.store.models import TokenRow
+from solstice.store.plugins import MAX_ID
 from solstice.store.tokens import create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
@@ -45,7 +48,11 @@ async def list_all(request: Request, principal: Principal = Depends(require_admi
 
 
 @router.delete("/{token_id}", response_model=TokenOut)
-async def revoke(token_id: int, request: Request, principal: Principal = Depends(require_admin)) -> TokenOut:
+async def revoke(
+    token_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    request: Request,
+    principal: Principal = Depends(require_admin),
+) -> TokenOut:
     """Revoke a token; it stops working at once."""
     async with request.app.state.sessions.begin() as session:
         row = await revoke_token(session, token_id)

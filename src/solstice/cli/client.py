@@ -95,7 +95,7 @@ def _reason(exc: Exception) -> str:
     return text[0].lower() + text[1:]
 
 
-def _problem_detail(response: httpx.Response) -> str:
+def _problem_detail(response: httpx.Response, where: str) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -103,17 +103,13 @@ def _problem_detail(response: httpx.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("detail"), str) and body["detail"]:
         return body["detail"]
     # Not a Solstice problem: most likely --url names some other server or a proxy in between.
-    return (
-        f"HTTP {response.status_code} {response.reason_phrase} from {response.request.url}; "
-        "is that a Solstice server?"
-    )
+    return f"HTTP {response.status_code} {response.reason_phrase} from {where}; is that a Solstice server?"
 
 
 class ApiClient:
     """Calls /api/v1 with a bearer token; every failure becomes a CliError with a one-line message."""
 
     def __init__(self, url: str, token: str) -> None:
-        self.url = url
         # Userinfo in the URL would be a credential; messages show the URL without it.
         self.shown_url = str(httpx.URL(url).copy_with(userinfo=b""))
         self._http = httpx.Client(
@@ -151,7 +147,7 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise CliError(f"the connection to {self.shown_url} failed: {_reason(exc)}") from None
         if not response.is_success:
-            raise CliError(_problem_detail(response))
+            raise CliError(_problem_detail(response, f"{self.shown_url}{path}"))
         if not response.content:
             return None
         try:

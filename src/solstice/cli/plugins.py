@@ -209,6 +209,9 @@ def health(
         }
         print_object(shown, {**_LABELS, "last_check_latency_ms": "last check latency"})
         return
+    if not report["plugins"]:
+        console().print("No plugins.")
+        return
     summary = report["summary"]
     counts = ", ".join(f"{count} {status}" for status, count in sorted(summary["by_status"].items()))
     rows = table(

@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from solstice.store.models import PluginRow
 
+# Largest id an INTEGER column holds on every database we support; larger numbers are slugs.
+MAX_ID = 2**31 - 1
+
 
 class DuplicateSlugError(ValueError):
     """Another plugin already uses this slug."""
@@ -29,8 +32,9 @@ class PluginFilter:
 
 async def get_plugin(session: AsyncSession, ref: str | int) -> PluginRow | None:
     """A plugin by numeric id or by slug."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        row = await session.get(PluginRow, int(ref))
+    text = str(ref)
+    if text.isascii() and text.isdigit() and int(text) <= MAX_ID:
+        row = await session.get(PluginRow, int(text))
         if row is not None:
             return row
     return (await session.execute(select(PluginRow).where(PluginRow.slug == str(ref)))).scalar_one_or_none()
