@@ -24,7 +24,8 @@ from solstice.api.schemas import (
 from solstice.commands import CommandError, OciCommand, parse_command
 from solstice.control.errors import ConflictError, InvalidError, RefusedError
 from solstice.control.manager import PluginManager
-from solstice.control.specs import default_failure_policy, live_status
+from solstice.control.specs import live_status
+from solstice.hooks import default_failure_policy
 from solstice.host import PluginNotLoadedError
 from solstice.store.models import PluginRow
 from solstice.store.plugins import MAX_ID, PluginFilter, list_plugins, slug_taken

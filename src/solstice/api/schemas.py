@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from solstice.control.specs import HOOK_TYPES
+from solstice.hooks import HOOK_TYPES
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -24,13 +24,12 @@ from solstice.cli.client import (
     status_cell,
     table,
 )
+from solstice.hooks import HOOK_TYPES
 
 app = typer.Typer(help="Manage the plugins of a running server.", no_args_is_help=True)
 
 _PREFIX = "/api/v1/plugins"
-# Spelled out rather than imported: solstice.control pulls in the server's database stack,
-# which would make every CLI call slow to start. The server validates the values anyway.
-_HOOKS = "pre_auth, auth, post_auth, on_response, data_collection"
+_HOOKS = ", ".join(HOOK_TYPES)
 _LABELS = {"is_active": "active", "timeout_ms": "timeout (ms)", "uptime_s": "uptime"}
 
 Ref = Annotated[str, typer.Argument(help="Plugin id or slug.", show_default=False)]
