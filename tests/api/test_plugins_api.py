@@ -283,3 +283,26 @@ def test_operational_endpoints(api: Server) -> None:
         assert "/api/v1/plugins/{ref}/reload" in spec["paths"]
         response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
         assert response.headers["x-request-id"] == "abc-123"
+
+
+def test_reloads_under_api_load_fail_no_request(api: Server) -> None:
+    import asyncio
+
+    plugin = _create(api, config={"slow_ms": 1}).json()
+    headers = {"Authorization": f"Bearer {api.token}"}
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=60) as client:
+            async def reads() -> list[httpx.Response]:
+                return [await client.get(f"/api/v1/plugins/{plugin['id']}/health") for _ in range(60)]
+
+            async def reloads() -> list[httpx.Response]:
+                return [await client.post(f"/api/v1/plugins/{plugin['id']}/reload") for _ in range(5)]
+
+            results = await asyncio.gather(reads(), reads(), reads(), reloads())
+            return [r for batch in results for r in batch]
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses if r.status_code != 200] == []
+    statuses = {r.json()["status"] for r in responses if r.request.method == "GET"}
+    assert statuses == {"healthy"}, "the old instance serves until the new one took over"
