@@ -200,4 +200,4 @@ async def test_concurrent_calls_to_a_restarted_remote_plugin_configure_it_once(s
         answers = await asyncio.gather(*(client.pre_auth(pb.RequestContext(), request) for _ in range(16)))
         assert {a.block.status for a in answers} == {403}
         instance = host._plugins["ipf"]._instance
-        assert instance is not None and instance.config_generation == 1
+        assert instance is not None and instance.generations.get("", 0) == 1

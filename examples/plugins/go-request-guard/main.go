@@ -40,12 +40,16 @@ type config struct {
 	MaxBodyBytes int      `json:"max_body_bytes"`
 }
 
+// settings is one configuration; the host may send several, one per config_id.
+type settings struct {
+	words [][]byte
+	max   int
+}
+
 type guard struct {
 	pluginv1.UnimplementedPluginServer
-	mu         sync.RWMutex
-	configured bool
-	words      [][]byte
-	max        int
+	mu      sync.RWMutex
+	configs map[string]settings
 }
 
 func (g *guard) GetInfo(ctx context.Context, _ *pluginv1.GetInfoRequest) (*pluginv1.PluginInfo, error) {
@@ -77,7 +81,10 @@ func (g *guard) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (
 		}
 	}
 	g.mu.Lock()
-	g.words, g.max, g.configured = words, c.MaxBodyBytes, true
+	if g.configs == nil {
+		g.configs = map[string]settings{}
+	}
+	g.configs[req.ConfigId] = settings{words: words, max: c.MaxBodyBytes}
 	g.mu.Unlock()
 	return &pluginv1.ConfigureResponse{}, nil
 }
@@ -93,12 +100,13 @@ func refuse(status int32, reason string) *pluginv1.HookResponse {
 
 func (g *guard) PreAuth(ctx context.Context, req *pluginv1.PreAuthRequest) (*pluginv1.HookResponse, error) {
 	g.mu.RLock()
-	words, max, configured := g.words, g.max, g.configured
+	s, configured := g.configs[req.GetContext().GetConfigId()]
 	g.mu.RUnlock()
 	if !configured {
 		// The protocol asks for this answer so the host sends the config and retries.
-		return nil, status.Error(codes.FailedPrecondition, "plugin is not configured; the host must call Configure")
+		return nil, status.Error(codes.FailedPrecondition, "plugin is not configured with this config_id; the host must call Configure")
 	}
+	words, max := s.words, s.max
 	body := req.GetRequest().GetBody()
 	if max > 0 && len(body) > max {
 		return refuse(413, fmt.Sprintf("request body of %d bytes exceeds the %d byte limit", len(body), max)), nil

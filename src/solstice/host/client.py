@@ -60,9 +60,11 @@ class PluginClient:
         """Ask the plugin who it is and which hooks it serves."""
         return await self._call("get_info", self._stub.GetInfo, pb.GetInfoRequest(), timeout)
 
-    async def configure(self, config: Mapping[str, Any], timeout: float) -> None:
-        """Send the plugin its configuration as JSON."""
-        request = pb.ConfigureRequest(config_json=json.dumps(dict(config)), plugin_slug=self.slug)
+    async def configure(self, config: Mapping[str, Any], timeout: float, config_id: str = "") -> None:
+        """Send the plugin one of its configurations as JSON."""
+        request = pb.ConfigureRequest(
+            config_json=json.dumps(dict(config)), plugin_slug=self.slug, config_id=config_id
+        )
         await self._call("configure", self._stub.Configure, request, timeout)
 
     async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
@@ -94,9 +96,9 @@ class PluginClient:
         )
         return await self._call("on_response", self._stub.OnResponse, message)
 
-    async def data_collection(self, records: Sequence[pb.ProxyRecord]) -> int:
+    async def data_collection(self, records: Sequence[pb.ProxyRecord], config_id: str = "") -> int:
         """Send a batch of proxy records; returns how many the plugin accepted."""
-        message = pb.DataCollectionRequest(records=list(records))
+        message = pb.DataCollectionRequest(records=list(records), config_id=config_id)
         answer = await self._call("data_collection", self._stub.DataCollection, message)
         return answer.accepted
 

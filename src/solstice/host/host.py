@@ -27,12 +27,12 @@ class HookClient:
         """The plugin this client calls."""
         return self._supervisor.spec.slug
 
-    async def _run(self, hook: str, *args: Any) -> Any:
+    async def _run(self, hook: str, config_id: str, *args: Any) -> Any:
         supervisor = self._supervisor
         started = time.perf_counter()
         try:
             instance = supervisor.acquire(hook)
-            generation = instance.config_generation
+            generation = instance.generations.get(config_id, 0)
             try:
                 call = getattr(instance.client, hook)
                 try:
@@ -40,8 +40,9 @@ class HookClient:
                 except PluginCallError as exc:
                     if exc.code != NOT_CONFIGURED:
                         raise
-                    # A grpc:// plugin restarted behind the same address has lost its config.
-                    await instance.reconfigure(generation)
+                    # The plugin lacks this configuration: a grpc:// server restarted behind the
+                    # same address, or it evicted an override. Send it, then try once more.
+                    await instance.reconfigure(config_id, generation)
                     return await call(*args)
             finally:
                 instance.release()
@@ -53,17 +54,17 @@ class HookClient:
 
     async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
         """Run the plugin's pre_auth hook."""
-        return await self._run("pre_auth", ctx, request)
+        return await self._run("pre_auth", ctx.config_id, ctx, request)
 
     async def auth(
         self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
     ) -> pb.AuthResponse:
         """Run the plugin's auth hook."""
-        return await self._run("auth", ctx, request, credential)
+        return await self._run("auth", ctx.config_id, ctx, request, credential)
 
     async def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
         """Run the plugin's post_auth hook."""
-        return await self._run("post_auth", ctx, request)
+        return await self._run("post_auth", ctx.config_id, ctx, request)
 
     async def on_response(
         self,
@@ -74,11 +75,11 @@ class HookClient:
         chunk_index: int = 0,
     ) -> pb.HookResponse:
         """Run the plugin's on_response hook."""
-        return await self._run("on_response", ctx, request, response, phase, chunk_index)
+        return await self._run("on_response", ctx.config_id, ctx, request, response, phase, chunk_index)
 
-    async def data_collection(self, records: Sequence[pb.ProxyRecord]) -> int:
+    async def data_collection(self, records: Sequence[pb.ProxyRecord], config_id: str = "") -> int:
         """Send the plugin a batch of proxy records; returns how many it accepted."""
-        return await self._run("data_collection", records)
+        return await self._run("data_collection", config_id, records, config_id)
 
 
 class PluginHost:

@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 import jsonschema
@@ -54,8 +56,8 @@ class PluginInstance:
         self.info = pb.PluginInfo()
         self.started_at = time.time()
         self.inflight = 0
-        # Bumped by each Configure, so concurrent callers reconfigure a plugin only once.
-        self.config_generation = 0
+        # Bumped by each Configure of a config_id, so concurrent callers send it only once.
+        self.generations: dict[str, int] = {}
         self._configure_lock = asyncio.Lock()
         self._draining = False
         self._idle = asyncio.Event()
@@ -67,12 +69,21 @@ class PluginInstance:
         if self._draining and self.inflight == 0:
             self._idle.set()
 
-    async def reconfigure(self, seen_generation: int) -> None:
-        """Send the config again, unless another caller did since `seen_generation`."""
+    async def reconfigure(self, config_id: str, seen_generation: int) -> None:
+        """Send a configuration again, unless another caller did since `seen_generation`."""
         async with self._configure_lock:
-            if self.config_generation == seen_generation:
-                await self.client.configure(self.spec.config, self.client.timeout)
-                self.config_generation += 1
+            if self.generations.get(config_id, 0) == seen_generation:
+                try:
+                    config = self.spec.config_for(config_id)
+                except KeyError:
+                    raise PluginCallError(
+                        f"plugin {self.spec.slug} has no configuration {config_id!r}",
+                        slug=self.spec.slug,
+                        hook="configure",
+                        code="NOT_FOUND",
+                    ) from None
+                await self.client.configure(config, self.client.timeout, config_id)
+                self.generations[config_id] = seen_generation + 1
 
     async def initialize(self, settings: Settings, timeout: float) -> None:
         """Check health, open the stdio stream (local), read info and send the config."""
@@ -93,8 +104,10 @@ class PluginInstance:
             self._stdio = asyncio.create_task(self._stream_stdio(self.process.output))
         try:
             self.info = await self.client.get_info(settings.plugin_configure_timeout)
-            check_config(self.spec, self.info.config_schema_json)
-            await self.client.configure(self.spec.config, settings.plugin_configure_timeout)
+            for config_id in ("", *self.spec.overrides):
+                config = self.spec.config_for(config_id)
+                check_config(self.spec, self.info.config_schema_json, config, config_id)
+                await self.client.configure(config, settings.plugin_configure_timeout, config_id)
         except PluginCallError as exc:
             if exc.code == "INVALID_ARGUMENT":
                 raise PluginConfigError(f"plugin {self.spec.slug} rejected its config: {exc}") from None
@@ -134,20 +147,23 @@ class PluginInstance:
         await self.channel.close()
 
 
-def check_config(spec: PluginSpec, schema_json: str) -> None:
-    """Raise PluginConfigError when the config does not match the schema the plugin reports."""
+def check_config(
+    spec: PluginSpec, schema_json: str, config: Mapping[str, Any], config_id: str = ""
+) -> None:
+    """Raise PluginConfigError when a config does not match the schema the plugin reports."""
     if not schema_json:
         return
     try:
         schema = json.loads(schema_json)
         validator = jsonschema.Draft202012Validator(schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(dict(spec.config)))
+        error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     except (ValueError, jsonschema.exceptions.SchemaError) as exc:
         raise PluginConfigError(f"plugin {spec.slug} reports an unusable config schema: {exc}") from None
     if error is not None:
         where = "/" + "/".join(str(p) for p in error.absolute_path)
+        which = f"config override {config_id}" if config_id else "config"
         raise PluginConfigError(
-            f"config of plugin {spec.slug} does not match the plugin's schema at {where}: {error.message}"
+            f"{which} of plugin {spec.slug} does not match the plugin's schema at {where}: {error.message}"
         )
 
 

@@ -20,3 +20,9 @@ class PluginSpec:
     timeout_ms: int | None = None
     # SHA-256 (hex) a file:// executable must have; checked before every start.
     checksum: str | None = None
+    # More configurations by config_id (per-LLM overrides), sent besides `config` at start.
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def config_for(self, config_id: str) -> Mapping[str, Any]:
+        """The configuration named by `config_id` ("" is the plugin's own)."""
+        return self.config if not config_id else self.overrides[config_id]

@@ -332,7 +332,7 @@ class PluginSupervisor:
     async def _recover(self, instance: PluginInstance) -> None:
         # A remote plugin that came back may have restarted and lost its config.
         try:
-            await instance.reconfigure(instance.config_generation)
+            await instance.reconfigure("", instance.generations.get("", 0))
         except PluginCallError as exc:
             self.last_error = f"plugin is reachable again but rejected its config: {exc}"
             return

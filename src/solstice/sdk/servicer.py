@@ -1,7 +1,8 @@
-"""Adapts a Plugin instance to the generated gRPC service."""
+"""Adapts a Plugin to the generated gRPC service, with one plugin object per configuration."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -15,18 +16,36 @@ from solstice.sdk.plugin import HOOK_METHODS, Plugin
 
 log = logging.getLogger("solstice.sdk")
 
+# Configurations one process keeps; the host re-sends an evicted one when it is used again.
+MAX_CONFIGS = 1024
+
 
 async def _resolve(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
 class PluginServicer(pb_grpc.PluginServicer):
-    """Serves one Plugin over solstice.plugin.v1."""
+    """Serves a Plugin over solstice.plugin.v1.
+
+    The plugin's own configuration (config_id "") goes to the object given to serve(); each
+    other config_id (a per-LLM override) gets a fresh object of the same class.
+    """
 
     def __init__(self, plugin: Plugin) -> None:
         self._plugin = plugin
         self._hooks = set(type(plugin).implemented_hooks())
-        self._configured = False
+        self._configured: dict[str, Plugin] = {}
+
+    def _object_for(self, config_id: str) -> Plugin:
+        if not config_id:
+            return self._plugin
+        existing = self._configured.get(config_id)
+        if existing is not None:
+            return existing
+        try:
+            return type(self._plugin)()
+        except TypeError:  # a constructor that needs arguments: copy the original instead
+            return copy.deepcopy(self._plugin)
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: Any) -> pb.PluginInfo:
         cls = type(self._plugin)
@@ -49,42 +68,53 @@ class PluginServicer(pb_grpc.PluginServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"config must be a JSON object, got {type(config).__name__}",
             )
+        target = self._object_for(request.config_id)
         try:
-            await _resolve(self._plugin.configure(config))
+            await _resolve(target.configure(config))
         except (ValueError, TypeError, KeyError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid config: {exc}")
-        self._configured = True
+        if request.config_id not in self._configured and len(self._configured) >= MAX_CONFIGS:
+            oldest = next(k for k in self._configured if k)  # insertion order: evict the oldest override
+            del self._configured[oldest]
+        self._configured[request.config_id] = target
         return pb.ConfigureResponse()
 
-    async def _call(self, hook: str, context: Any, *args: Any) -> Any:
+    async def _call(self, hook: str, context: Any, config_id: str, *args: Any) -> Any:
         if hook not in self._hooks:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"plugin {type(self._plugin).__name__} has no {hook} hook"
             )
-        if not self._configured:
+        target = self._configured.get(config_id)
+        if target is None:
             await context.abort(
-                grpc.StatusCode[NOT_CONFIGURED], "plugin is not configured; the host must call Configure"
+                grpc.StatusCode[NOT_CONFIGURED],
+                f"plugin is not configured with config_id {config_id!r}; the host must call Configure",
             )
         try:
-            return await _resolve(getattr(self._plugin, hook)(*args))
+            return await _resolve(getattr(target, hook)(*args))
         except Exception as exc:  # a plugin bug must reach the host as an error, not kill the server
             log.exception("%s hook failed", hook)
             await context.abort(grpc.StatusCode.INTERNAL, f"{hook} failed: {type(exc).__name__}: {exc}")
 
     async def PreAuth(self, request: pb.PreAuthRequest, context: Any) -> pb.HookResponse:
-        return await self._call("pre_auth", context, request.context, request.request)
+        ctx = request.context
+        return await self._call("pre_auth", context, ctx.config_id, ctx, request.request)
 
     async def Auth(self, request: pb.AuthRequest, context: Any) -> pb.AuthResponse:
-        return await self._call("auth", context, request.context, request.request, request.credential)
+        ctx = request.context
+        return await self._call("auth", context, ctx.config_id, ctx, request.request, request.credential)
 
     async def PostAuth(self, request: pb.PostAuthRequest, context: Any) -> pb.HookResponse:
-        return await self._call("post_auth", context, request.context, request.request)
+        ctx = request.context
+        return await self._call("post_auth", context, ctx.config_id, ctx, request.request)
 
     async def OnResponse(self, request: pb.OnResponseRequest, context: Any) -> pb.HookResponse:
+        ctx = request.context
         return await self._call(
             "on_response",
             context,
-            request.context,
+            ctx.config_id,
+            ctx,
             request.request,
             request.response,
             request.phase,
@@ -94,5 +124,5 @@ class PluginServicer(pb_grpc.PluginServicer):
     async def DataCollection(
         self, request: pb.DataCollectionRequest, context: Any
     ) -> pb.DataCollectionResponse:
-        accepted = await self._call("data_collection", context, list(request.records))
+        accepted = await self._call("data_collection", context, request.config_id, list(request.records))
         return pb.DataCollectionResponse(accepted=int(accepted or 0))

@@ -19,9 +19,11 @@ const _ = grpc.SupportPackageIsVersion7
 type PluginClient interface {
 	// Describes the plugin: identity, the hooks it implements and its config schema.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*PluginInfo, error)
-	// Delivers the plugin's configuration. INVALID_ARGUMENT rejects it with a reason.
-	// The host calls it after connecting and whenever a hook answers FAILED_PRECONDITION,
-	// which a plugin must answer to hook calls that arrive before its first Configure.
+	// Delivers one configuration of the plugin. INVALID_ARGUMENT rejects it with a reason.
+	// A plugin may hold several, one per config_id (per-LLM overrides); hook calls name the
+	// one to use in RequestContext.config_id. The host calls Configure after connecting and
+	// whenever a hook answers FAILED_PRECONDITION, which a plugin must answer to a hook call
+	// whose config_id it has not been configured with.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	PreAuth(ctx context.Context, in *PreAuthRequest, opts ...grpc.CallOption) (*HookResponse, error)
 	Auth(ctx context.Context, in *AuthRequest, opts ...grpc.CallOption) (*AuthResponse, error)
@@ -107,9 +109,11 @@ func (c *pluginClient) DataCollection(ctx context.Context, in *DataCollectionReq
 type PluginServer interface {
 	// Describes the plugin: identity, the hooks it implements and its config schema.
 	GetInfo(context.Context, *GetInfoRequest) (*PluginInfo, error)
-	// Delivers the plugin's configuration. INVALID_ARGUMENT rejects it with a reason.
-	// The host calls it after connecting and whenever a hook answers FAILED_PRECONDITION,
-	// which a plugin must answer to hook calls that arrive before its first Configure.
+	// Delivers one configuration of the plugin. INVALID_ARGUMENT rejects it with a reason.
+	// A plugin may hold several, one per config_id (per-LLM overrides); hook calls name the
+	// one to use in RequestContext.config_id. The host calls Configure after connecting and
+	// whenever a hook answers FAILED_PRECONDITION, which a plugin must answer to a hook call
+	// whose config_id it has not been configured with.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	PreAuth(context.Context, *PreAuthRequest) (*HookResponse, error)
 	Auth(context.Context, *AuthRequest) (*AuthResponse, error)

@@ -54,12 +54,14 @@ class PluginInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ...) -> None: ...
 
 class ConfigureRequest(_message.Message):
-    __slots__ = ("config_json", "plugin_slug")
+    __slots__ = ("config_json", "plugin_slug", "config_id")
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_SLUG_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     config_json: str
     plugin_slug: str
-    def __init__(self, config_json: _Optional[str] = ..., plugin_slug: _Optional[str] = ...) -> None: ...
+    config_id: str
+    def __init__(self, config_json: _Optional[str] = ..., plugin_slug: _Optional[str] = ..., config_id: _Optional[str] = ...) -> None: ...
 
 class ConfigureResponse(_message.Message):
     __slots__ = ()
@@ -100,7 +102,7 @@ class TraceContext(_message.Message):
     def __init__(self, traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class RequestContext(_message.Message):
-    __slots__ = ("request_id", "llm", "app", "user_id", "metadata", "trace")
+    __slots__ = ("request_id", "llm", "app", "user_id", "metadata", "trace", "config_id")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,13 +116,15 @@ class RequestContext(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     llm: LLM
     app: App
     user_id: str
     metadata: _containers.ScalarMap[str, str]
     trace: TraceContext
-    def __init__(self, request_id: _Optional[str] = ..., llm: _Optional[_Union[LLM, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ...) -> None: ...
+    config_id: str
+    def __init__(self, request_id: _Optional[str] = ..., llm: _Optional[_Union[LLM, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ..., config_id: _Optional[str] = ...) -> None: ...
 
 class HttpRequest(_message.Message):
     __slots__ = ("method", "path", "query", "headers", "body", "remote_addr")
@@ -308,10 +312,12 @@ class ProxyRecord(_message.Message):
     def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., timestamp_unix_ms: _Optional[int] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[int] = ..., latency_ms: _Optional[int] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., request_body: _Optional[bytes] = ..., response_body: _Optional[bytes] = ...) -> None: ...
 
 class DataCollectionRequest(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "config_id")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[ProxyRecord]
-    def __init__(self, records: _Optional[_Iterable[_Union[ProxyRecord, _Mapping]]] = ...) -> None: ...
+    config_id: str
+    def __init__(self, records: _Optional[_Iterable[_Union[ProxyRecord, _Mapping]]] = ..., config_id: _Optional[str] = ...) -> None: ...
 
 class DataCollectionResponse(_message.Message):
     __slots__ = ("accepted",)

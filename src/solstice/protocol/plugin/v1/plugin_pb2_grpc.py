@@ -82,9 +82,11 @@ class PluginServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Configure(self, request, context):
-        """Delivers the plugin's configuration. INVALID_ARGUMENT rejects it with a reason.
-        The host calls it after connecting and whenever a hook answers FAILED_PRECONDITION,
-        which a plugin must answer to hook calls that arrive before its first Configure.
+        """Delivers one configuration of the plugin. INVALID_ARGUMENT rejects it with a reason.
+        A plugin may hold several, one per config_id (per-LLM overrides); hook calls name the
+        one to use in RequestContext.config_id. The host calls Configure after connecting and
+        whenever a hook answers FAILED_PRECONDITION, which a plugin must answer to a hook call
+        whose config_id it has not been configured with.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
