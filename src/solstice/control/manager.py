@@ -14,9 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, StartFailedError
 from solstice.control.specs import hook_name, spec_for
-from solstice.host import PluginConfigError, PluginError, PluginHost, PluginNotLoadedError, PluginState
+from solstice.host import (
+    PluginConfigError,
+    PluginError,
+    PluginHost,
+    PluginNotLoadedError,
+    PluginSpec,
+    PluginState,
+)
 from solstice.settings import Settings
 from solstice.store import audit
+from solstice.store.llms import entries_for_plugin
 from solstice.store.models import PluginRow
 from solstice.store.plugins import DuplicateSlugError, all_plugins, get_plugin, insert_plugin
 
@@ -167,6 +175,27 @@ class PluginManager:
             raise NotFoundError(f"no plugin with id or slug {ref!r}; list plugins with GET /api/v1/plugins")
         return row
 
+    def lock_for(self, slug: str) -> asyncio.Lock:
+        """The lock that serialises operations on one plugin."""
+        return self._locks[slug]
+
+    async def applied_externally(self, plugin_id: int) -> None:
+        """Note that a plugin's new revision already runs here (its chain changed), or start it."""
+        row = await self._fresh_or_none(plugin_id)
+        if row is None or not row.is_active:
+            return
+        async with self._locks[row.slug]:
+            if self._serving(row.slug):
+                self._applied[row.slug] = row.revision
+            else:
+                await self._apply(row)
+
+    async def spec(self, row: PluginRow) -> PluginSpec:
+        """The host spec of a plugin, with the per-LLM overrides stored for it."""
+        async with self.sessions() as session:
+            entries = await entries_for_plugin(session, row.id) if row.id is not None else []
+        return spec_for(row, entries)
+
     # -- reconcile -----------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -217,7 +246,7 @@ class PluginManager:
 
     async def _apply(self, row: PluginRow) -> None:
         """Load or reload the plugin as stored and record the outcome; start errors are kept."""
-        spec = spec_for(row)
+        spec = await self.spec(row)
         try:
             await self.host.load(spec)
         except PluginError as exc:
@@ -248,7 +277,7 @@ class PluginManager:
     async def _replace(self, row: PluginRow, actor: str, action: str) -> None:
         """Reload a serving plugin with `row`'s settings, or raise and keep the old instance."""
         try:
-            await self.host.reload(row.slug, spec_for(row))
+            await self.host.reload(row.slug, await self.spec(row))
         except PluginConfigError as exc:
             await self._audit(actor, action, row.slug, "failed", str(exc))
             raise InvalidError(f"{exc}; the running plugin is unchanged") from None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from solstice.control.configs import config_id_for, deep_merge
 from solstice.host import PluginHost, PluginNotLoadedError, PluginSpec
 from solstice.protocol import pb
-from solstice.store.models import PluginRow
+from solstice.store.models import LLMPluginRow, PluginRow
 
 
 def hook_name(hook: int) -> str:
@@ -12,8 +16,18 @@ def hook_name(hook: int) -> str:
     return pb.Hook.Name(hook).removeprefix("HOOK_").lower()
 
 
-def spec_for(row: PluginRow) -> PluginSpec:
-    """The host spec of a stored plugin."""
+def overrides_for(row: PluginRow, entries: Sequence[LLMPluginRow]) -> dict[str, dict[str, Any]]:
+    """The extra configurations a plugin needs: one per distinct per-LLM override, by config id."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry.config_override:
+            effective = deep_merge(row.config or {}, entry.config_override)
+            overrides[config_id_for(effective)] = effective
+    return overrides
+
+
+def spec_for(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> PluginSpec:
+    """The host spec of a stored plugin, with the overrides of the chain entries that use it."""
     return PluginSpec(
         slug=row.slug,
         command=row.command,
@@ -21,6 +35,7 @@ def spec_for(row: PluginRow) -> PluginSpec:
         env=tuple(row.env or ()),
         timeout_ms=row.timeout_ms,
         checksum=row.checksum,
+        overrides=overrides_for(row, entries),
     )
 
 

@@ -67,20 +67,26 @@ class PluginClient:
         )
         await self._call("configure", self._stub.Configure, request, timeout)
 
-    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+    async def pre_auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, timeout: float | None = None
+    ) -> pb.HookResponse:
         """Run the pre_auth hook."""
         message = pb.PreAuthRequest(context=ctx, request=request)
-        return await self._call("pre_auth", self._stub.PreAuth, message)
+        return await self._call("pre_auth", self._stub.PreAuth, message, timeout)
 
-    async def auth(self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str) -> pb.AuthResponse:
+    async def auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str, timeout: float | None = None
+    ) -> pb.AuthResponse:
         """Run the auth hook."""
         message = pb.AuthRequest(context=ctx, request=request, credential=credential)
-        return await self._call("auth", self._stub.Auth, message)
+        return await self._call("auth", self._stub.Auth, message, timeout)
 
-    async def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+    async def post_auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, timeout: float | None = None
+    ) -> pb.HookResponse:
         """Run the post_auth hook."""
         message = pb.PostAuthRequest(context=ctx, request=request)
-        return await self._call("post_auth", self._stub.PostAuth, message)
+        return await self._call("post_auth", self._stub.PostAuth, message, timeout)
 
     async def on_response(
         self,
@@ -89,17 +95,20 @@ class PluginClient:
         response: pb.HttpResponse,
         phase: int = pb.RESPONSE_PHASE_COMPLETE,
         chunk_index: int = 0,
+        timeout: float | None = None,
     ) -> pb.HookResponse:
         """Run the on_response hook for a whole response, a chunk or the end of a stream."""
         message = pb.OnResponseRequest(
             context=ctx, request=request, response=response, phase=phase, chunk_index=chunk_index
         )
-        return await self._call("on_response", self._stub.OnResponse, message)
+        return await self._call("on_response", self._stub.OnResponse, message, timeout)
 
-    async def data_collection(self, records: Sequence[pb.ProxyRecord], config_id: str = "") -> int:
+    async def data_collection(
+        self, records: Sequence[pb.ProxyRecord], config_id: str = "", timeout: float | None = None
+    ) -> int:
         """Send a batch of proxy records; returns how many the plugin accepted."""
         message = pb.DataCollectionRequest(records=list(records), config_id=config_id)
-        answer = await self._call("data_collection", self._stub.DataCollection, message)
+        answer = await self._call("data_collection", self._stub.DataCollection, message, timeout)
         return answer.accepted
 
 

@@ -52,19 +52,23 @@ class HookClient:
         finally:
             supervisor.observe(hook, time.perf_counter() - started)
 
-    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
-        """Run the plugin's pre_auth hook."""
-        return await self._run("pre_auth", ctx.config_id, ctx, request)
+    async def pre_auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, timeout: float | None = None
+    ) -> pb.HookResponse:
+        """Run the plugin's pre_auth hook (`timeout` in seconds overrides the plugin's deadline)."""
+        return await self._run("pre_auth", ctx.config_id, ctx, request, timeout)
 
     async def auth(
-        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str, timeout: float | None = None
     ) -> pb.AuthResponse:
         """Run the plugin's auth hook."""
-        return await self._run("auth", ctx.config_id, ctx, request, credential)
+        return await self._run("auth", ctx.config_id, ctx, request, credential, timeout)
 
-    async def post_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+    async def post_auth(
+        self, ctx: pb.RequestContext, request: pb.HttpRequest, timeout: float | None = None
+    ) -> pb.HookResponse:
         """Run the plugin's post_auth hook."""
-        return await self._run("post_auth", ctx.config_id, ctx, request)
+        return await self._run("post_auth", ctx.config_id, ctx, request, timeout)
 
     async def on_response(
         self,
@@ -73,13 +77,18 @@ class HookClient:
         response: pb.HttpResponse,
         phase: int = pb.RESPONSE_PHASE_COMPLETE,
         chunk_index: int = 0,
+        timeout: float | None = None,
     ) -> pb.HookResponse:
         """Run the plugin's on_response hook."""
-        return await self._run("on_response", ctx.config_id, ctx, request, response, phase, chunk_index)
+        return await self._run(
+            "on_response", ctx.config_id, ctx, request, response, phase, chunk_index, timeout
+        )
 
-    async def data_collection(self, records: Sequence[pb.ProxyRecord], config_id: str = "") -> int:
+    async def data_collection(
+        self, records: Sequence[pb.ProxyRecord], config_id: str = "", timeout: float | None = None
+    ) -> int:
         """Send the plugin a batch of proxy records; returns how many it accepted."""
-        return await self._run("data_collection", config_id, records, config_id)
+        return await self._run("data_collection", config_id, records, config_id, timeout)
 
 
 class PluginHost:

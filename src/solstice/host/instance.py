@@ -147,9 +147,7 @@ class PluginInstance:
         await self.channel.close()
 
 
-def check_config(
-    spec: PluginSpec, schema_json: str, config: Mapping[str, Any], config_id: str = ""
-) -> None:
+def check_config(spec: PluginSpec, schema_json: str, config: Mapping[str, Any], config_id: str = "") -> None:
     """Raise PluginConfigError when a config does not match the schema the plugin reports."""
     if not schema_json:
         return

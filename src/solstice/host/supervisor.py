@@ -28,8 +28,6 @@ _UNHEALTHY_RESTART_AFTER = 3
 _MAX_BACKOFF_EXPONENT = 16
 
 
-
-
 class PluginState(StrEnum):
     """Lifecycle states reported for a plugin."""
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,6 +74,8 @@ class PluginRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
     digest: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # A global plugin runs on every LLM, before the LLM's own chain.
+    is_global: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped by every change that needs running instances to reload (several servers may share a database).
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -98,3 +110,63 @@ class AuditRow(Base):
     target: Mapped[str] = mapped_column(String(120))
     result: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class LLMRow(Base):
+    """An upstream LLM the gateway serves under /llm/{slug}/."""
+
+    __tablename__ = "llms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(100), unique=True, index=True)
+    vendor: Mapped[str] = mapped_column(String(32))
+    upstream_url: Mapped[str] = mapped_column(String(2048), default="")
+    # Sent upstream as the bearer token; never returned by the API.
+    api_key: Mapped[str] = mapped_column(Text, default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LLMPluginRow(Base):
+    """One plugin in an LLM's chain, with per-LLM overrides."""
+
+    __tablename__ = "llm_plugins"
+    __table_args__ = (UniqueConstraint("llm_id", "plugin_id", name="uq_llm_plugins_llm_plugin"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    llm_id: Mapped[int] = mapped_column(ForeignKey("llms.id", ondelete="CASCADE"), index=True)
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    config_override: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    timeout_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    failure_policy: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class AppRow(Base):
+    """A client application: which LLMs it may call."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    llm_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AppKeyRow(Base):
+    """An API key of an app; only its SHA-256 is stored."""
+
+    __tablename__ = "app_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,202 @@
+"""/api/v1/apps: client applications, the LLMs they may call, and their API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from solstice.api.auth import Principal, require_admin, require_read
+from solstice.api.body import documented, json_object
+from solstice.control.errors import InvalidError, NotFoundError
+from solstice.store import audit
+from solstice.store.apps import all_apps, create_key, get_app, keys_of, revoke_key
+from solstice.store.llms import get_llm
+from solstice.store.models import AppKeyRow, AppRow
+
+router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
+
+
+class AppFields(BaseModel):
+    """Writable app fields, all optional (PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    llms: list[str | int] | None = Field(None, max_length=1000, description="LLM ids or slugs it may call.")
+    is_active: bool | None = None
+
+
+class AppCreate(AppFields):
+    """Body of POST."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class KeyCreate(BaseModel):
+    """Body of POST /{id}/keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=100)
+
+
+class KeyOut(BaseModel):
+    """An app key without its secret."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    """A new key with its secret: shown this once."""
+
+    key: str
+
+
+class AppOut(BaseModel):
+    """An app and its keys (without secrets)."""
+
+    id: int
+    name: str
+    is_active: bool
+    llm_ids: list[int]
+    keys: list[KeyOut]
+
+
+class AppCreated(AppOut):
+    """A new app with its first key's secret: shown this once."""
+
+    key: str
+
+
+def _key(row: AppKeyRow) -> KeyOut:
+    return KeyOut(
+        id=row.id, name=row.name, prefix=row.prefix, created_at=row.created_at, revoked_at=row.revoked_at
+    )
+
+
+async def _out(request: Request, row: AppRow) -> AppOut:
+    async with request.app.state.sessions() as session:
+        keys = await keys_of(session, row.id)
+    return AppOut(
+        id=row.id,
+        name=row.name,
+        is_active=row.is_active,
+        llm_ids=list(row.llm_ids or []),
+        keys=[_key(k) for k in keys],
+    )
+
+
+async def _llm_ids(request: Request, refs: list[str | int]) -> list[int]:
+    ids: list[int] = []
+    async with request.app.state.sessions() as session:
+        for ref in refs:
+            llm = await get_llm(session, str(ref))
+            if llm is None:
+                raise InvalidError(f"no LLM with id or slug {ref!r}; create it with POST /api/v1/llms")
+            ids.append(llm.id)
+    return sorted(set(ids))
+
+
+async def _find(request: Request, ref: str) -> AppRow:
+    async with request.app.state.sessions() as session:
+        row = await get_app(session, ref)
+    if row is None:
+        raise NotFoundError(f"no app with id {ref!r}; list apps with GET /api/v1/apps")
+    return row
+
+
+@router.post("", status_code=201, response_model=AppCreated, openapi_extra=documented(AppCreate))
+async def create(request: Request, principal: Principal = Depends(require_admin)) -> AppCreated:
+    """Create an app with its first API key (the secret is in this response only)."""
+    body = AppCreate.model_validate(await json_object(request))
+    llm_ids = await _llm_ids(request, body.llms or [])
+    async with request.app.state.sessions.begin() as session:
+        row = AppRow(
+            name=body.name, is_active=body.is_active if body.is_active is not None else True, llm_ids=llm_ids
+        )
+        session.add(row)
+        await session.flush()
+        _, secret = await create_key(session, row.id, "initial")
+        await audit.record(session, principal.name, "app.create", f"app:{row.id}", "ok")
+    await request.app.state.gateway.refresh()
+    return AppCreated(**(await _out(request, row)).model_dump(), key=secret)
+
+
+@router.get("", response_model=list[AppOut])
+async def list_all(request: Request, principal: Principal = Depends(require_read)) -> list[AppOut]:
+    """Every app."""
+    async with request.app.state.sessions() as session:
+        rows = await all_apps(session)
+    return [await _out(request, row) for row in rows]
+
+
+@router.get("/{ref}", response_model=AppOut)
+async def get_one(ref: str, request: Request, principal: Principal = Depends(require_read)) -> AppOut:
+    """One app."""
+    return await _out(request, await _find(request, ref))
+
+
+@router.patch("/{ref}", response_model=AppOut, openapi_extra=documented(AppFields))
+async def patch(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> AppOut:
+    """Change an app's name, LLMs or activity."""
+    changes = AppFields.model_validate(await json_object(request)).model_dump(exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise InvalidError("app fields cannot be null; leave a field out to keep its value")
+    current = await _find(request, ref)
+    llm_ids = await _llm_ids(request, changes.pop("llms")) if "llms" in changes else None
+    async with request.app.state.sessions.begin() as session:
+        row = await session.get(AppRow, current.id)
+        assert row is not None
+        for key, value in changes.items():
+            setattr(row, key, value)
+        if llm_ids is not None:
+            row.llm_ids = llm_ids
+        await audit.record(session, principal.name, "app.update", f"app:{row.id}", "ok")
+    await request.app.state.gateway.refresh()
+    return await _out(request, row)
+
+
+@router.delete("/{ref}", status_code=204, response_class=Response)
+async def delete(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
+    """Remove an app and its keys."""
+    current = await _find(request, ref)
+    async with request.app.state.sessions.begin() as session:
+        row = await session.get(AppRow, current.id)
+        if row is not None:
+            await session.delete(row)
+        await audit.record(session, principal.name, "app.delete", f"app:{current.id}", "ok")
+    await request.app.state.gateway.refresh()
+    return Response(status_code=204)
+
+
+@router.post("/{ref}/keys", status_code=201, response_model=KeyCreated, openapi_extra=documented(KeyCreate))
+async def add_key(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> KeyCreated:
+    """Create another key for an app (the secret is in this response only)."""
+    body = KeyCreate.model_validate(await json_object(request))
+    app = await _find(request, ref)
+    async with request.app.state.sessions.begin() as session:
+        row, secret = await create_key(session, app.id, body.name)
+        await audit.record(session, principal.name, "app.key.create", f"app:{app.id}", "ok", body.name)
+    await request.app.state.gateway.refresh()
+    return KeyCreated(**_key(row).model_dump(), key=secret)
+
+
+@router.delete("/{ref}/keys/{key_id}", response_model=KeyOut)
+async def revoke(
+    ref: str, key_id: int, request: Request, principal: Principal = Depends(require_admin)
+) -> KeyOut:
+    """Revoke one key; it stops working at once."""
+    app = await _find(request, ref)
+    async with request.app.state.sessions.begin() as session:
+        row = await revoke_key(session, app.id, key_id) if key_id <= 2**31 - 1 else None
+        if row is None:
+            raise NotFoundError(f"app {app.id} has no key {key_id}")
+        await audit.record(session, principal.name, "app.key.revoke", f"app:{app.id}", "ok", str(key_id))
+    await request.app.state.gateway.refresh()
+    return _key(row)

@@ -1,0 +1,207 @@
+"""/api/v1/llms: the upstream LLMs the gateway serves, and their plugin chains."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from solstice.api.auth import Principal, require_admin, require_read
+from solstice.api.body import documented, json_object
+from solstice.api.plugins import slugify
+from solstice.api.schemas import SLUG_PATTERN
+from solstice.control.chains import ChainEntry, set_chain
+from solstice.control.errors import ConflictError, InvalidError, NotFoundError
+from solstice.store import audit
+from solstice.store.llms import all_llms, chain_of, get_llm
+from solstice.store.models import LLMRow
+
+router = APIRouter(prefix="/api/v1/llms", tags=["llms"])
+Vendor = Literal["openai", "mock"]
+
+
+class LLMFields(BaseModel):
+    """Writable LLM fields, all optional (PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    slug: str | None = Field(None, pattern=SLUG_PATTERN)
+    vendor: Vendor | None = None
+    upstream_url: str | None = Field(None, max_length=2048)
+    api_key: str | None = Field(None, max_length=4096)
+    is_active: bool | None = None
+    options: dict[str, Any] | None = None
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"upstream_url {value!r} must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class LLMCreate(LLMFields):
+    """Body of POST."""
+
+    name: str = Field(min_length=1, max_length=200)
+    vendor: Vendor = "openai"
+
+
+class LLMOut(BaseModel):
+    """An LLM as the API returns it: the API key is never included."""
+
+    id: int
+    name: str
+    slug: str
+    vendor: str
+    upstream_url: str
+    has_api_key: bool
+    is_active: bool
+    options: dict[str, Any]
+
+
+class ChainEntryOut(BaseModel):
+    """One plugin of an LLM's chain."""
+
+    plugin_id: int
+    plugin: str
+    position: int
+    config_override: dict[str, Any]
+    timeout_ms: int | None
+    failure_policy: str | None
+
+
+class ChainIn(BaseModel):
+    """Body of PUT /{id}/plugins: the whole chain, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugins: list[ChainEntry] = Field(max_length=64)
+
+
+def _out(row: LLMRow) -> LLMOut:
+    return LLMOut(
+        id=row.id,
+        name=row.name,
+        slug=row.slug,
+        vendor=row.vendor,
+        upstream_url=row.upstream_url,
+        has_api_key=bool(row.api_key),
+        is_active=row.is_active,
+        options=dict(row.options or {}),
+    )
+
+
+async def _find(request: Request, ref: str) -> LLMRow:
+    async with request.app.state.sessions() as session:
+        row = await get_llm(session, ref)
+    if row is None:
+        raise NotFoundError(f"no LLM with id or slug {ref!r}; list LLMs with GET /api/v1/llms")
+    return row
+
+
+def _check_vendor(vendor: str, upstream_url: str) -> None:
+    if vendor == "openai" and not upstream_url:
+        raise InvalidError("an openai LLM needs upstream_url, e.g. https://api.openai.com/v1")
+
+
+@router.post("", status_code=201, response_model=LLMOut, openapi_extra=documented(LLMCreate))
+async def create(request: Request, principal: Principal = Depends(require_admin)) -> LLMOut:
+    """Register an upstream LLM."""
+    body = LLMCreate.model_validate(await json_object(request))
+    _check_vendor(body.vendor, body.upstream_url or "")
+    values = body.model_dump(exclude_none=True)
+    values["slug"] = body.slug or slugify(body.name)
+    async with request.app.state.sessions.begin() as session:
+        if await get_llm(session, values["slug"]) is not None:
+            raise ConflictError(f"an LLM with slug {values['slug']!r} already exists; choose another slug")
+        row = LLMRow(**{"upstream_url": "", "api_key": "", "options": {}, **values})
+        session.add(row)
+        await session.flush()
+        await audit.record(session, principal.name, "llm.create", row.slug, "ok")
+    await request.app.state.gateway.refresh()
+    return _out(row)
+
+
+@router.get("", response_model=list[LLMOut])
+async def list_all(request: Request, principal: Principal = Depends(require_read)) -> list[LLMOut]:
+    """Every LLM."""
+    async with request.app.state.sessions() as session:
+        return [_out(row) for row in await all_llms(session)]
+
+
+@router.get("/{ref}", response_model=LLMOut)
+async def get_one(ref: str, request: Request, principal: Principal = Depends(require_read)) -> LLMOut:
+    """One LLM by id or slug."""
+    return _out(await _find(request, ref))
+
+
+@router.patch("/{ref}", response_model=LLMOut, openapi_extra=documented(LLMFields))
+async def patch(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> LLMOut:
+    """Change some fields of an LLM."""
+    changes = LLMFields.model_validate(await json_object(request)).model_dump(exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise InvalidError("LLM fields cannot be null; leave a field out to keep its value")
+    current = await _find(request, ref)
+    if "slug" in changes and changes["slug"] != current.slug:
+        raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
+    _check_vendor(changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url))
+    async with request.app.state.sessions.begin() as session:
+        row = await session.get(LLMRow, current.id)
+        assert row is not None
+        for key, value in changes.items():
+            setattr(row, key, value)
+        await audit.record(session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes)))
+    await request.app.state.gateway.refresh()
+    return _out(row)
+
+
+@router.delete("/{ref}", status_code=204, response_class=Response)
+async def delete(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
+    """Remove an LLM and its chain."""
+    current = await _find(request, ref)
+    async with request.app.state.sessions.begin() as session:
+        row = await session.get(LLMRow, current.id)
+        if row is not None:
+            await session.delete(row)
+        await audit.record(session, principal.name, "llm.delete", current.slug, "ok")
+    await request.app.state.gateway.refresh()
+    return Response(status_code=204)
+
+
+async def _chain(request: Request, llm: LLMRow) -> list[ChainEntryOut]:
+    async with request.app.state.sessions() as session:
+        rows = await chain_of(session, llm.id)
+    return [
+        ChainEntryOut(
+            plugin_id=plugin.id,
+            plugin=plugin.slug,
+            position=entry.position,
+            config_override=dict(entry.config_override or {}),
+            timeout_ms=entry.timeout_ms,
+            failure_policy=entry.failure_policy,
+        )
+        for entry, plugin in rows
+    ]
+
+
+@router.get("/{ref}/plugins", response_model=list[ChainEntryOut])
+async def get_chain(
+    ref: str, request: Request, principal: Principal = Depends(require_read)
+) -> list[ChainEntryOut]:
+    """An LLM's plugin chain, in order."""
+    return await _chain(request, await _find(request, ref))
+
+
+@router.put("/{ref}/plugins", response_model=list[ChainEntryOut], openapi_extra=documented(ChainIn))
+async def put_chain(
+    ref: str, request: Request, principal: Principal = Depends(require_admin)
+) -> list[ChainEntryOut]:
+    """Replace an LLM's plugin chain; plugins with new overrides must accept them first."""
+    body = ChainIn.model_validate(await json_object(request))
+    llm = await _find(request, ref)
+    await set_chain(request.app.state.manager, llm, body.plugins, principal.name)
+    await request.app.state.gateway.refresh()
+    return await _chain(request, llm)

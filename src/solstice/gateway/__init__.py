@@ -1,0 +1,1 @@
+"""The data plane: the LLM proxy at /llm/{slug}/ and the plugin hook pipeline."""

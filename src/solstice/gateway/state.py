@@ -1,0 +1,32 @@
+"""Holds the current GatewayConfig; rebuilt from the store after each change, swapped in one step."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from solstice.gateway.config import GatewayConfig, load_config
+
+log = structlog.get_logger("solstice.gateway")
+
+
+class GatewayState:
+    """The gateway configuration requests read; refresh() replaces it atomically."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.config = GatewayConfig()
+        self._lock = asyncio.Lock()
+        self._generation = 0
+
+    async def refresh(self) -> None:
+        """Rebuild the configuration from the store; concurrent callers share one rebuild."""
+        wanted = self._generation + 1
+        async with self._lock:
+            if self._generation >= wanted:
+                return  # someone rebuilt after our change was written
+            self._generation += 1
+            async with self._sessions() as session:
+                self.config = await load_config(session)
