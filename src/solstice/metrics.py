@@ -60,3 +60,17 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+HOOK_FAIL_OPEN = Counter(
+    "solstice_gateway_fail_open_total",
+    "Plugin failures the gateway passed over because the plugin's policy is fail_open.",
+    ["plugin", "hook"],
+)
+DATA_COLLECTION_DROPS = Counter(
+    "solstice_data_collection_dropped_total",
+    "Proxy records dropped because the data_collection queue was full.",
+)
+DATA_COLLECTION_FAILURES = Counter(
+    "solstice_data_collection_failures_total",
+    "data_collection batches a plugin did not accept (records lost for that plugin).",
+    ["plugin"],
+)

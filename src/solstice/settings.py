@@ -58,6 +58,15 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )
 
+    gateway_max_body_bytes: int = Field(10 << 20, ge=1, description="Largest request body the proxy accepts.")
+    gateway_max_response_bytes: int = Field(
+        32 << 20, ge=1, description="Largest buffered upstream answer; streams are not limited."
+    )
+    upstream_timeout: float = Field(120.0, gt=0, description="Seconds an upstream may take to answer.")
+    upstream_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to an upstream.")
+    data_collection_queue: int = Field(10_000, ge=1, description="Proxy records waiting for data_collection.")
+    data_collection_batch: int = Field(100, ge=1, description="Records per data_collection call.")
+
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: object) -> None:

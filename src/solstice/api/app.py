@@ -8,18 +8,21 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from solstice import __version__
-from solstice.api import audit, ops, plugins, problems, tokens
+from solstice.api import apps, audit, llms, ops, plugins, problems, tokens
 from solstice.api.middleware import RequestContextMiddleware
 from solstice.control.bootstrap import ensure_admin_token, ensure_plugins
 from solstice.control.manager import PluginManager
+from solstice.gateway.proxy import Gateway
+from solstice.gateway.state import GatewayState
 from solstice.host import PluginHost, PluginSpec
 from solstice.settings import Settings
 from solstice.store.database import create_engine, migrate, session_factory
 
 log = structlog.get_logger("solstice.api")
+PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -> FastAPI:
@@ -39,16 +42,25 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
             )
             sys.stderr.flush()
         await ensure_plugins(sessions, initial_plugins)
-        manager = PluginManager(settings, sessions, PluginHost(settings))
+        host = PluginHost(settings)
+        manager = PluginManager(settings, sessions, host)
+        state = GatewayState(sessions)
+        await state.refresh()
+        manager.listeners.append(state.refresh)
+        gateway = Gateway(settings, state, host)
+        gateway.start()
         app.state.settings = settings
         app.state.sessions = sessions
         app.state.manager = manager
+        app.state.gateway = state
+        app.state.proxy = gateway
         app.state.token_touches = {}
         starting = asyncio.create_task(manager.start())
         try:
             yield
         finally:
             starting.cancel()
+            await gateway.aclose()
             await manager.aclose()
             await engine.dispose()
 
@@ -59,7 +71,14 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (plugins, tokens, audit, ops):
+    for module in (plugins, llms, apps, tokens, audit, ops):
         app.include_router(module.router)
+
+    async def proxy(request: Request) -> Response:
+        return await request.app.state.proxy.handle(request)
+
+    app.router.add_route(
+        "/llm/{slug}/{path:path}", proxy, methods=list(PROXY_METHODS), include_in_schema=False
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

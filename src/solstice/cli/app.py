@@ -38,6 +38,20 @@ def serve(
     raise typer.Exit(run_serve(plugin or []))
 
 
+@app.command("mock-llm")
+def mock_llm(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8400,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    delay_ms: Annotated[int, typer.Option(help="Delay before each answer, in milliseconds.")] = 0,
+) -> None:
+    """Serve the mock OpenAI-compatible LLM (echo, usage counts, streaming) for demos and benchmarks."""
+    import uvicorn
+
+    from solstice.gateway.mock_server import create_mock_app
+
+    uvicorn.run(create_mock_app(delay_ms), host=host, port=port, log_level="warning", access_log=False)
+
+
 @app.command()
 def version() -> None:
     """Print the Solstice version."""

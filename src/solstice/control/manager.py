@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -50,6 +50,8 @@ class PluginManager:
         # Revision of each plugin this server last applied to its host.
         self._applied: dict[str, int] = {}
         self._reconciler: asyncio.Task[None] | None = None
+        # Called after every change, so readers of the store (the gateway) rebuild their view.
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -85,7 +87,8 @@ class PluginManager:
                 ) from None
             if row.is_active:
                 await self._apply(row)
-            return await self._fresh(row.id)
+        await self.notify()
+        return await self._fresh(row.id)
 
     async def update(self, ref: str, changes: Mapping[str, Any], actor: str) -> PluginRow:
         """Change a plugin; a serving plugin is only changed if the new settings start."""
@@ -123,7 +126,8 @@ class PluginManager:
                 self._applied[row.slug] = row.revision
             elif self._applied.get(row.slug) != row.revision:
                 await self._apply(row)
-            return await self._fresh(row.id)
+        await self.notify()
+        return await self._fresh(row.id)
 
     async def delete(self, ref: str, actor: str) -> None:
         """Stop a plugin and remove it."""
@@ -137,6 +141,7 @@ class PluginManager:
                 await audit.record(session, actor, "plugin.delete", row.slug, "ok")
             self._applied.pop(row.slug, None)
         self._locks.pop(row.slug, None)
+        await self.notify()
 
     async def reload(self, ref: str, actor: str) -> PluginRow:
         """Start a fresh instance and switch to it; on failure the old one keeps serving."""
@@ -220,6 +225,12 @@ class PluginManager:
                     await self._apply(current)
 
         await asyncio.gather(*(bring_up(row) for row in stale))
+        await self.notify()
+
+    async def notify(self) -> None:
+        """Tell listeners that plugins changed."""
+        for listener in self.listeners:
+            await listener()
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -1,0 +1,33 @@
+"""OpenAI-style error answers of the proxy, and the plugin-failure problem answer."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+from solstice.api.problems import problem_response
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "upstream_timeout",
+}
+
+
+def openai_error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    """An error in the shape OpenAI clients parse: {"error": {"message", "type", "code"}}."""
+    body = {
+        "error": {"message": message, "type": _TYPES.get(status, "api_error"), "param": None, "code": code}
+    }
+    return JSONResponse(body, status_code=status)
+
+
+def plugin_failure(slug: str, hook: str, reason: str) -> JSONResponse:
+    """503 problem answer for a fail_closed plugin that could not decide."""
+    return problem_response(
+        503, f"plugin {slug} failed during {hook} and its failure policy is fail_closed: {reason}"
+    )

@@ -1,0 +1,302 @@
+"""The proxy route /llm/{slug}/{path}: request → hook chains → upstream → response → records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from solstice.gateway.collector import Collector
+from solstice.gateway.config import Route, Step
+from solstice.gateway.errors import openai_error, plugin_failure
+from solstice.gateway.pipeline import Blocked, Hooks, PluginFailure, Unauthorized, apply_modify
+from solstice.gateway.state import GatewayState
+from solstice.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, forwardable
+from solstice.host import PluginHost, PluginNotLoadedError
+from solstice.protocol import pb
+from solstice.settings import Settings
+from solstice.store.apps import hash_key
+
+log = structlog.get_logger("solstice.gateway")
+
+
+def _credential(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or request.headers.get("api-key") or ""
+
+
+def _blocked_response(block: pb.Block) -> Response:
+    headers = {h.name: h.value for h in block.headers}
+    return Response(block.body, status_code=block.status or 403, headers=headers)
+
+
+def _usage(record: pb.ProxyRecord, payload: Any) -> None:
+    if not isinstance(payload, dict):
+        return
+    record.model = str(payload.get("model") or record.model)
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        record.completion_tokens = int(usage.get("completion_tokens") or 0)
+        record.total_tokens = int(
+            usage.get("total_tokens") or record.prompt_tokens + record.completion_tokens
+        )
+
+
+def _stream_usage(record: pb.ProxyRecord, body: bytes) -> None:
+    for line in body.split(b"\n"):
+        if line.startswith(b"data: ") and line[6:].strip() not in (b"", b"[DONE]"):
+            try:
+                _usage(record, json.loads(line[6:]))
+            except ValueError:
+                continue
+
+
+class Gateway:
+    """Serves proxied LLM calls with the current GatewayConfig."""
+
+    def __init__(self, settings: Settings, state: GatewayState, host: PluginHost) -> None:
+        self.settings = settings
+        self.state = state
+        self.host = host
+        self.hooks = Hooks(host)
+        self.upstream = Upstream(settings)
+        self.collector = Collector(host, settings)
+
+    def start(self) -> None:
+        """Start background work (data collection)."""
+        self.collector.start()
+
+    async def aclose(self) -> None:
+        """Flush records and close upstream connections."""
+        await self.collector.aclose()
+        await self.upstream.aclose()
+
+    async def handle(self, request: Request) -> Response:
+        """Proxy one request."""
+        started = time.perf_counter()
+        slug = request.path_params["slug"]
+        route = self.state.config.routes.get(slug)
+        if route is None:
+            return openai_error(
+                404, f"no LLM with slug {slug!r}; list LLMs with GET /api/v1/llms", "llm_not_found"
+            )
+        if not route.is_active:
+            return openai_error(503, f"LLM {slug!r} is inactive; activate it with PATCH /api/v1/llms/{slug}")
+        body, problem = await self._read_body(request)
+        if problem is not None:
+            return problem
+        ctx = pb.RequestContext(
+            request_id=request.scope.get("state", {}).get("request_id", ""),
+            llm=pb.LLM(id=str(route.id), slug=route.slug, vendor=route.vendor),
+            trace=pb.TraceContext(
+                traceparent=request.headers.get("traceparent", ""),
+                tracestate=request.headers.get("tracestate", ""),
+            ),
+        )
+        client = request.client
+        message = pb.HttpRequest(
+            method=request.method,
+            path=request.path_params["path"],
+            query=request.url.query,
+            headers=[pb.Header(name=k, value=v) for k, v in request.headers.items()],
+            body=body,
+            remote_addr=f"{client.host}:{client.port}" if client else "",
+        )
+        record = pb.ProxyRecord(
+            timestamp_unix_ms=int(time.time() * 1000),
+            method=request.method,
+            path=message.path,
+            request_body=body,
+        )
+        try:
+            await self.hooks.request_chain(route.chains["pre_auth"], "pre_auth", ctx, message)
+            await self._authenticate(route, ctx, message, _credential(request))
+            await self.hooks.request_chain(route.chains["post_auth"], "post_auth", ctx, message)
+            upstream = await self.upstream.send(
+                route, message.method, message.path, message.query,
+                [(h.name, h.value) for h in message.headers], message.body,
+            )  # fmt: skip
+        except Blocked as blocked:
+            return self._finish(route, ctx, record, started, _blocked_response(blocked.block))
+        except Unauthorized as denied:
+            return self._finish(route, ctx, record, started, openai_error(denied.status, str(denied)))
+        except PluginFailure as failure:
+            return self._finish(
+                route, ctx, record, started, plugin_failure(failure.slug, failure.hook, failure.reason)
+            )
+        except UpstreamError as exc:
+            return self._finish(route, ctx, record, started, openai_error(exc.status, str(exc)))
+        if upstream.streaming:
+            return self._stream(route, ctx, message, record, started, upstream)
+        return await self._buffered(route, ctx, message, record, started, upstream)
+
+    async def _read_body(self, request: Request) -> tuple[bytes, Response | None]:
+        limit = self.settings.gateway_max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return b"", openai_error(413, f"request body is {declared} bytes; the limit is {limit}")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return b"", openai_error(413, f"request body is over the {limit} byte limit")
+            parts.append(chunk)
+        body = b"".join(parts)
+        if body and "json" in request.headers.get("content-type", "json"):
+            try:
+                json.loads(body)
+            except ValueError as exc:
+                return b"", openai_error(400, f"request body is not valid JSON: {exc}", "invalid_json")
+        return body, None
+
+    async def _authenticate(
+        self, route: Route, ctx: pb.RequestContext, message: pb.HttpRequest, credential: str
+    ) -> None:
+        steps = route.chains["auth"]
+        config = self.state.config
+        if steps:
+            who = await self.hooks.authenticate(steps, ctx, message, credential)
+            known = config.apps_by_id.get(int(who.app_id)) if who.app_id.isdigit() else None
+            ctx.app.CopyFrom(pb.App(id=who.app_id, name=known.name if known else ""))
+            ctx.user_id = who.user_id
+            return
+        if not credential:
+            raise Unauthorized(401, "missing API key; send 'Authorization: Bearer <app key>'")
+        app = config.apps_by_key.get(hash_key(credential))
+        if app is None or not app.is_active:
+            raise Unauthorized(401, "the API key is invalid, revoked or its app is inactive")
+        if route.id not in app.llm_ids:
+            raise Unauthorized(
+                403, f"app {app.name!r} may not call LLM {route.slug!r}; add it to the app's llms"
+            )
+        ctx.app.CopyFrom(pb.App(id=str(app.id), name=app.name))
+
+    async def _buffered(
+        self,
+        route: Route,
+        ctx: pb.RequestContext,
+        message: pb.HttpRequest,
+        record: pb.ProxyRecord,
+        started: float,
+        upstream: UpstreamResponse,
+    ) -> Response:
+        response = pb.HttpResponse(
+            status=upstream.status,
+            headers=[pb.Header(name=k, value=v) for k, v in upstream.headers],
+            body=upstream.body,
+        )
+        try:
+            await self.hooks.response_chain(route.chains["on_response"], ctx, message, response)
+        except Blocked as blocked:
+            return self._finish(route, ctx, record, started, _blocked_response(blocked.block))
+        except PluginFailure as failure:
+            return self._finish(
+                route, ctx, record, started, plugin_failure(failure.slug, failure.hook, failure.reason)
+            )
+        with contextlib.suppress(ValueError):
+            _usage(record, json.loads(response.body))
+        record.response_body = response.body
+        out = Response(response.body, status_code=response.status)
+        out.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in forwardable([(h.name, h.value) for h in response.headers])
+        ] + [(b"content-length", str(len(response.body)).encode())]
+        return self._finish(route, ctx, record, started, out)
+
+    def _stream(
+        self,
+        route: Route,
+        ctx: pb.RequestContext,
+        message: pb.HttpRequest,
+        record: pb.ProxyRecord,
+        started: float,
+        upstream: UpstreamResponse,
+    ) -> Response:
+        chunk_steps = tuple(s for s in route.chains["on_response"] if self._wants_chunks(s))
+        assert upstream.chunks is not None
+        source = upstream.chunks
+
+        async def relay() -> AsyncIterator[bytes]:
+            seen: list[bytes] = []
+            index = 0
+            try:
+                async for chunk in source:
+                    for step in chunk_steps:
+                        part = pb.HttpResponse(status=upstream.status, body=chunk)
+                        try:
+                            answer = await self.hooks.call(
+                                step, "on_response", ctx, message, part, pb.RESPONSE_PHASE_STREAM_CHUNK, index
+                            )
+                        except PluginFailure:
+                            answer = None  # the status line is sent: a chunk can only pass unchanged
+                        if answer is not None and answer.WhichOneof("action") == "modify":
+                            apply_modify(part, answer.modify)
+                            chunk = part.body
+                    seen.append(chunk)
+                    index += 1
+                    yield chunk
+            finally:
+                await upstream.close()
+                whole = b"".join(seen)
+                _stream_usage(record, whole)
+                record.response_body = whole
+                self._finish(route, ctx, record, started, None, status=upstream.status)
+                asyncio.get_running_loop().create_task(
+                    self._stream_end(route, ctx, message, upstream, whole, index)
+                )
+
+        headers = dict(forwardable(upstream.headers))
+        return StreamingResponse(relay(), status_code=upstream.status, headers=headers)
+
+    def _wants_chunks(self, step: Step) -> bool:
+        try:
+            info = self.host.status(step.slug).info
+        except PluginNotLoadedError:
+            return False
+        return bool(info and info.wants_stream_chunks)
+
+    async def _stream_end(
+        self,
+        route: Route,
+        ctx: pb.RequestContext,
+        message: pb.HttpRequest,
+        upstream: UpstreamResponse,
+        whole: bytes,
+        chunks: int,
+    ) -> None:
+        # Informational: the client already has the stream, so answers cannot change it.
+        response = pb.HttpResponse(status=upstream.status, body=whole)
+        for step in route.chains["on_response"]:
+            try:
+                await self.hooks.call(
+                    step, "on_response", ctx, message, response, pb.RESPONSE_PHASE_STREAM_END, chunks
+                )
+            except PluginFailure as failure:
+                log.warning("on_response after a stream failed", plugin=failure.slug, error=failure.reason)
+
+    def _finish(
+        self,
+        route: Route,
+        ctx: pb.RequestContext,
+        record: pb.ProxyRecord,
+        started: float,
+        response: Response | None,
+        status: int | None = None,
+    ) -> Response:
+        record.status = status if status is not None else (response.status_code if response else 0)
+        record.latency_ms = int((time.perf_counter() - started) * 1000)
+        ctx.config_id = ""
+        record.context.CopyFrom(ctx)
+        self.collector.submit(route.chains["data_collection"], record)
+        return response  # type: ignore[return-value]
