@@ -1,0 +1,193 @@
+"""The gateway end to end: real server, real plugins (Python SDK and Go), the mock upstream."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import EXAMPLES
+from tests.gateway.conftest import Route, echo_headers, plugin
+from tests.server import Server
+
+
+def test_plain_call_and_openai_style_errors(gw: Server) -> None:
+    route = Route(gw)
+    ok = route.call()
+    assert ok.status_code == 200
+    assert ok.json()["choices"][0]["message"]["content"] == "echo: hello there"
+    assert ok.json()["usage"]["total_tokens"] == 4
+    assert ok.headers["x-request-id"]
+    missing = httpx.post(f"{gw.url}/llm/no-such-llm/v1/chat/completions", json={})
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+    assert route.call(key="sk-sol-wrong").status_code == 401
+    assert route.call(key="").json()["error"]["message"].startswith("missing API key")
+    bad_json = httpx.post(
+        f"{gw.url}/llm/{route.slug}/v1/chat/completions",
+        content=b"{nope",
+        headers={"Authorization": f"Bearer {route.key}", "Content-Type": "application/json"},
+    )
+    assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]["message"]
+    too_big = route.call(json={"messages": [{"role": "user", "content": "x" * 70000}]})
+    assert too_big.status_code == 413
+    other = Route(gw)
+    assert other.call(key=route.key).status_code == 403
+    with gw.client() as client:
+        client.patch(f"/api/v1/llms/{route.slug}", json={"is_active": False})
+    assert route.call().status_code == 503
+
+
+def test_request_id_and_traceparent_reach_plugins(gw: Server) -> None:
+    enricher = plugin(gw, "post_auth", command=f"file://{EXAMPLES / 'header-enricher' / 'plugin.py'}")
+    route = Route(gw, chain=[{"plugin": enricher}])
+    headers = echo_headers(route.call("v1/echo", headers={"X-Request-ID": "req-42", "traceparent": "00-abc-def-01"}))
+    assert headers["x-request-id"] == "req-42"
+    assert headers["x-solstice-app"] == str(route.app_id)
+    assert "authorization" not in headers, "the app key never goes upstream"
+
+
+def test_chain_of_three_modifying_plugins_in_order(gw: Server) -> None:
+    first = plugin(gw, "post_auth", config={"header": "X-Step", "value": "one"})
+    second = plugin(gw, "post_auth", config={"header": "X-Second", "value": "two"})
+    third = plugin(gw, "post_auth", config={"header": "X-Step", "value": "three"})
+    route = Route(gw, chain=[{"plugin": first}, {"plugin": second}, {"plugin": third}])
+    headers = echo_headers(route.call("v1/echo"))
+    assert headers["x-step"] == "three", "later plugins see and override earlier changes"
+    assert headers["x-second"] == "two"
+    # Metadata set by the first two plugins reached the third.
+    assert headers["x-seen-metadata"] == "x-second=two,x-step=one"
+
+
+def test_per_llm_config_override(gw: Server) -> None:
+    tagger = plugin(gw, "post_auth", config={"header": "X-Tag", "value": "base"})
+    plain = Route(gw, chain=[{"plugin": tagger}])
+    special = Route(gw, chain=[{"plugin": tagger, "config_override": {"value": "special"}}])
+    assert echo_headers(plain.call("v1/echo"))["x-tag"] == "base"
+    assert echo_headers(special.call("v1/echo"))["x-tag"] == "special"
+
+
+def test_block_by_pre_auth_plugins_python_and_go(gw: Server, go_plugin: Path) -> None:
+    ip_filter = plugin(gw, "pre_auth", command=f"file://{EXAMPLES / 'ip-filter' / 'plugin.py'}",
+                       config={"deny": ["127.0.0.0/8"]})
+    blocked = Route(gw, chain=[{"plugin": ip_filter}]).call()
+    assert blocked.status_code == 403
+    assert "127.0.0.1 is denied" in blocked.json()["error"]["message"]
+    guard = plugin(gw, "pre_auth", command=f"file://{go_plugin}", config={"blocked_words": ["forbidden"]})
+    route = Route(gw, chain=[{"plugin": guard}])
+    assert route.call().status_code == 200
+    refused = route.call(json={"messages": [{"role": "user", "content": "a FORBIDDEN word"}]})
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/json"
+
+
+def test_auth_plugin_accepts_rejects_and_abstains(gw: Server) -> None:
+    auth = plugin(gw, "auth", config={"app_id": "99"})
+    tagger = plugin(gw, "post_auth", config={"header": "X-Tag", "value": "t"})
+    route = Route(gw, chain=[{"plugin": auth}, {"plugin": tagger}])
+    accepted = route.call("v1/echo", key="good-key")
+    assert accepted.status_code == 200
+    rejected = route.call(key="bad-key")
+    assert rejected.status_code == 401 and rejected.json()["error"]["message"] == "testbed rejects this key"
+    nobody = route.call(key=route.key)
+    assert nobody.status_code == 401, "with an auth plugin, the built-in key check does not run"
+
+
+def test_timeouts_follow_each_failure_policy(gw: Server) -> None:
+    slow = plugin(gw, "post_auth", config={"slow_ms": 1000}, timeout_ms=100)
+    closed = Route(gw, chain=[{"plugin": slow}]).call()
+    assert closed.status_code == 503
+    assert closed.headers["content-type"] == "application/problem+json"
+    assert f"plugin {slow} failed during post_auth" in closed.json()["detail"]
+    assert Route(gw, chain=[{"plugin": slow, "failure_policy": "fail_open"}]).call().status_code == 200
+    faster = Route(gw, chain=[{"plugin": slow, "timeout_ms": 3000}]).call()
+    assert faster.status_code == 200, "a per-LLM timeout overrides the plugin's"
+
+
+def test_on_response_rewrites_buffered_and_streamed_answers(gw: Server, record_file: Path) -> None:
+    tagger = plugin(gw, "on_response", config={"response_header": "seen", "upper_chunks": True,
+                                               "record_file": str(record_file)})
+    route = Route(gw, chain=[{"plugin": tagger}])
+    buffered = route.call()
+    assert buffered.headers["x-on-response"] == "seen"
+    with httpx.stream(
+        "POST", f"{gw.url}/llm/{route.slug}/v1/chat/completions",
+        json={"stream": True, "messages": [{"role": "user", "content": "hello there"}]},
+        headers={"Authorization": f"Bearer {route.key}"}, timeout=60,
+    ) as streamed:  # fmt: skip
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        body = b"".join(streamed.iter_bytes())
+    assert b'"ECHO:"' in body and b"DATA: [DONE]" in body, body[:200]
+    deadline = time.monotonic() + 10
+    while "stream-end" not in (record_file.read_text() if record_file.exists() else ""):
+        assert time.monotonic() < deadline, "the completion call after the stream never came"
+        time.sleep(0.05)
+
+
+def test_data_collection_receives_usage(gw: Server, record_file: Path) -> None:
+    collector = plugin(gw, "data_collection", config={"record_file": str(record_file)})
+    route = Route(gw, chain=[{"plugin": collector}])
+    for _ in range(3):
+        assert route.call().status_code == 200
+    assert route.call(json={"stream": True, "messages": [{"role": "user", "content": "one two three"}]}).status_code == 200
+    deadline = time.monotonic() + 10
+    while (record_file.read_text().count("record") if record_file.exists() else 0) < 4:
+        assert time.monotonic() < deadline, "records did not arrive"
+        time.sleep(0.05)
+    lines = record_file.read_text().splitlines()
+    assert lines.count(f"record status=200 model=m prompt=2 completion=2 total=4 app={route.app_id}") == 3
+    assert f"record status=200 model=solstice-mock-1 prompt=3 completion=3 total=6 app={route.app_id}" in lines
+
+
+def test_plugin_killed_during_traffic_recovers(gw: Server) -> None:
+    tagger = plugin(gw, "post_auth", config={"header": "X-Tag", "value": "t"})
+    route = Route(gw, chain=[{"plugin": tagger}])
+    with gw.client() as client:
+        pid = client.get(f"/api/v1/plugins/{tagger}/health").json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    codes = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        codes.append(route.call().status_code)
+        if codes[-1] == 200 and len(codes) > 1:
+            break
+    assert set(codes) <= {200, 503}, codes
+    assert codes[-1] == 200
+    with gw.client() as client:
+        assert client.get(f"/api/v1/plugins/{tagger}/health").json()["restarts"] == 1
+
+
+def test_reload_during_a_stream_of_requests_fails_none(gw: Server) -> None:
+    tagger = plugin(gw, ["pre_auth", "post_auth"], config={"header": "X-Tag", "value": "t"})
+    route = Route(gw, chain=[{"plugin": tagger}])
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def traffic() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                response = client.post(
+                    f"{gw.url}/llm/{route.slug}/v1/chat/completions",
+                    json={"messages": [{"role": "user", "content": "hi"}]},
+                    headers={"Authorization": f"Bearer {route.key}"},
+                )
+                codes.append(response.status_code)
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        with gw.client() as client:
+            for _ in range(3):
+                time.sleep(0.3)
+                assert client.post(f"/api/v1/plugins/{tagger}/reload").status_code == 200
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert len(codes) > 20
+    assert set(codes) == {200}, json.dumps(sorted(set(codes)))
