@@ -91,6 +91,10 @@ def test_validation_errors(api: Server) -> None:
         assert _problem(client.post("/api/v1/plugins", content=b"[1]"), 422).startswith(
             "request body must be"
         )
+    assert "name contains a NUL character" in _problem(_create(api, name="a\x00b"), 422)
+    assert "config.k[0] contains a NUL character" in _problem(_create(api, config={"k": ["\x00"]}), 422)
+    with api.client() as client:
+        assert "NUL" in _problem(client.get("/api/v1/plugins/a%00b"), 400)
     mismatch = _create(api, command="oci://r.example/a:v1", oci_reference="r.example/b:v1", is_active=False)
     assert "does not match command" in _problem(mismatch, 422)
 

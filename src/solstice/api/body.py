@@ -30,7 +30,29 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise Problem(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Problem(422, f"request body must be a JSON object, not {type(data).__name__}")
+    where = _nul_in(data, "")
+    if where is not None:
+        raise Problem(422, f"{where or 'a key'} contains a NUL character, which cannot be stored; remove it")
     return data
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding NUL, which databases cannot store."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path or "a key"
+            found = _nul_in(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from solstice.api.problems import problem_response
 from solstice.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("solstice.http")
@@ -25,6 +26,11 @@ class RequestContextMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # No database can store NUL; answer before it reaches one.
+            response = problem_response(400, "the URL contains a NUL character; remove it")
+            await response(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
