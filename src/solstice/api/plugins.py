@@ -59,6 +59,7 @@ def render(row: PluginRow, manager: PluginManager) -> PluginOut:
         timeout_ms=row.timeout_ms,
         failure_policy=row.failure_policy or default_failure_policy(row.hook_type),
         env=list(row.env or []),
+        is_global=row.is_global,
         status=status,
         last_error=error,
         warnings=list(row.warnings or []),
@@ -201,6 +202,7 @@ _PUT_DEFAULTS: dict[str, Any] = {
     "namespace": "",
     "timeout_ms": 1000,
     "env": [],
+    "is_global": False,
 }
 _NULLABLE = frozenset({"oci_reference", "checksum", "failure_policy"})
 

@@ -27,7 +27,7 @@ def _check_hook(value: str) -> str:
 class PluginFields(BaseModel):
     """Fields a client may write; every one optional (PATCH)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
@@ -46,6 +46,7 @@ class PluginFields(BaseModel):
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
     failure_policy: Literal["fail_closed", "fail_open"] | None = None
     env: list[str] | None = Field(None, max_length=100)
+    is_global: bool | None = Field(None, alias="global", description="Run on every LLM, before its chain.")
 
     @field_validator("hook_type")
     @classmethod
@@ -110,6 +111,8 @@ class PluginCreate(PluginFields):
 class PluginOut(BaseModel):
     """A plugin as the API returns it."""
 
+    model_config = ConfigDict(populate_by_name=True)
+
     id: int
     name: str
     slug: str
@@ -126,6 +129,7 @@ class PluginOut(BaseModel):
     timeout_ms: int
     failure_policy: str
     env: list[str]
+    is_global: bool = Field(alias="global", serialization_alias="global")
     status: str
     last_error: str | None
     warnings: list[str]

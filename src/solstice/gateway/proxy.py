@@ -227,8 +227,13 @@ class Gateway:
         assert upstream.chunks is not None
         source = upstream.chunks
 
+        keep = self.settings.gateway_max_response_bytes
+
         async def relay() -> AsyncIterator[bytes]:
+            # A copy of the stream for records and the completion call, capped: the client's
+            # stream itself is never held back or limited.
             seen: list[bytes] = []
+            kept = 0
             index = 0
             try:
                 async for chunk in source:
@@ -243,7 +248,9 @@ class Gateway:
                         if answer is not None and answer.WhichOneof("action") == "modify":
                             apply_modify(part, answer.modify)
                             chunk = part.body
-                    seen.append(chunk)
+                    if kept < keep:
+                        seen.append(chunk[: keep - kept])
+                        kept += len(seen[-1])
                     index += 1
                     yield chunk
             finally:
