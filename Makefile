@@ -46,7 +46,10 @@ proto: install
 	protoc -Isrc --go_out=go/src --go-grpc_out=go/src src/solstice/protocol/plugin/v1/plugin.proto
 
 bench: install system-deps
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; } \
+		|| { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(PY) benchmarks/bench_hooks.py
+	$(PY) benchmarks/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
