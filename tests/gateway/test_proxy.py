@@ -191,3 +191,33 @@ def test_reload_during_a_stream_of_requests_fails_none(gw: Server) -> None:
             worker.join()
     assert len(codes) > 20
     assert set(codes) == {200}, json.dumps(sorted(set(codes)))
+
+
+def test_openai_endpoints_and_key_revocation(gw: Server) -> None:
+    route = Route(gw)
+    completion = route.call("v1/completions", json={"model": "m", "prompt": "say this"})
+    assert completion.json()["choices"][0]["text"] == "echo: say this"
+    embedding = route.call("v1/embeddings", json={"model": "m", "input": "vector me"})
+    assert len(embedding.json()["data"][0]["embedding"]) == 16
+    models = httpx.get(f"{gw.url}/llm/{route.slug}/v1/models", headers={"Authorization": f"Bearer {route.key}"})
+    assert models.json()["data"][0]["id"] == "solstice-mock-1"
+    with gw.client() as client:
+        app = client.get(f"/api/v1/apps/{route.app_id}").json()
+        assert all("key" not in k for k in app["keys"])
+        extra = client.post(f"/api/v1/apps/{route.app_id}/keys", json={"name": "second"}).json()
+        assert route.call(key=extra["key"]).status_code == 200
+        assert client.delete(f"/api/v1/apps/{route.app_id}/keys/{extra['id']}").json()["revoked_at"]
+    assert route.call(key=extra["key"]).status_code == 401
+    assert route.call().status_code == 200, "the other key still works"
+
+
+def test_hop_by_hop_headers_are_not_forwarded(gw: Server) -> None:
+    headers = echo_headers(
+        Route(gw).call(
+            "v1/echo",
+            headers={"Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "h", "Proxy-Authorization": "x", "X-Kept": "1"},
+        )
+    )
+    assert "proxy-authorization" not in headers and "connection" not in headers
+    assert "x-secret-hop" not in headers, "headers named in Connection are hop-by-hop too"
+    assert headers["x-kept"] == "1"
