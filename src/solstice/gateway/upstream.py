@@ -61,10 +61,10 @@ async def _nothing() -> None:
 
 
 def forwardable(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Headers without hop-by-hop ones and without the client's own credentials."""
-    return [
-        (k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in _CLIENT_CREDENTIALS
-    ]
+    """Headers without hop-by-hop ones (fixed, and named in Connection) or the client's credentials."""
+    named = {t.strip().lower() for k, v in headers if k.lower() == "connection" for t in v.split(",")}
+    dropped = HOP_BY_HOP | _CLIENT_CREDENTIALS | named
+    return [(k, v) for k, v in headers if k.lower() not in dropped]
 
 
 class Upstream:
