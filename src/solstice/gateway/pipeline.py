@@ -79,15 +79,7 @@ class Hooks:
     ) -> None:
         """Run pre_auth or post_auth: each plugin sees the previous one's changes."""
         for step in steps:
-            answer: pb.HookResponse | None = await self.call(step, hook, ctx, request)
-            if answer is None:
-                continue
-            ctx.metadata.update(answer.metadata_updates)
-            action = answer.WhichOneof("action")
-            if action == "block":
-                raise Blocked(answer.block)
-            if action == "modify":
-                apply_modify(request, answer.modify)
+            _apply(await self.call(step, hook, ctx, request), ctx, request)
 
     async def authenticate(
         self, steps: tuple[Step, ...], ctx: pb.RequestContext, request: pb.HttpRequest, credential: str
@@ -117,11 +109,18 @@ class Hooks:
             answer = await self.call(
                 step, "on_response", ctx, request, response, pb.RESPONSE_PHASE_COMPLETE, 0
             )
-            if answer is None:
-                continue
-            ctx.metadata.update(answer.metadata_updates)
-            action = answer.WhichOneof("action")
-            if action == "block":
-                raise Blocked(answer.block)
-            if action == "modify":
-                apply_modify(response, answer.modify)
+            _apply(answer, ctx, response)
+
+
+def _apply(
+    answer: pb.HookResponse | None, ctx: pb.RequestContext, target: pb.HttpRequest | pb.HttpResponse
+) -> None:
+    """Merge an answer's metadata, then block (raise) or apply its change to `target`."""
+    if answer is None:
+        return
+    ctx.metadata.update(answer.metadata_updates)
+    action = answer.WhichOneof("action")
+    if action == "block":
+        raise Blocked(answer.block)
+    if action == "modify":
+        apply_modify(target, answer.modify)

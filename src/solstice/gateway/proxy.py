@@ -34,9 +34,15 @@ def _credential(request: Request) -> str:
     return request.headers.get("x-api-key") or request.headers.get("api-key") or ""
 
 
-def _blocked_response(block: pb.Block) -> Response:
-    headers = {h.name: h.value for h in block.headers}
-    return Response(block.body, status_code=block.status or 403, headers=headers)
+def _stopped(stop: Exception) -> Response:
+    """The response for a request that ends before (or instead of) the upstream's answer."""
+    if isinstance(stop, Blocked):
+        headers = {h.name: h.value for h in stop.block.headers}
+        return Response(stop.block.body, status_code=stop.block.status or 403, headers=headers)
+    if isinstance(stop, PluginFailure):
+        return plugin_failure(stop.slug, stop.hook, stop.reason)
+    assert isinstance(stop, Unauthorized | UpstreamError)
+    return openai_error(stop.status, str(stop))
 
 
 def _usage(record: pb.ProxyRecord, payload: Any) -> None:
@@ -126,16 +132,8 @@ class Gateway:
                 route, message.method, message.path, message.query,
                 [(h.name, h.value) for h in message.headers], message.body,
             )  # fmt: skip
-        except Blocked as blocked:
-            return self._finish(route, ctx, record, started, _blocked_response(blocked.block))
-        except Unauthorized as denied:
-            return self._finish(route, ctx, record, started, openai_error(denied.status, str(denied)))
-        except PluginFailure as failure:
-            return self._finish(
-                route, ctx, record, started, plugin_failure(failure.slug, failure.hook, failure.reason)
-            )
-        except UpstreamError as exc:
-            return self._finish(route, ctx, record, started, openai_error(exc.status, str(exc)))
+        except (Blocked, Unauthorized, PluginFailure, UpstreamError) as stop:
+            return self._finish(route, ctx, record, started, _stopped(stop))
         if upstream.streaming:
             return self._stream(route, ctx, message, record, started, upstream)
         return await self._buffered(route, ctx, message, record, started, upstream)
@@ -198,12 +196,8 @@ class Gateway:
         )
         try:
             await self.hooks.response_chain(route.chains["on_response"], ctx, message, response)
-        except Blocked as blocked:
-            return self._finish(route, ctx, record, started, _blocked_response(blocked.block))
-        except PluginFailure as failure:
-            return self._finish(
-                route, ctx, record, started, plugin_failure(failure.slug, failure.hook, failure.reason)
-            )
+        except (Blocked, PluginFailure) as stop:
+            return self._finish(route, ctx, record, started, _stopped(stop))
         with contextlib.suppress(ValueError):
             _usage(record, json.loads(response.body))
         record.response_body = response.body
