@@ -7,7 +7,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 
 from solstice.gateway import mock
 from solstice.gateway.config import Route
@@ -28,6 +29,8 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+# Set by Solstice's own server on the way back to the client.
+_NOT_RETURNED = HOP_BY_HOP | {"date", "server"}
 # The client's credentials are for Solstice, not for the upstream.
 _CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key", "api-key"})
 
@@ -60,6 +63,13 @@ async def _nothing() -> None:
     return None
 
 
+def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def release() -> None:
+        response.release()
+
+    return release
+
+
 def forwardable(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Headers without hop-by-hop ones (fixed, and named in Connection) or the client's credentials."""
     named = {t.strip().lower() for k, v in headers if k.lower() == "connection" for t in v.split(",")}
@@ -68,20 +78,31 @@ def forwardable(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 class Upstream:
-    """One pooled HTTP client for every upstream; the mock vendor answers in process."""
+    """One pooled HTTP client (aiohttp) for every upstream; the mock vendor answers in process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        # Created on first use: an aiohttp session belongs to the running event loop.
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self.settings.upstream_connect_timeout,
+                    sock_read=self.settings.upstream_timeout,
+                ),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        return self._session
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def send(
         self,
@@ -96,56 +117,58 @@ class Upstream:
         if route.vendor == "mock":
             return await self._mock(route, path, headers, body)
         url = f"{route.upstream_url}/{path.lstrip('/')}" + (f"?{query}" if query else "")
-        outgoing = [(k, v) for k, v in forwardable(headers) if k.lower() != "accept-encoding"]
-        outgoing.append(("accept-encoding", "identity"))  # plugins see the body as the client will
+        outgoing = CIMultiDict((k, v) for k, v in forwardable(headers) if k.lower() != "accept-encoding")
+        outgoing["accept-encoding"] = "identity"  # plugins see the body as the client will
         if route.api_key:
-            outgoing.append(("authorization", f"Bearer {route.api_key}"))
-        request = self._client.build_request(method, url, headers=outgoing, content=body)
+            outgoing["authorization"] = f"Bearer {route.api_key}"
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await self._client().request(
+                method, url, headers=outgoing, data=body or None, allow_redirects=False,
+                skip_auto_headers=("User-Agent", "Content-Type"),
+            )  # fmt: skip
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamError(504, f"upstream of LLM {route.slug} did not answer in time") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(
                 502, f"upstream of LLM {route.slug} is unreachable: {type(exc).__name__}"
             ) from None
-        headers_out = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in HOP_BY_HOP]
+        headers_out = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_RETURNED]
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             return UpstreamResponse(
-                response.status_code, headers_out, chunks=self._relay(route, response), close=response.aclose
+                response.status, headers_out, chunks=self._relay(response), close=_releaser(response)
             )
         try:
             data = await self._read_limited(route, response)
         finally:
-            await response.aclose()
-        return UpstreamResponse(response.status_code, headers_out, body=data)
+            response.release()
+        return UpstreamResponse(response.status, headers_out, body=data)
 
-    async def _read_limited(self, route: Route, response: httpx.Response) -> bytes:
+    async def _read_limited(self, route: Route, response: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.gateway_max_response_bytes
         parts: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 size += len(chunk)
                 if size > limit:
                     raise UpstreamError(502, f"upstream of LLM {route.slug} answered more than {limit} bytes")
                 parts.append(chunk)
-        except httpx.TimeoutException:
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamError(504, f"upstream of LLM {route.slug} stopped sending mid-answer") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(
                 502, f"upstream of LLM {route.slug} broke off: {type(exc).__name__}"
             ) from None
         return b"".join(parts)
 
-    async def _relay(self, route: Route, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _relay(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 yield chunk
-        except httpx.HTTPError:
+        except (TimeoutError, aiohttp.ClientError):
             return  # the client sees the stream end; the record says so
         finally:
-            await response.aclose()
+            response.release()
 
     async def _mock(
         self, route: Route, path: str, headers: Sequence[tuple[str, str]], body: bytes
