@@ -118,11 +118,12 @@ class Gateway:
             body=body,
             remote_addr=f"{client.host}:{client.port}" if client else "",
         )
+        collecting = bool(route.chains["data_collection"])
         record = pb.ProxyRecord(
             timestamp_unix_ms=int(time.time() * 1000),
             method=request.method,
             path=message.path,
-            request_body=body,
+            request_body=body if collecting else b"",
         )
         try:
             await self.hooks.request_chain(route.chains["pre_auth"], "pre_auth", ctx, message)
@@ -198,9 +199,10 @@ class Gateway:
             await self.hooks.response_chain(route.chains["on_response"], ctx, message, response)
         except (Blocked, PluginFailure) as stop:
             return self._finish(route, ctx, record, started, _stopped(stop))
-        with contextlib.suppress(ValueError):
-            _usage(record, json.loads(response.body))
-        record.response_body = response.body
+        if route.chains["data_collection"]:  # usage only matters to data_collection plugins
+            with contextlib.suppress(ValueError):
+                _usage(record, json.loads(response.body))
+            record.response_body = response.body
         out = Response(response.body, status_code=response.status)
         out.raw_headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1"))
@@ -295,9 +297,11 @@ class Gateway:
         response: Response | None,
         status: int | None = None,
     ) -> Response:
-        record.status = status if status is not None else (response.status_code if response else 0)
-        record.latency_ms = int((time.perf_counter() - started) * 1000)
-        ctx.config_id = ""
-        record.context.CopyFrom(ctx)
-        self.collector.submit(route.chains["data_collection"], record)
+        steps = route.chains["data_collection"]
+        if steps:
+            record.status = status if status is not None else (response.status_code if response else 0)
+            record.latency_ms = int((time.perf_counter() - started) * 1000)
+            ctx.config_id = ""
+            record.context.CopyFrom(ctx)
+            self.collector.submit(steps, record)
         return response  # type: ignore[return-value]
