@@ -140,3 +140,21 @@ def test_more_refused_commands(raw: str, fragment: str) -> None:
         parse_command(raw)
     assert fragment in str(info.value)
     assert "s3cret" not in str(info.value)
+
+
+def test_socket_directories_of_dead_hosts_are_swept(tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    from solstice.host import process
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"solstice-plugin-{dead.pid}-abcd"
+    mine = tmp_path / f"solstice-plugin-{os.getpid()}-efgh"
+    other = tmp_path / "solstice-plugin-notapid"
+    for directory in (stale, mine, other):
+        directory.mkdir()
+    process._sweep_stale_socket_dirs.__wrapped__()
+    assert not stale.exists()
+    assert mine.exists() and other.exists()

@@ -59,6 +59,30 @@ def _death_signal_prefix() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--")
 
 
+_SOCKET_DIR_PREFIX = "solstice-plugin-"
+
+
+@functools.cache
+def _sweep_stale_socket_dirs() -> None:
+    # A host killed with SIGKILL cannot remove its plugins' socket directories; the next host
+    # on this machine removes those whose host (the pid in the name) is gone.
+    base = _socket_base()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        owner = name.removeprefix(_SOCKET_DIR_PREFIX).split("-", 1)[0]
+        if not name.startswith(_SOCKET_DIR_PREFIX) or not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except PermissionError:
+            continue  # alive, someone else's
+
+
 def _socket_base() -> str:
     base = tempfile.gettempdir()
     return base if len(base) <= _MAX_SOCKET_BASE else "/tmp"
@@ -126,7 +150,8 @@ class LocalProcess:
     async def start(self, base_env: Mapping[str, str], timeout: float) -> HandshakeLine:
         """Spawn the executable and wait for its handshake line."""
         check_executable(self.path)
-        self._socket_dir = tempfile.mkdtemp(prefix="solstice-plugin-", dir=_socket_base())
+        _sweep_stale_socket_dirs()
+        self._socket_dir = tempfile.mkdtemp(prefix=f"{_SOCKET_DIR_PREFIX}{os.getpid()}-", dir=_socket_base())
         os.chmod(self._socket_dir, 0o700)
         try:
             self._proc = await asyncio.create_subprocess_exec(
