@@ -147,7 +147,7 @@ def test_socket_directories_of_dead_hosts_are_swept(tmp_path, monkeypatch) -> No
 
     from solstice.host import process
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(process, "_socket_base", lambda: str(tmp_path))
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = tmp_path / f"solstice-plugin-{dead.pid}-abcd"
