@@ -81,6 +81,7 @@ def run_serve(plugin_options: list[str]) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        http="httptools",
         server_header=False,
     )
     server = _Server(config)
