@@ -42,6 +42,13 @@ def test_plain_call_and_openai_style_errors(gw: Server) -> None:
     assert route.call().status_code == 503
 
 
+def test_traceparent_reaches_the_plugin_context(gw: Server) -> None:
+    tagger = plugin(gw, "post_auth")
+    headers = echo_headers(Route(gw, chain=[{"plugin": tagger}]).call("v1/echo", headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}))
+    assert headers["x-seen-traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert headers["traceparent"] == headers["x-seen-traceparent"], "and is forwarded upstream"
+
+
 def test_request_id_and_traceparent_reach_plugins(gw: Server) -> None:
     enricher = plugin(gw, "post_auth", command=f"file://{EXAMPLES / 'header-enricher' / 'plugin.py'}")
     route = Route(gw, chain=[{"plugin": enricher}])
@@ -59,6 +66,7 @@ def test_chain_of_three_modifying_plugins_in_order(gw: Server) -> None:
     headers = echo_headers(route.call("v1/echo"))
     assert headers["x-step"] == "three", "later plugins see and override earlier changes"
     assert headers["x-second"] == "two"
+    assert headers["x-seen-llm"] == route.slug
     # Metadata set by the first two plugins reached the third.
     assert headers["x-seen-metadata"] == "x-second=two,x-step=one"
 
