@@ -69,7 +69,12 @@ class Testbed(Plugin):
         name = str(self.config.get("header", "X-Testbed"))
         seen = ",".join(f"{k}={v}" for k, v in sorted(ctx.metadata.items()))
         return modify(
-            set_headers={name: str(self.config.get("value", "1")), "X-Seen-Metadata": seen},
+            set_headers={
+                name: str(self.config.get("value", "1")),
+                "X-Seen-Metadata": seen,
+                "X-Seen-Traceparent": ctx.trace.traceparent,
+                "X-Seen-Llm": ctx.llm.slug,
+            },
             metadata={name.lower(): str(self.config.get("value", "1"))},
         )
 
