@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import structlog
@@ -77,13 +77,22 @@ class Gateway:
         self.hooks = Hooks(host)
         self.upstream = Upstream(settings)
         self.collector = Collector(host, settings)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Start background work (data collection)."""
         self.collector.start()
 
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Held until done: the loop keeps only weak references to tasks.
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def aclose(self) -> None:
-        """Flush records and close upstream connections."""
+        """Finish stream completion calls, flush records and close upstream connections."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         await self.collector.aclose()
         await self.upstream.aclose()
 
@@ -255,9 +264,7 @@ class Gateway:
                 _stream_usage(record, whole)
                 record.response_body = whole
                 self._finish(route, ctx, record, started, None, status=upstream.status)
-                asyncio.get_running_loop().create_task(
-                    self._stream_end(route, ctx, message, upstream, whole, index)
-                )
+                self._background(self._stream_end(route, ctx, message, upstream, whole, index))
 
         headers = dict(forwardable(upstream.headers))
         return StreamingResponse(relay(), status_code=upstream.status, headers=headers)
