@@ -229,3 +229,61 @@ def test_hop_by_hop_headers_are_not_forwarded(gw: Server) -> None:
     assert "proxy-authorization" not in headers and "connection" not in headers
     assert "x-secret-hop" not in headers, "headers named in Connection are hop-by-hop too"
     assert headers["x-kept"] == "1"
+
+
+def test_auth_plugin_answers_obey_the_rules_of_registered_apps(gw: Server) -> None:
+    route = Route(gw)
+    other = Route(gw)
+    with gw.client() as client:
+        idle = client.post("/api/v1/apps", json={"name": "idle", "llms": [route.slug], "is_active": False}).json()
+    for app_id, status in ((idle["id"], 401), (other.app_id, 403), (route.app_id, 200), (987654, 200)):
+        auth = plugin(gw, "auth", config={"app_id": str(app_id)})
+        with gw.client() as client:
+            client.put(f"/api/v1/llms/{route.slug}/plugins", json={"plugins": [{"plugin": auth}]})
+        assert route.call(key="good-key").status_code == status, app_id
+
+
+def test_deleting_an_llm_removes_it_from_apps(gw: Server) -> None:
+    route = Route(gw)
+    with gw.client() as client:
+        assert client.delete(f"/api/v1/llms/{route.slug}").status_code == 204
+        assert client.get(f"/api/v1/apps/{route.app_id}").json()["llm_ids"] == []
+        assert client.post("/api/v1/llms", json={"name": "replacement", "slug": f"{route.slug}-new", "vendor": "mock"}).status_code == 201
+        assert "already exists" in client.post("/api/v1/llms", json={"name": "x", "slug": f"{route.slug}-new", "vendor": "mock"}).json()["detail"]
+    denied = httpx.post(
+        f"{gw.url}/llm/{route.slug}-new/v1/chat/completions", json={}, headers={"Authorization": f"Bearer {route.key}"}
+    )
+    assert denied.status_code == 403
+
+
+def test_a_stream_the_client_abandons_is_recorded_as_truncated(gw: Server, record_file: Path) -> None:
+    collector = plugin(gw, "data_collection", config={"record_file": str(record_file)})
+    route = Route(gw, chain=[{"plugin": collector}], options={"chunk_delay_ms": 200})
+    with httpx.stream(
+        "POST", f"{gw.url}/llm/{route.slug}/v1/chat/completions",
+        json={"stream": True, "messages": [{"role": "user", "content": "many words to stream slowly here"}]},
+        headers={"Authorization": f"Bearer {route.key}"}, timeout=60,
+    ) as streamed:  # fmt: skip
+        next(streamed.iter_bytes())  # read one chunk, then hang up
+    deadline = time.monotonic() + 15
+    while "truncated" not in (record_file.read_text() if record_file.exists() else ""):
+        assert time.monotonic() < deadline, "the abandoned stream was not recorded as truncated"
+        time.sleep(0.1)
+
+
+def test_concurrent_chain_changes_sharing_a_plugin_keep_both_overrides(gw: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tagger = plugin(gw, "post_auth", config={"header": "X-Tag", "value": "base"})
+    first, second = Route(gw), Route(gw)
+
+    def put(route: Route, value: str) -> int:
+        with gw.client() as client:
+            body = {"plugins": [{"plugin": tagger, "config_override": {"value": value}}]}
+            return client.put(f"/api/v1/llms/{route.slug}/plugins", json=body).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = list(pool.map(put, (first, second), ("one", "two")))
+    assert codes == [200, 200]
+    assert echo_headers(first.call("v1/echo"))["x-tag"] == "one"
+    assert echo_headers(second.call("v1/echo"))["x-tag"] == "two"

@@ -42,7 +42,8 @@ def test_openai_vendor_through_real_http(gw: Server, mock_llm: str) -> None:
     ok = route.call("chat/completions")
     assert ok.status_code == 200 and ok.json()["usage"]["total_tokens"] == 4
     headers = echo_headers(route.call("echo"))
-    assert headers["authorization"] == "Bearer upstream-secret", "the LLM's key replaces the app key"
+    # The LLM's key replaces the app key (the mock shows only its ends).
+    assert headers["authorization"] == "Bearer ***cret"
     with httpx.stream(
         "POST", f"{gw.url}/llm/{route.slug}/chat/completions",
         json={"stream": True, "messages": [{"role": "user", "content": "a b c"}]},

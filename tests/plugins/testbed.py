@@ -101,7 +101,8 @@ class Testbed(Plugin):
             for r in records:
                 fh.write(
                     f"record status={r.status} model={r.model} prompt={r.prompt_tokens} "
-                    f"completion={r.completion_tokens} total={r.total_tokens} app={r.context.app.id}\n"
+                    f"completion={r.completion_tokens} total={r.total_tokens} app={r.context.app.id}"
+                    f"{' truncated' if r.truncated else ''}\n"
                 )
         return len(records)
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.exc import IntegrityError
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
@@ -14,6 +15,7 @@ from solstice.api.schemas import SLUG_PATTERN
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError
 from solstice.store import audit
+from solstice.store.apps import all_apps
 from solstice.store.llms import all_llms, chain_of, get_llm
 from solstice.store.models import LLMRow
 
@@ -119,7 +121,12 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
             raise ConflictError(f"an LLM with slug {values['slug']!r} already exists; choose another slug")
         row = LLMRow(**{"upstream_url": "", "api_key": "", "options": {}, **values})
         session.add(row)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise ConflictError(
+                f"an LLM with slug {values['slug']!r} already exists; choose another slug"
+            ) from None
         await audit.record(session, principal.name, "llm.create", row.slug, "ok")
     await request.app.state.gateway.refresh()
     return _out(row)
@@ -166,6 +173,9 @@ async def delete(ref: str, request: Request, principal: Principal = Depends(requ
         row = await session.get(LLMRow, current.id)
         if row is not None:
             await session.delete(row)
+        for app in await all_apps(session):
+            if current.id in (app.llm_ids or []):
+                app.llm_ids = [i for i in app.llm_ids if i != current.id]
         await audit.record(session, principal.name, "llm.delete", current.slug, "ok")
     await request.app.state.gateway.refresh()
     return Response(status_code=204)

@@ -36,7 +36,10 @@ class PluginFields(BaseModel):
     oci_reference: str | None = Field(None, max_length=2048)
     hook_type: str | None = Field(None, json_schema_extra={"enum": [*HOOK_TYPES, None]})
     hook_types: list[str] | None = Field(
-        None, max_length=len(HOOK_TYPES), json_schema_extra={"items": {"enum": list(HOOK_TYPES)}}
+        None,
+        min_length=1,
+        max_length=len(HOOK_TYPES),
+        json_schema_extra={"items": {"enum": list(HOOK_TYPES)}},
     )
     plugin_type: Literal["gateway", "data_collector"] | None = None
     is_active: bool | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from solstice.control.errors import InvalidError, StartFailedError
 from solstice.control.manager import PluginManager
 from solstice.control.specs import spec_for
-from solstice.host import PluginConfigError, PluginError, PluginNotLoadedError, PluginState
+from solstice.host import PluginConfigError, PluginError, PluginNotLoadedError, PluginSpec, PluginState
 from solstice.store import audit
 from solstice.store.llms import entries_for_plugin, replace_chain
 from solstice.store.models import LLMPluginRow, LLMRow, PluginRow
@@ -37,9 +38,21 @@ async def set_chain(manager: PluginManager, llm: LLMRow, entries: Sequence[Chain
             if plugin is None:
                 raise InvalidError(f"no plugin with id or slug {entry.plugin!r}; create it first")
             plugins.append(plugin)
-        current = {p.id: await entries_for_plugin(session, p.id) for p in plugins}
     if len({p.id for p in plugins}) != len(plugins):
         raise InvalidError("a plugin appears twice in the chain; list each plugin once")
+    # Every plugin whose overrides may change is locked, in one order, for the whole change:
+    # two chains sharing a plugin must not each reload it without the other's override.
+    async with contextlib.AsyncExitStack() as stack:
+        for slug in sorted({p.slug for p in plugins}):
+            await stack.enter_async_context(manager.lock_for(slug))
+        await _set_chain_locked(manager, llm, entries, plugins, actor)
+
+
+async def _set_chain_locked(
+    manager: PluginManager, llm: LLMRow, entries: Sequence[ChainEntry], plugins: list[PluginRow], actor: str
+) -> None:
+    async with manager.sessions() as session:
+        current = {p.id: await entries_for_plugin(session, p.id) for p in plugins}
     new_rows = [
         LLMPluginRow(
             llm_id=llm.id,
@@ -77,21 +90,20 @@ async def set_chain(manager: PluginManager, llm: LLMRow, entries: Sequence[Chain
                 stored.revision += 1  # other servers reload it with the new overrides
         await audit.record(session, actor, "llm.chain", llm.slug, "ok", ", ".join(p.slug for p in plugins))
     for plugin in changed:
-        await manager.applied_externally(plugin.id)
+        await manager.applied_externally(plugin.id, locked=True)
 
 
-async def _accept(manager: PluginManager, plugin: PluginRow, candidate: object) -> None:
+async def _accept(manager: PluginManager, plugin: PluginRow, candidate: PluginSpec) -> None:
     """Reload a serving plugin with its new overrides; raise if it rejects them."""
     try:
         serving = manager.host.status(plugin.slug).state in (PluginState.HEALTHY, PluginState.UNHEALTHY)
     except PluginNotLoadedError:
-        serving = False
-    if not serving:
         return  # it is started with the stored chain when it next starts
-    async with manager.lock_for(plugin.slug):
-        try:
-            await manager.host.reload(plugin.slug, candidate)  # type: ignore[arg-type]
-        except PluginConfigError as exc:
-            raise InvalidError(f"{exc}; the chain is unchanged") from None
-        except PluginError as exc:
-            raise StartFailedError(f"{exc}; the chain is unchanged") from None
+    if not serving:
+        return
+    try:
+        await manager.host.reload(plugin.slug, manager.keeping_current_overrides(candidate))
+    except PluginConfigError as exc:
+        raise InvalidError(f"{exc}; the chain is unchanged") from None
+    except PluginError as exc:
+        raise StartFailedError(f"{exc}; the chain is unchanged") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -184,16 +185,30 @@ class PluginManager:
         """The lock that serialises operations on one plugin."""
         return self._locks[slug]
 
-    async def applied_externally(self, plugin_id: int) -> None:
-        """Note that a plugin's new revision already runs here (its chain changed), or start it."""
+    async def applied_externally(self, plugin_id: int, locked: bool = False) -> None:
+        """Note that a plugin's new revision already runs here (its chain changed), or start it.
+
+        `locked` says the caller already holds the plugin's lock.
+        """
         row = await self._fresh_or_none(plugin_id)
         if row is None or not row.is_active:
             return
-        async with self._locks[row.slug]:
+        async with contextlib.AsyncExitStack() as stack:
+            if not locked:
+                await stack.enter_async_context(self._locks[row.slug])
             if self._serving(row.slug):
                 self._applied[row.slug] = row.revision
             else:
                 await self._apply(row)
+
+    def keeping_current_overrides(self, spec: PluginSpec) -> PluginSpec:
+        """`spec` plus the configurations the running instance has: requests routed with the
+        gateway's previous snapshot may still name them until it is rebuilt."""
+        try:
+            running = self.host.spec(spec.slug)
+        except PluginNotLoadedError:
+            return spec
+        return dataclasses.replace(spec, overrides={**running.overrides, **spec.overrides})
 
     async def spec(self, row: PluginRow) -> PluginSpec:
         """The host spec of a plugin, with the per-LLM overrides stored for it."""
@@ -288,7 +303,7 @@ class PluginManager:
     async def _replace(self, row: PluginRow, actor: str, action: str) -> None:
         """Reload a serving plugin with `row`'s settings, or raise and keep the old instance."""
         try:
-            await self.host.reload(row.slug, await self.spec(row))
+            await self.host.reload(row.slug, self.keeping_current_overrides(await self.spec(row)))
         except PluginConfigError as exc:
             await self._audit(actor, action, row.slug, "failed", str(exc))
             raise InvalidError(f"{exc}; the running plugin is unchanged") from None

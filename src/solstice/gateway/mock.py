@@ -12,6 +12,13 @@ from typing import Any
 MODEL = "solstice-mock-1"
 
 
+def _redact(name: str, value: str) -> str:
+    # The echo shows that a credential arrived, never the credential itself.
+    if name.lower() in ("authorization", "x-api-key", "api-key"):
+        return f"{value[:7]}***{value[-4:]}" if len(value) > 16 else "***"
+    return value
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -36,7 +43,7 @@ def answer(
     path = path.strip("/").removeprefix("v1/")
     model = str(body.get("model") or MODEL)
     if path == "echo":
-        return 200, {"headers": [[k.lower(), v] for k, v in headers], "body": body}
+        return 200, {"headers": [[k.lower(), _redact(k, v)] for k, v in headers], "body": body}
     if path == "models":
         return 200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "solstice"}]}
     prompt = _prompt_of(path, body)

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from solstice.gateway.collector import Collector
-from solstice.gateway.config import Route, Step
+from solstice.gateway.config import AppIdentity, Route, Step
 from solstice.gateway.errors import openai_error, plugin_failure
 from solstice.gateway.pipeline import Blocked, Hooks, PluginFailure, Unauthorized, apply_modify
 from solstice.gateway.state import GatewayState
@@ -37,8 +37,12 @@ def _credential(request: Request) -> str:
 def _stopped(stop: Exception) -> Response:
     """The response for a request that ends before (or instead of) the upstream's answer."""
     if isinstance(stop, Blocked):
-        headers = {h.name: h.value for h in stop.block.headers}
-        return Response(stop.block.body, status_code=stop.block.status or 403, headers=headers)
+        response = Response(stop.block.body, status_code=stop.block.status or 403)
+        response.raw_headers = [
+            (h.name.lower().encode("latin-1"), h.value.encode("latin-1")) for h in stop.block.headers
+        ]
+        response.raw_headers.append((b"content-length", str(len(stop.block.body)).encode()))
+        return response
     if isinstance(stop, PluginFailure):
         return plugin_failure(stop.slug, stop.hook, stop.reason)
     assert isinstance(stop, Unauthorized | UpstreamError)
@@ -176,19 +180,27 @@ class Gateway:
         if steps:
             who = await self.hooks.authenticate(steps, ctx, message, credential)
             known = config.apps_by_id.get(int(who.app_id)) if who.app_id.isdigit() else None
+            # A registered app keeps its own rules; another id is an identity the plugin owns.
+            if known is not None:
+                self._check_app(known, route)
             ctx.app.CopyFrom(pb.App(id=who.app_id, name=known.name if known else ""))
             ctx.user_id = who.user_id
             return
         if not credential:
             raise Unauthorized(401, "missing API key; send 'Authorization: Bearer <app key>'")
         app = config.apps_by_key.get(hash_key(credential))
-        if app is None or not app.is_active:
-            raise Unauthorized(401, "the API key is invalid, revoked or its app is inactive")
+        if app is None:
+            raise Unauthorized(401, "the API key is invalid or revoked")
+        self._check_app(app, route)
+        ctx.app.CopyFrom(pb.App(id=str(app.id), name=app.name))
+
+    def _check_app(self, app: AppIdentity, route: Route) -> None:
+        if not app.is_active:
+            raise Unauthorized(401, f"app {app.name!r} is inactive")
         if route.id not in app.llm_ids:
             raise Unauthorized(
                 403, f"app {app.name!r} may not call LLM {route.slug!r}; add it to the app's llms"
             )
-        ctx.app.CopyFrom(pb.App(id=str(app.id), name=app.name))
 
     async def _buffered(
         self,
@@ -240,6 +252,7 @@ class Gateway:
             seen: list[bytes] = []
             kept = 0
             index = 0
+            finished = False
             try:
                 async for chunk in source:
                     for step in chunk_steps:
@@ -258,7 +271,9 @@ class Gateway:
                         kept += len(seen[-1])
                     index += 1
                     yield chunk
+                finished = upstream.complete()
             finally:
+                record.truncated = not finished
                 await upstream.close()
                 whole = b"".join(seen)
                 _stream_usage(record, whole)

@@ -52,6 +52,8 @@ class UpstreamResponse:
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
     close: Callable[[], Awaitable[None]] = field(default=lambda: _nothing())
+    # For streams: whether the upstream finished its answer (False when it broke off).
+    complete: Callable[[], bool] = field(default=lambda: True)
 
     @property
     def streaming(self) -> bool:
@@ -134,8 +136,13 @@ class Upstream:
             ) from None
         headers_out = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_RETURNED]
         if response.headers.get("content-type", "").startswith("text/event-stream"):
+            state = {"complete": False}
             return UpstreamResponse(
-                response.status, headers_out, chunks=self._relay(response), close=_releaser(response)
+                response.status,
+                headers_out,
+                chunks=self._relay(response, state),
+                close=_releaser(response),
+                complete=lambda: state["complete"],
             )
         try:
             data = await self._read_limited(route, response)
@@ -161,12 +168,13 @@ class Upstream:
             ) from None
         return b"".join(parts)
 
-    async def _relay(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _relay(self, response: aiohttp.ClientResponse, state: dict[str, bool]) -> AsyncIterator[bytes]:
         try:
             async for chunk in response.content.iter_any():
                 yield chunk
+            state["complete"] = True
         except (TimeoutError, aiohttp.ClientError):
-            return  # the client sees the stream end; the record says so
+            return  # the client sees the stream end; the record says truncated
         finally:
             response.release()
 

@@ -141,6 +141,10 @@ class PluginHost:
         """The typed hook client of a loaded plugin."""
         return HookClient(self._get(slug))
 
+    def spec(self, slug: str) -> PluginSpec:
+        """The spec a loaded plugin runs with."""
+        return self._get(slug).spec
+
     def status(self, slug: str) -> PluginStatus:
         """The state of one plugin."""
         return self._get(slug).status()

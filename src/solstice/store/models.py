@@ -53,6 +53,8 @@ class PluginRow(Base):
     """A registered plugin: its definition, and the last status a start attempt recorded."""
 
     __tablename__ = "plugins"
+    # Ids are never reused, so a stale reference cannot point at a newer row.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -86,6 +88,8 @@ class TokenRow(Base):
     """An API token; only the SHA-256 of the secret is stored."""
 
     __tablename__ = "api_tokens"
+    # Ids are never reused, so a stale reference cannot point at a newer row.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -102,6 +106,8 @@ class AuditRow(Base):
     """One plugin or token operation: who did what, when, and how it ended."""
 
     __tablename__ = "audit_log"
+    # Ids are never reused, so a stale reference cannot point at a newer row.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -116,6 +122,8 @@ class LLMRow(Base):
     """An upstream LLM the gateway serves under /llm/{slug}/."""
 
     __tablename__ = "llms"
+    # Ids are never reused, so a stale reference cannot point at a newer row.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -134,7 +142,10 @@ class LLMPluginRow(Base):
     """One plugin in an LLM's chain, with per-LLM overrides."""
 
     __tablename__ = "llm_plugins"
-    __table_args__ = (UniqueConstraint("llm_id", "plugin_id", name="uq_llm_plugins_llm_plugin"),)
+    __table_args__ = (
+        UniqueConstraint("llm_id", "plugin_id", name="uq_llm_plugins_llm_plugin"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     llm_id: Mapped[int] = mapped_column(ForeignKey("llms.id", ondelete="CASCADE"), index=True)
@@ -149,6 +160,8 @@ class AppRow(Base):
     """A client application: which LLMs it may call."""
 
     __tablename__ = "apps"
+    # Ids are never reused, so a stale reference cannot point at a newer row.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -162,6 +175,8 @@ class AppKeyRow(Base):
     """An API key of an app; only its SHA-256 is stored."""
 
     __tablename__ = "app_keys"
+    # Ids are never reused, so a stale reference cannot point at a newer row.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)

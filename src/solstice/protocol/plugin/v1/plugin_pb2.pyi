@@ -284,7 +284,7 @@ class OnResponseRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., request: _Optional[_Union[HttpRequest, _Mapping]] = ..., response: _Optional[_Union[HttpResponse, _Mapping]] = ..., phase: _Optional[_Union[ResponsePhase, str]] = ..., chunk_index: _Optional[int] = ...) -> None: ...
 
 class ProxyRecord(_message.Message):
-    __slots__ = ("context", "timestamp_unix_ms", "method", "path", "status", "latency_ms", "model", "prompt_tokens", "completion_tokens", "total_tokens", "request_body", "response_body")
+    __slots__ = ("context", "timestamp_unix_ms", "method", "path", "status", "latency_ms", "model", "prompt_tokens", "completion_tokens", "total_tokens", "request_body", "response_body", "truncated")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -297,6 +297,7 @@ class ProxyRecord(_message.Message):
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_BODY_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_BODY_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     context: RequestContext
     timestamp_unix_ms: int
     method: str
@@ -309,7 +310,8 @@ class ProxyRecord(_message.Message):
     total_tokens: int
     request_body: bytes
     response_body: bytes
-    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., timestamp_unix_ms: _Optional[int] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[int] = ..., latency_ms: _Optional[int] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., request_body: _Optional[bytes] = ..., response_body: _Optional[bytes] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., timestamp_unix_ms: _Optional[int] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., status: _Optional[int] = ..., latency_ms: _Optional[int] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., request_body: _Optional[bytes] = ..., response_body: _Optional[bytes] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class DataCollectionRequest(_message.Message):
     __slots__ = ("records", "config_id")

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_plugins_slug", "plugins", ["slug"], unique=True)
     op.create_index("ix_plugins_is_active", "plugins", ["is_active"])
@@ -60,6 +61,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("last_used_at", UTCDateTime, nullable=True),
         sa.Column("revoked_at", UTCDateTime, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_api_tokens_token_hash", "api_tokens", ["token_hash"], unique=True)
     op.create_table(
@@ -71,6 +73,7 @@ def upgrade() -> None:
         sa.Column("target", sa.String(120), nullable=False),
         sa.Column("result", sa.String(16), nullable=False),
         sa.Column("detail", sa.Text, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
 

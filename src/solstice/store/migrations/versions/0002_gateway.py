@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("options", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_llms_slug", "llms", ["slug"], unique=True)
     op.create_table(
@@ -47,6 +48,7 @@ def upgrade() -> None:
         sa.Column("timeout_ms", sa.Integer, nullable=True),
         sa.Column("failure_policy", sa.String(16), nullable=True),
         sa.UniqueConstraint("llm_id", "plugin_id", name="uq_llm_plugins_llm_plugin"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_llm_plugins_llm_id", "llm_plugins", ["llm_id"])
     op.create_index("ix_llm_plugins_plugin_id", "llm_plugins", ["plugin_id"])
@@ -58,6 +60,7 @@ def upgrade() -> None:
         sa.Column("llm_ids", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "app_keys",
@@ -68,6 +71,7 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(64), nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("revoked_at", UTCDateTime, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_app_keys_app_id", "app_keys", ["app_id"])
     op.create_index("ix_app_keys_key_hash", "app_keys", ["key_hash"], unique=True)
