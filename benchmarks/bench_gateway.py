@@ -16,7 +16,6 @@ import platform
 import re
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import sys
@@ -30,6 +29,14 @@ from typing import Any, BinaryIO
 import grpc
 import httpx
 import psutil
+from support import (
+    REPO,
+    build_go_plugin,
+    cancel_on_sigterm,
+    death_signal_prefix,
+    stop_process,
+    use_venv_python,
+)
 
 from solstice.host import PluginHost, PluginSpec
 from solstice.logs import configure_logging
@@ -37,14 +44,11 @@ from solstice.protocol import pb, pb_grpc
 from solstice.protocol.transport import GRPC_OPTIONS
 from solstice.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "plugins"
-GO_PLUGIN_PACKAGE = "./examples/plugins/go-request-guard"
 GATEWAY_TARGET_MS = 1.0
 HOOK_TARGET_RATIO = 1.3
 SAMPLE_INTERVAL_S = 0.1
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 # Long enough that no health check or reconcile pass runs while we measure.
 QUIET_INTERVAL_S = "3600"
 PROMPT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
@@ -133,26 +137,6 @@ def write_wrk_script(workdir: Path, key: str) -> Path:
 # -- processes ---------------------------------------------------------------------------------
 
 
-def death_signal_prefix() -> list[str]:
-    """`setpriv --pdeathsig KILL --` when available, so a server we start dies with us."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM a process we started, SIGKILL it if it lingers, and reap it."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-
-
 def open_log(log: Path) -> BinaryIO:
     """Open a process's log file for appending."""
     return log.open("ab")
@@ -206,32 +190,6 @@ def serve_env(workdir: Path, port: int, token: str) -> dict[str, str]:
         "SOLSTICE_PLUGIN_HEALTH_INTERVAL": QUIET_INTERVAL_S,
         "SOLSTICE_RECONCILE_INTERVAL": QUIET_INTERVAL_S,
     }
-
-
-async def build_go_plugin(out_dir: Path) -> Path:
-    """Build the Go example plugin into `out_dir` in GOPATH mode; exits on failure."""
-    go = shutil.which("go")
-    if go is None:
-        raise SystemExit("go is not installed: run `make system-deps` or pass --go-binary")
-    out = out_dir / "go-request-guard"
-    env = {
-        **os.environ,
-        "GOPATH": f"{REPO / 'go'}:/usr/share/gocode",
-        "GO111MODULE": "off",
-        "GOPROXY": "off",
-        "GOCACHE": os.environ.get("GOCACHE") or str(out_dir / "gocache"),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        go, "build", "-o", str(out), GO_PLUGIN_PACKAGE,
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        output, _ = await proc.communicate()
-    finally:
-        await stop_process(proc)
-    if proc.returncode != 0:
-        raise SystemExit(f"go build failed:\n{output.decode(errors='replace')}")
-    return out
 
 
 # -- setting up the gateway through its API ----------------------------------------------------
@@ -702,19 +660,6 @@ def print_memory(sampler: RssSampler) -> None:
 
 
 # -- main --------------------------------------------------------------------------------------
-
-
-def cancel_on_sigterm() -> None:
-    """Turn SIGTERM into cancelling the current task, so every cleanup still runs."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-
-
-def use_venv_python() -> None:
-    """Put this interpreter's directory first on PATH so `#!/usr/bin/env python3` plugins find it."""
-    bin_dir = os.path.dirname(sys.executable)
-    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:

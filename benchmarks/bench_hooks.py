@@ -14,8 +14,6 @@ import gc
 import os
 import platform
 import re
-import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -26,6 +24,14 @@ from pathlib import Path
 
 import grpc
 import psutil
+from support import (
+    REPO,
+    build_go_plugin,
+    cancel_on_sigterm,
+    death_signal_prefix,
+    stop_process,
+    use_venv_python,
+)
 
 from solstice.host import PluginHost, PluginSpec, PluginStatus
 from solstice.logs import configure_logging
@@ -33,9 +39,7 @@ from solstice.protocol import pb, pb_grpc
 from solstice.protocol.transport import GRPC_OPTIONS
 from solstice.settings import BASE_PLUGIN_ENV, Settings
 
-REPO = Path(__file__).resolve().parent.parent
 TESTBED = REPO / "tests" / "plugins" / "testbed.py"
-GO_PLUGIN_PACKAGE = "./examples/plugins/go-request-guard"
 TARGET_RATIO = 1.25
 # Long enough that no health check runs while we measure.
 HEALTH_INTERVAL_S = 3600.0
@@ -73,64 +77,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def use_venv_python() -> None:
-    """Put this interpreter's directory first on PATH so `#!/usr/bin/env python3` plugins find it."""
-    bin_dir = os.path.dirname(sys.executable)
-    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-
-
 def bench_settings() -> Settings:
     """Host settings for the benchmark: no health checks while measuring."""
     return Settings(plugin_health_interval=HEALTH_INTERVAL_S)
 
 
-async def build_go_plugin(out_dir: Path) -> Path:
-    """Build the Go example plugin into `out_dir` in GOPATH mode; exits on failure."""
-    go = shutil.which("go")
-    if go is None:
-        raise SystemExit("go is not installed: run `make system-deps` or pass --go-binary")
-    out = out_dir / "go-request-guard"
-    env = {
-        **os.environ,
-        "GOPATH": f"{REPO / 'go'}:/usr/share/gocode",
-        "GO111MODULE": "off",
-        "GOPROXY": "off",
-        "GOCACHE": os.environ.get("GOCACHE") or str(out_dir / "gocache"),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        go, "build", "-o", str(out), GO_PLUGIN_PACKAGE,
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        output, _ = await proc.communicate()
-    finally:
-        await stop_process(proc)
-    if proc.returncode != 0:
-        raise SystemExit(f"go build failed:\n{output.decode(errors='replace')}")
-    return out
-
-
 # -- processes ---------------------------------------------------------------------------------
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM a process we started, SIGKILL it if it lingers, and reap it."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-
-
-def death_signal_prefix() -> list[str]:
-    """`setpriv --pdeathsig KILL --` when available, so a server we start dies with us."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 @contextlib.asynccontextmanager
@@ -532,13 +484,6 @@ def print_header(args: argparse.Namespace) -> None:
         f"Solstice hook benchmark: Python {platform.python_version()}, grpcio {grpc.__version__}, "
         f"{os.cpu_count()} CPUs, load average {load1:.2f}/{load5:.2f}"
     )
-
-
-def cancel_on_sigterm() -> None:
-    """Turn SIGTERM into cancelling the current task, so every cleanup still runs."""
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:

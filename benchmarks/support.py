@@ -1,0 +1,74 @@
+"""What both benchmarks need: processes they start and stop, and the Go example plugin build."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GO_PLUGIN_PACKAGE = "./examples/plugins/go-request-guard"
+STOP_TIMEOUT_S = 10.0
+
+
+async def build_go_plugin(out_dir: Path) -> Path:
+    """Build the Go example plugin into `out_dir` in GOPATH mode; exits on failure."""
+    go = shutil.which("go")
+    if go is None:
+        raise SystemExit("go is not installed: run `make system-deps` or pass --go-binary")
+    out = out_dir / "go-request-guard"
+    env = {
+        **os.environ,
+        "GOPATH": f"{REPO / 'go'}:/usr/share/gocode",
+        "GO111MODULE": "off",
+        "GOPROXY": "off",
+        "GOCACHE": os.environ.get("GOCACHE") or str(out_dir / "gocache"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        go, "build", "-o", str(out), GO_PLUGIN_PACKAGE,
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = await proc.communicate()
+    finally:
+        await stop_process(proc)
+    if proc.returncode != 0:
+        raise SystemExit(f"go build failed:\n{output.decode(errors='replace')}")
+    return out
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM a process we started, SIGKILL it if it lingers, and reap it."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+def death_signal_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL --` when available, so a server we start dies with us."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+def cancel_on_sigterm() -> None:
+    """Turn SIGTERM into cancelling the current task, so every cleanup still runs."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+def use_venv_python() -> None:
+    """Put this interpreter's directory first on PATH so `#!/usr/bin/env python3` plugins find it."""
+    bin_dir = os.path.dirname(sys.executable)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
