@@ -1,4 +1,4 @@
-"""Failure modes found in review: process groups, cancellation, late remotes, slow stops, limits."""
+"""Hard cases for the host: process groups, cancellation, late remotes, slow stops, limits."""
 
 from __future__ import annotations
 
