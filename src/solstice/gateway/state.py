@@ -22,11 +22,18 @@ class GatewayState:
         self._generation = 0
 
     async def refresh(self) -> None:
-        """Rebuild the configuration from the store; concurrent callers share one rebuild."""
+        """Rebuild the configuration from the store; concurrent callers share one rebuild.
+
+        A failed rebuild keeps the previous configuration (and is logged): the change that
+        triggered it is already stored, and the reconcile loop rebuilds again.
+        """
         wanted = self._generation + 1
         async with self._lock:
             if self._generation >= wanted:
                 return  # someone rebuilt after our change was written
             self._generation += 1
-            async with self._sessions() as session:
-                self.config = await load_config(session)
+            try:
+                async with self._sessions() as session:
+                    self.config = await load_config(session)
+            except Exception:  # the change is stored: keep serving, the next reconcile pass retries
+                log.exception("gateway configuration could not be rebuilt; keeping the previous one")
