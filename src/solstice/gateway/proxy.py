@@ -34,14 +34,21 @@ def _credential(request: Request) -> str:
     return request.headers.get("x-api-key") or request.headers.get("api-key") or ""
 
 
+def _raw(headers: list[tuple[str, str]], length: int | None = None) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs, with Content-Length for a body of `length` bytes."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    if length is not None:
+        raw.append((b"content-length", str(length).encode()))
+    return raw
+
+
 def _stopped(stop: Exception) -> Response:
     """The response for a request that ends before (or instead of) the upstream's answer."""
     if isinstance(stop, Blocked):
         response = Response(stop.block.body, status_code=stop.block.status or 403)
-        response.raw_headers = [
-            (h.name.lower().encode("latin-1"), h.value.encode("latin-1")) for h in stop.block.headers
-        ]
-        response.raw_headers.append((b"content-length", str(len(stop.block.body)).encode()))
+        response.raw_headers = _raw(
+            forwardable([(h.name, h.value) for h in stop.block.headers]), len(stop.block.body)
+        )
         return response
     if isinstance(stop, PluginFailure):
         return plugin_failure(stop.slug, stop.hook, stop.reason)
@@ -225,10 +232,7 @@ class Gateway:
                 _usage(record, json.loads(response.body))
             record.response_body = response.body
         out = Response(response.body, status_code=response.status)
-        out.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in forwardable([(h.name, h.value) for h in response.headers])
-        ] + [(b"content-length", str(len(response.body)).encode())]
+        out.raw_headers = _raw(forwardable([(h.name, h.value) for h in response.headers]), len(response.body))
         return self._finish(route, ctx, record, started, out)
 
     def _stream(
@@ -281,8 +285,9 @@ class Gateway:
                 self._finish(route, ctx, record, started, None, status=upstream.status)
                 self._background(self._stream_end(route, ctx, message, upstream, whole, index))
 
-        headers = dict(forwardable(upstream.headers))
-        return StreamingResponse(relay(), status_code=upstream.status, headers=headers)
+        streamed = StreamingResponse(relay(), status_code=upstream.status)
+        streamed.raw_headers = _raw(forwardable(upstream.headers))  # repeated headers stay repeated
+        return streamed
 
     def _wants_chunks(self, step: Step) -> bool:
         try:
