@@ -19,7 +19,6 @@ import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from support import (
     build_go_plugin,
     cancel_on_sigterm,
     death_signal_prefix,
+    run_timed,
     stop_process,
     use_venv_python,
 )
@@ -702,15 +702,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_venv_python()
     configure_logging("warning")
     print_header()
-    began = time.perf_counter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="solstice-bench-gw-") as workdir:
-            asyncio.run(bench(args, Path(workdir)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; every process this benchmark started was stopped", file=sys.stderr)
-        return 130
-    print(f"\ntotal time: {time.perf_counter() - began:.0f} s")
-    return 0
+    return run_timed(
+        lambda workdir: bench(args, workdir),
+        "solstice-bench-gw-",
+        "interrupted; every process this benchmark started was stopped",
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import platform
 import re
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from support import (
     build_go_plugin,
     cancel_on_sigterm,
     death_signal_prefix,
+    run_timed,
     stop_process,
     use_venv_python,
 )
@@ -514,15 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_venv_python()
     configure_logging("warning")
     print_header(args)
-    began = time.perf_counter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="solstice-bench-") as workdir:
-            asyncio.run(bench(args, Path(workdir)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; every plugin was stopped", file=sys.stderr)
-        return 130
-    print(f"\ntotal time: {time.perf_counter() - began:.0f} s")
-    return 0
+    return run_timed(
+        lambda workdir: bench(args, workdir), "solstice-bench-", "interrupted; every plugin was stopped"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 GO_PLUGIN_PACKAGE = "./examples/plugins/go-request-guard"
@@ -72,3 +76,18 @@ def use_venv_python() -> None:
     """Put this interpreter's directory first on PATH so `#!/usr/bin/env python3` plugins find it."""
     bin_dir = os.path.dirname(sys.executable)
     os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
+def run_timed(
+    bench: Callable[[Path], Coroutine[Any, Any, None]], workdir_prefix: str, interrupted: str
+) -> int:
+    """Run a benchmark in a temporary directory, print the total time; 130 when interrupted."""
+    began = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix=workdir_prefix) as workdir:
+            asyncio.run(bench(Path(workdir)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(interrupted, file=sys.stderr)
+        return 130
+    print(f"\ntotal time: {time.perf_counter() - began:.0f} s")
+    return 0

@@ -235,6 +235,27 @@ def health(
     console().print(rows)
 
 
+def _write(
+    method: str,
+    path: str,
+    verb: str,
+    fields: dict[str, Any],
+    extra: tuple[str | None, str | None, Path | None],
+    server: tuple[str | None, str | None],
+    as_json: bool,
+) -> None:
+    """Send a plugin create (POST) or change (PATCH) and show the plugin the server answers with."""
+    with api(*server) as client:
+        body = _body(fields, *extra)
+        if not body:
+            raise CliError("nothing to change; give at least one option, e.g. --config '{...}' or --inactive")
+        plugin = client.request(method, path, body=body)
+    if as_json:
+        print_json(plugin)
+    else:
+        _show(plugin, f"{verb} plugin {plugin['slug']} (id {plugin['id']}).")
+
+
 @app.command()
 def create(
     name: Annotated[str, typer.Option("--name", help="Display name.", show_default=False)],
@@ -278,12 +299,7 @@ def create(
         "env": env,
         "oci_reference": oci_reference,
     }
-    with api(url, token) as client:
-        plugin = client.request("POST", _PREFIX, body=_body(fields, hook_types, config, config_file))
-    if as_json:
-        print_json(plugin)
-    else:
-        _show(plugin, f"Created plugin {plugin['slug']} (id {plugin['id']}).")
+    _write("POST", _PREFIX, "Created", fields, (hook_types, config, config_file), (url, token), as_json)
 
 
 @app.command()
@@ -325,15 +341,15 @@ def update(
         "env": env,
         "oci_reference": oci_reference,
     }
-    with api(url, token) as client:
-        body = _body(fields, hook_types, config, config_file)
-        if not body:
-            raise CliError("nothing to change; give at least one option, e.g. --config '{...}' or --inactive")
-        plugin = client.request("PATCH", ref_path(_PREFIX, ref), body=body)
-    if as_json:
-        print_json(plugin)
-    else:
-        _show(plugin, f"Updated plugin {plugin['slug']} (id {plugin['id']}).")
+    _write(
+        "PATCH",
+        ref_path(_PREFIX, ref),
+        "Updated",
+        fields,
+        (hook_types, config, config_file),
+        (url, token),
+        as_json,
+    )
 
 
 @app.command()
