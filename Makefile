@@ -6,7 +6,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 DEBIAN_PACKAGES := golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev \
 	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev protobuf-compiler \
-	protoc-gen-go protoc-gen-go-grpc postgresql curl
+	protoc-gen-go protoc-gen-go-grpc postgresql curl \
+	docker-registry skopeo umoci apache2-utils
 DEMO_PLUGIN := file://$(CURDIR)/examples/plugins/header-enricher/plugin.py
 
 .PHONY: install system-deps run test lint proto bench clean
