@@ -74,3 +74,22 @@ DATA_COLLECTION_FAILURES = Counter(
     "data_collection batches a plugin did not accept (records lost for that plugin).",
     ["plugin"],
 )
+OCI_PULLS = Counter(
+    "solstice_oci_pulls_total",
+    "OCI plugin loads by outcome: pulled (downloaded), cached (served from the cache), failed.",
+    ["registry", "result"],
+)
+OCI_CACHE_HITS = Counter(
+    "solstice_oci_cache_hits_total",
+    "OCI plugin loads answered from the local cache without downloading.",
+    ["registry"],
+)
+OCI_PULL_BYTES = Counter(
+    "solstice_oci_pull_bytes_total",
+    "Bytes of verified blobs downloaded from OCI registries.",
+    ["registry"],
+)
+OCI_CACHE_EVICTIONS = Counter(
+    "solstice_oci_cache_evictions_total",
+    "Cached OCI plugin executables removed to keep the cache under its size bound.",
+)

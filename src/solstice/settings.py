@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import AliasChoices, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Variables a plugin process always receives from the host, when the host has them.
@@ -67,10 +67,80 @@ class Settings(BaseSettings):
     data_collection_queue: int = Field(10_000, ge=1, description="Proxy records waiting for data_collection.")
     data_collection_batch: int = Field(100, ge=1, description="Records per data_collection call.")
 
+    # OCI plugins. The reference page's variable names come first; SOLSTICE_OCI_* also work.
+    oci_cache_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("AI_STUDIO_OCI_CACHE_DIR", "SOLSTICE_OCI_CACHE_DIR"),
+        description="Cache of pulled OCI plugins; unset: <data_dir>/oci-cache.",
+    )
+    oci_require_signature: bool = Field(
+        False,
+        validation_alias=AliasChoices("AI_STUDIO_OCI_REQUIRE_SIGNATURE", "SOLSTICE_OCI_REQUIRE_SIGNATURE"),
+        description="Refuse oci:// plugins without a valid cosign signature.",
+    )
+    oci_insecure_registries: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "AI_STUDIO_OCI_INSECURE_REGISTRIES",
+            "OCI_PLUGINS_INSECURE_REGISTRIES",
+            "SOLSTICE_OCI_INSECURE_REGISTRIES",
+        ),
+        description="Comma-separated registries reached over plain HTTP (loopback always is).",
+    )
+    oci_allowed_registries: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "AI_STUDIO_OCI_ALLOWED_REGISTRIES",
+            "OCI_PLUGINS_ALLOWED_REGISTRIES",
+            "SOLSTICE_OCI_ALLOWED_REGISTRIES",
+        ),
+        description="Comma-separated registry host globs oci:// may use; empty: any.",
+    )
+    oci_ca_bundle: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("OCI_PLUGINS_CA_BUNDLE", "SOLSTICE_OCI_CA_BUNDLE"),
+        description="PEM file of CA certificates trusted for registries, instead of the system's.",
+    )
+    oci_max_blob_bytes: int = Field(
+        512 << 20,
+        ge=1,
+        validation_alias=AliasChoices("OCI_PLUGINS_MAX_BLOB_BYTES", "SOLSTICE_OCI_MAX_BLOB_BYTES"),
+        description="Largest layer (and extracted executable) accepted from a registry.",
+    )
+    oci_cache_max_bytes: int = Field(
+        2 << 30,
+        ge=1,
+        validation_alias=AliasChoices("OCI_PLUGINS_CACHE_MAX_BYTES", "SOLSTICE_OCI_CACHE_MAX_BYTES"),
+        description="Size bound of the OCI cache; least recently used unpinned entries go first.",
+    )
+    oci_timeout: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=AliasChoices("OCI_PLUGINS_TIMEOUT", "SOLSTICE_OCI_TIMEOUT"),
+        description="Seconds one registry request may take.",
+    )
+    oci_total_timeout: float = Field(
+        600.0,
+        gt=0,
+        validation_alias=AliasChoices("OCI_PLUGINS_TOTAL_TIMEOUT", "SOLSTICE_OCI_TOTAL_TIMEOUT"),
+        description="Seconds one pull may take in all, retries included.",
+    )
+    oci_retries: int = Field(
+        3,
+        ge=0,
+        validation_alias=AliasChoices("OCI_PLUGINS_RETRIES", "SOLSTICE_OCI_RETRIES"),
+        description="Retries of a registry request after a connection failure, 429 or 5xx.",
+    )
+
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: object) -> None:
         self._environ = dict(os.environ)
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment as it was when these settings were read (registry credentials, keys)."""
+        return self._environ
 
     def host_environment(self, names: Iterable[str]) -> dict[str, str]:
         """The values of the named variables in the host's environment, where set."""

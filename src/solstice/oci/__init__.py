@@ -1,0 +1,1 @@
+"""OCI plugins: references, registry client, credentials, platforms, cache, signatures, push."""

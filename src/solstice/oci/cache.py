@@ -1,0 +1,191 @@
+"""The content-addressed cache of pulled plugin executables.
+
+Layout under the cache root:
+  plugins/<digest hex>[-<os>-<arch>[-<variant>]]/plugin     the executable (0755)
+  plugins/<...>/meta.json                                    what it is; its mtime is the last use
+  refs/<sha256 of the tag reference>.json                    the digest a tag last resolved to
+  tmp/                                                       downloads in progress (same filesystem)
+Entries appear by an atomic rename of a finished directory, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from solstice.metrics import OCI_CACHE_EVICTIONS
+
+EXECUTABLE = "plugin"
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached executable and what is known about it."""
+
+    key: str
+    path: Path
+    reference: str
+    digest: str
+    manifest_digest: str
+    platform: str
+    size: int
+    verified_key: str
+    pulled_at: float
+    last_used: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly fields for `solstice oci cache ls`."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def entry_key(digest: str, platform: str | None) -> str:
+    """The directory name of a cached executable: its digest, and the platform for an index."""
+    hex_digest = digest.removeprefix("sha256:")
+    return f"{hex_digest}-{platform.replace('/', '-')}" if platform else hex_digest
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically: a temporary file in the same directory, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Cache:
+    """Plugin executables by digest and platform, with LRU eviction under a size bound."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.plugins = root / "plugins"
+        self.refs = root / "refs"
+        self.tmp = root / "tmp"
+
+    def prepare(self) -> None:
+        """Create the directories (0700) and clear downloads a previous process left behind."""
+        for directory in (self.root, self.plugins, self.refs, self.tmp):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for leftover in self.tmp.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def workdir(self) -> Path:
+        """A fresh directory for one download, on the cache's filesystem."""
+        return Path(tempfile.mkdtemp(dir=self.tmp, prefix="pull-"))
+
+    def get(self, key: str) -> Entry | None:
+        """A cached entry, marked as used now; None when absent or damaged."""
+        directory = self.plugins / key
+        try:
+            meta = json.loads((directory / META).read_text())
+            if not (directory / EXECUTABLE).is_file():
+                return None
+            os.utime(directory / META)
+        except (OSError, ValueError):
+            return None
+        return self._entry(key, directory, meta)
+
+    def _entry(self, key: str, directory: Path, meta: dict[str, Any]) -> Entry:
+        return Entry(
+            key=key,
+            path=directory / EXECUTABLE,
+            reference=str(meta.get("reference", "")),
+            digest=str(meta.get("digest", "")),
+            manifest_digest=str(meta.get("manifest_digest", "")),
+            platform=str(meta.get("platform", "")),
+            size=int(meta.get("size", 0)),
+            verified_key=str(meta.get("verified_key", "")),
+            pulled_at=float(meta.get("pulled_at", 0)),
+            last_used=(directory / META).stat().st_mtime,
+        )
+
+    def commit(self, key: str, workdir: Path, meta: dict[str, Any]) -> Entry:
+        """Move a finished download (holding `plugin`) into place; a concurrent winner is kept."""
+        meta = {**meta, "pulled_at": time.time()}
+        _write_json(workdir / META, meta)
+        target = self.plugins / key
+        try:
+            os.rename(workdir, target)
+        except OSError:
+            # Another process committed the same content first: identical by digest, keep it.
+            shutil.rmtree(workdir, ignore_errors=True)
+        entry = self.get(key)
+        if entry is None:
+            raise OSError(f"the cache entry {target} vanished right after it was written")
+        return entry
+
+    def update_meta(self, key: str, **changes: Any) -> None:
+        """Record more about an entry (e.g. the key that verified its signature)."""
+        path = self.plugins / key / META
+        _write_json(path, {**json.loads(path.read_text()), **changes})
+
+    def remember_tag(self, tag_ref: str, digest: str) -> None:
+        """Record what a tag resolved to, for loads while the registry is unreachable."""
+        _write_json(self._ref_path(tag_ref), {"reference": tag_ref, "digest": digest, "at": time.time()})
+
+    def recall_tag(self, tag_ref: str) -> tuple[str, float] | None:
+        """The digest a tag last resolved to and when, if known."""
+        try:
+            data = json.loads(self._ref_path(tag_ref).read_text())
+            return str(data["digest"]), float(data["at"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _ref_path(self, tag_ref: str) -> Path:
+        return self.refs / (hashlib.sha256(tag_ref.encode()).hexdigest() + ".json")
+
+    def entries(self) -> list[Entry]:
+        """Every complete entry, least recently used first."""
+        found = []
+        for directory in self.plugins.iterdir() if self.plugins.is_dir() else []:
+            try:
+                meta = json.loads((directory / META).read_text())
+                found.append(self._entry(directory.name, directory, meta))
+            except (OSError, ValueError):
+                continue
+        return sorted(found, key=lambda e: e.last_used)
+
+    def remove(self, key: str) -> None:
+        """Delete one entry: renamed away first, so no reader sees it half-deleted."""
+        source = self.plugins / key
+        doomed = self.tmp / f"evict-{key}-{os.getpid()}"
+        try:
+            os.rename(source, doomed)
+        except OSError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def evict(self, pinned: Iterable[str], max_bytes: int | None = None) -> list[Entry]:
+        """Remove least recently used entries until the cache fits; pinned keys are never removed."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        keep = set(pinned)
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        removed = []
+        for entry in entries:
+            if total <= limit:
+                break
+            if entry.key in keep:
+                continue
+            self.remove(entry.key)
+            OCI_CACHE_EVICTIONS.inc()
+            total -= entry.size
+            removed.append(entry)
+        return removed

@@ -1,0 +1,146 @@
+"""Registry credentials from OCI_PLUGINS_REGISTRY_<NAME>_<FIELD> variables or Docker's config.json."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from solstice.oci.errors import RegistryAuthError
+
+PREFIX = "OCI_PLUGINS_REGISTRY_"
+DEFAULT_ENTITLEMENT_USERNAME = "token"
+FIELDS = (
+    "ENTITLEMENT", "ENTITLEMENTENV", "ENTITLEMENTUSERNAME", "USERNAME", "PASSWORD", "PASSWORDENV",
+    "TOKEN", "TOKENENV",
+)  # fmt: skip
+
+Kind = Literal["entitlement", "token", "basic"]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How to authenticate to one registry; `secret` never appears in repr or messages."""
+
+    kind: Kind
+    username: str = ""
+    secret: str = field(default="", repr=False)
+    source: str = ""
+
+    def basic_header(self) -> str:
+        """The Authorization value for HTTP Basic with these credentials."""
+        pair = f"{self.username}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+    def direct_header(self) -> str | None:
+        """The Authorization sent on every request without a challenge (entitlement, token)."""
+        if self.kind == "entitlement":
+            return self.basic_header()
+        if self.kind == "token":
+            return f"Bearer {self.secret}"
+        return None
+
+
+def env_names(host: str) -> list[str]:
+    """The <REGISTRY_NAME> spellings tried for `host`: dots as underscores, then every other symbol."""
+    dotted = host.upper().replace(".", "_")
+    names = [dotted] if re.fullmatch(r"[A-Z0-9_]+", dotted) else []
+    sanitized = re.sub(r"[^A-Z0-9]", "_", host.upper())
+    if sanitized not in names:
+        names.append(sanitized)
+    return names
+
+
+def from_environment(
+    host: str, environ: Mapping[str, str], auth_name: str | None = None
+) -> Credential | None:
+    """The credential the environment defines for `host` (or for `?auth=NAME`), if any."""
+    for name in [auth_name.upper()] if auth_name else env_names(host):
+        values = {f: environ[f"{PREFIX}{name}_{f}"] for f in FIELDS if f"{PREFIX}{name}_{f}" in environ}
+        if values:
+            return _credential(name, values, environ)
+    if auth_name:
+        raise RegistryAuthError(
+            f"?auth={auth_name} names no credentials: set {PREFIX}{auth_name.upper()}_USERNAME and "
+            f"_PASSWORD, _TOKEN or _ENTITLEMENT"
+        )
+    return None
+
+
+def _credential(name: str, values: dict[str, str], environ: Mapping[str, str]) -> Credential:
+    source = f"{PREFIX}{name}_*"
+
+    def value(field_name: str) -> str | None:
+        if values.get(field_name):
+            return values[field_name]
+        indirect = values.get(f"{field_name}ENV")
+        if not indirect:
+            return None
+        if not environ.get(indirect):
+            raise RegistryAuthError(
+                f"{PREFIX}{name}_{field_name}ENV names the variable {indirect}, which is not set or "
+                "empty; set it or remove the reference"
+            )
+        return environ[indirect]
+
+    if entitlement := value("ENTITLEMENT"):
+        username = values.get("ENTITLEMENTUSERNAME") or DEFAULT_ENTITLEMENT_USERNAME
+        return Credential("entitlement", username, entitlement, source)
+    if token := value("TOKEN"):
+        return Credential("token", "", token, source)
+    username, password = values.get("USERNAME"), value("PASSWORD")
+    if username and password:
+        return Credential("basic", username, password, source)
+    raise RegistryAuthError(
+        f"{source} is incomplete: set _USERNAME with _PASSWORD or _PASSWORDENV, _TOKEN or "
+        "_TOKENENV, or _ENTITLEMENT"
+    )
+
+
+def docker_config_path(environ: Mapping[str, str]) -> Path | None:
+    """Docker's config.json: $DOCKER_CONFIG/config.json, else ~/.docker/config.json."""
+    if environ.get("DOCKER_CONFIG"):
+        return Path(environ["DOCKER_CONFIG"]) / "config.json"
+    if environ.get("HOME"):
+        return Path(environ["HOME"]) / ".docker" / "config.json"
+    return None
+
+
+def from_docker_config(host: str, environ: Mapping[str, str]) -> Credential | None:
+    """The `auths` entry of Docker's config.json for `host`, as Basic credentials."""
+    path = docker_config_path(environ)
+    if path is None or not path.is_file():
+        return None
+    try:
+        auths = json.loads(path.read_text()).get("auths") or {}
+    except (OSError, ValueError, AttributeError):
+        raise RegistryAuthError(f"{path} is not valid JSON; fix or remove it") from None
+    for key, entry in auths.items():
+        if _registry_of(key) != host or not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            try:
+                username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except ValueError:
+                raise RegistryAuthError(
+                    f"the auths entry for {key!r} in {path} is not base64 of user:password; fix it"
+                ) from None
+        else:
+            username, password = entry.get("username", ""), entry.get("password", "")
+        if username and password:
+            return Credential("basic", username, password, str(path))
+    return None
+
+
+def _registry_of(key: str) -> str:
+    """`https://host/v1/` and `host` both name `host`."""
+    return key.split("://", 1)[-1].split("/", 1)[0]
+
+
+def resolve(host: str, environ: Mapping[str, str], auth_name: str | None = None) -> Credential | None:
+    """Environment variables first, then Docker's config.json; None means anonymous."""
+    return from_environment(host, environ, auth_name) or from_docker_config(host, environ)

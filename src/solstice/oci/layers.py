@@ -1,0 +1,236 @@
+"""What in a manifest is the plugin: a raw executable layer, or the Entrypoint of an image.
+
+Image layers are read as an overlay (upper layers shadow lower ones, whiteouts delete), symlinks
+are followed inside the image root only, and exactly one regular file is extracted, so no path in
+an image can write outside the cache or create a device file.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+from solstice.oci import media
+from solstice.oci.errors import ContentError
+
+MAX_CONFIG_BYTES = 4 << 20
+MAX_SYMLINK_HOPS = 16
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer descriptor: digest, size and how it is compressed (None: plain tar or raw)."""
+
+    digest: str
+    size: int
+    media_type: str
+
+    @property
+    def compression(self) -> str | None:
+        """gzip, zstd or None."""
+        return media.TAR_LAYERS.get(self.media_type)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to get the executable out of one manifest."""
+
+    kind: str  # "artifact" (the layer is the executable) or "image" (a file in tar layers)
+    layers: tuple[Layer, ...]
+    entrypoint: str = ""
+
+
+def is_image(manifest: dict[str, Any]) -> bool:
+    """True for a container image (image config, tar layers), False for an artifact."""
+    config_type = (manifest.get("config") or {}).get("mediaType", "")
+    layers = manifest.get("layers") or []
+    return config_type in media.IMAGE_CONFIGS and all(
+        layer.get("mediaType") in media.TAR_LAYERS for layer in layers
+    )
+
+
+def _layer(descriptor: Any, where: str) -> Layer:
+    try:
+        return Layer(str(descriptor["digest"]), int(descriptor["size"]), str(descriptor["mediaType"]))
+    except (KeyError, TypeError, ValueError):
+        raise ContentError(f"{where} has a layer without digest, size or mediaType") from None
+
+
+def artifact_plan(manifest: dict[str, Any], where: str) -> Plan:
+    """The single executable layer of an artifact (as `oras push` or `solstice oci push` make it)."""
+    layers = [_layer(d, where) for d in manifest.get("layers") or []]
+    if len(layers) > 1:
+        binaries = [layer for layer in layers if layer.media_type == media.PLUGIN_BINARY]
+        layers = binaries if len(binaries) == 1 else layers
+    if len(layers) != 1:
+        raise ContentError(
+            f"{where} is an artifact with {len(layers)} layers; a plugin artifact has exactly one, "
+            "the executable (push it with `solstice oci push FILE oci://…`)"
+        )
+    return Plan("artifact", tuple(layers))
+
+
+def image_plan(manifest: dict[str, Any], config_raw: bytes, where: str) -> Plan:
+    """The image's Entrypoint (or Cmd) and its layers, bottom first."""
+    try:
+        config = json.loads(config_raw).get("config") or {}
+        argv = config.get("Entrypoint") or config.get("Cmd") or []
+    except (ValueError, AttributeError):
+        raise ContentError(f"the image config of {where} is not valid JSON") from None
+    if not argv or not isinstance(argv[0], str):
+        raise ContentError(
+            f'image {where} has no Entrypoint; build it with ENTRYPOINT ["/plugin"] so Solstice '
+            "knows which file is the plugin"
+        )
+    entrypoint = argv[0]
+    if not entrypoint.startswith("/"):
+        raise ContentError(
+            f"the Entrypoint {entrypoint!r} of {where} is not an absolute path; use e.g. /plugin"
+        )
+    layers = tuple(_layer(d, where) for d in manifest.get("layers") or [])
+    return Plan("image", layers, _normal(entrypoint))
+
+
+def _normal(path: str) -> str:
+    """A tar member name or absolute path as a clean path relative to the image root."""
+    return posixpath.normpath("/" + path).lstrip("/")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    layer: int
+    kind: str  # "file", "dir", "symlink", "hardlink", "other"
+    target: str = ""
+    size: int = 0
+
+
+@contextmanager
+def _open_tar(path: Path, compression: str | None) -> Iterator[tarfile.TarFile]:
+    with path.open("rb") as raw:
+        stream: IO[bytes] = raw
+        if compression == "zstd":
+            stream = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
+        mode = "r|gz" if compression == "gzip" else "r|"
+        try:
+            with tarfile.open(fileobj=stream, mode=mode) as archive:  # type: ignore[call-overload]
+                yield archive
+        except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
+            raise ContentError(f"layer {path.name} is not a readable tar archive: {exc}") from None
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.isreg():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    return "other"
+
+
+def _overlay(plan: Plan, files: list[Path]) -> dict[str, _Entry]:
+    """The merged view of every layer's headers, top layer first, whiteouts applied."""
+    merged: dict[str, _Entry] = {}
+    hidden: set[str] = set()
+    opaque: set[str] = set()
+    for index in reversed(range(len(plan.layers))):
+        layer_hidden: set[str] = set()
+        layer_opaque: set[str] = set()
+        with _open_tar(files[index], plan.layers[index].compression) as archive:
+            for member in archive:
+                name = _normal(member.name)
+                directory, base = posixpath.split(name)
+                if base == _OPAQUE:
+                    layer_opaque.add(directory)
+                    continue
+                if base.startswith(_WHITEOUT):
+                    layer_hidden.add(posixpath.join(directory, base[len(_WHITEOUT) :]))
+                    continue
+                if name in merged or _shadowed(name, hidden, opaque):
+                    continue
+                target = member.linkname if (member.issym() or member.islnk()) else ""
+                merged[name] = _Entry(index, _kind(member), target, member.size)
+        hidden |= layer_hidden
+        opaque |= layer_opaque
+    return merged
+
+
+def _shadowed(name: str, hidden: set[str], opaque: set[str]) -> bool:
+    path = name
+    while path:
+        if path in hidden:
+            return True
+        path = posixpath.dirname(path)
+        if path in opaque or (not path and "" in opaque):
+            return True
+    return False
+
+
+def _resolve(merged: dict[str, _Entry], path: str, where: str) -> tuple[str, _Entry]:
+    """Follow symlinks (in every component) inside the image root to a regular file."""
+    hops = 0
+    parts = path.split("/")
+    done: list[str] = []
+    while parts:
+        current = "/".join([*done, parts[0]])
+        entry = merged.get(current)
+        if entry is not None and entry.kind == "symlink":
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise ContentError(f"the Entrypoint of {where} is a symlink loop")
+            base = "" if entry.target.startswith("/") else "/".join(done)
+            # Normalising against the root keeps `..` from climbing out of the image.
+            target = _normal(posixpath.join("/" + base, entry.target))
+            parts = (target.split("/") if target else []) + parts[1:]
+            done = []
+            continue
+        done.append(parts.pop(0))
+    final = "/".join(done)
+    entry = merged.get(final)
+    if entry is not None and entry.kind == "hardlink":
+        return _resolve(merged, _normal(entry.target), where)
+    if entry is None:
+        raise ContentError(f"image {where} has no file at its Entrypoint /{path}")
+    if entry.kind != "file":
+        raise ContentError(
+            f"the Entrypoint /{path} of {where} is a {entry.kind}, not a regular file; it was not used"
+        )
+    return final, entry
+
+
+def extract(plan: Plan, files: list[Path], dest: Path, max_bytes: int, where: str) -> None:
+    """Write the plugin executable to `dest` (mode 0755); `files` are the verified layer blobs."""
+    if plan.kind == "artifact":
+        shutil.copyfile(files[0], dest)
+        dest.chmod(0o755)
+        return
+    merged = _overlay(plan, files)
+    name, entry = _resolve(merged, plan.entrypoint, where)
+    if entry.size > max_bytes:
+        raise ContentError(
+            f"the Entrypoint of {where} is {entry.size} bytes, over the limit of {max_bytes}; "
+            "raise OCI_PLUGINS_MAX_BLOB_BYTES if this is expected"
+        )
+    with _open_tar(files[entry.layer], plan.layers[entry.layer].compression) as archive:
+        for member in archive:
+            if _normal(member.name) == name and member.isreg():
+                source = archive.extractfile(member)
+                assert source is not None
+                with dest.open("xb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                dest.chmod(0o755)
+                return
+    raise ContentError(f"layer {plan.layers[entry.layer].digest} of {where} lost its Entrypoint file")

@@ -1,0 +1,398 @@
+"""Turns an oci:// reference into a verified executable in the cache, ready to run like file://.
+
+Order of work for one load: resolve the tag (falling back to the last known digest when the
+registry is unreachable), answer from the cache when possible, else fetch the manifest by digest,
+choose the platform, verify the cosign signature, and only then download and extract layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fnmatch
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from solstice.metrics import OCI_CACHE_HITS, OCI_PULL_BYTES, OCI_PULLS
+from solstice.oci import credentials, layers, media
+from solstice.oci import platform as platforms
+from solstice.oci.cache import Cache, Entry, entry_key
+from solstice.oci.errors import (
+    ContentError,
+    NotFoundError,
+    OciDisabledError,
+    OciError,
+    PlatformError,
+    RegistryAuthError,
+    RegistryError,
+    SignatureRequiredError,
+)
+from solstice.oci.keys import PublicKey, key_id, public_keys_from_environ
+from solstice.oci.reference import OciReference
+from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
+from solstice.oci.signatures import (
+    BUNDLE_MEDIA_TYPES,
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    SignatureError,
+    referrers_fallback_tag,
+    signature_tag,
+    verify_bundle,
+    verify_simple_signing,
+)
+
+log = structlog.get_logger("solstice.oci")
+
+MAX_SIGNATURE_BYTES = 1 << 20
+MAX_SIGNATURES = 16
+
+
+@dataclass(frozen=True)
+class OciConfig:
+    """Everything the puller needs, from the control plane's or the edge's settings."""
+
+    cache_dir: Path
+    require_signature: bool = False
+    allowed_registries: tuple[str, ...] = ()
+    max_blob_bytes: int = 512 << 20
+    cache_max_bytes: int = 2 << 30
+    client: ClientOptions = field(default_factory=ClientOptions)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """A plugin executable ready to start, and where it came from."""
+
+    path: Path
+    reference: OciReference
+    digest: str
+    manifest_digest: str
+    platform: str
+    cached: bool
+    verified_key: str = ""
+    warnings: tuple[str, ...] = ()
+    key: str = ""
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    """Comma-separated settings as a tuple of trimmed, non-empty items."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+class Puller:
+    """Pulls, verifies and caches oci:// plugins; one per process, shared by every plugin."""
+
+    def __init__(self, config: OciConfig) -> None:
+        self.config = config
+        self.cache = Cache(config.cache_dir, config.cache_max_bytes)
+        self.cache.prepare()
+        self._keys: dict[str, PublicKey] = public_keys_from_environ(config.environ)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pins: dict[str, int] = {}
+
+    # -- pins: executables of running plugins are never evicted ----------------------------------
+
+    def pin(self, key: str) -> None:
+        """Keep an entry while a plugin runs from it."""
+        self._pins[key] = self._pins.get(key, 0) + 1
+
+    def unpin(self, key: str) -> None:
+        """Release an entry pinned by pin()."""
+        left = self._pins.get(key, 0) - 1
+        if left > 0:
+            self._pins[key] = left
+        else:
+            self._pins.pop(key, None)
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        """Keys of entries in use."""
+        return frozenset(self._pins)
+
+    # -- pulling -----------------------------------------------------------------------------
+
+    async def pull(self, ref: OciReference, progress: Progress | None = None) -> Pulled:
+        """The executable for `ref`, from the cache or the registry; OciError says what failed."""
+        try:
+            pulled = await self._pull(ref, progress)
+        except OciError:
+            OCI_PULLS.labels(ref.registry, "failed").inc()
+            raise
+        OCI_PULLS.labels(ref.registry, "cached" if pulled.cached else "pulled").inc()
+        if pulled.cached:
+            OCI_CACHE_HITS.labels(ref.registry).inc()
+        return pulled
+
+    def _check_allowed(self, ref: OciReference) -> None:
+        allowed = self.config.allowed_registries
+        if allowed and not any(fnmatch.fnmatchcase(ref.registry, pattern) for pattern in allowed):
+            raise OciDisabledError(
+                f"registry {ref.registry} is not in the allowed registries ({', '.join(allowed)}); "
+                "add it to OCI_PLUGINS_ALLOWED_REGISTRIES or use an allowed registry"
+            )
+
+    def _client(self, ref: OciReference) -> RegistryClient:
+        credential = credentials.resolve(ref.registry, self.config.environ, ref.auth)
+        return RegistryClient(ref.registry, credential, self.config.client)
+
+    def _wanted_platform(self, ref: OciReference) -> str:
+        return ref.platform or platforms.host_platform()
+
+    def _keys_for(self, ref: OciReference) -> dict[str, PublicKey]:
+        if ref.pubkey is None:
+            return self._keys
+        if ref.pubkey not in self._keys:
+            configured = ", ".join(self._keys) or "none"
+            raise SignatureRequiredError(
+                f"?pubkey={ref.pubkey} names no configured key (configured: {configured}); set "
+                f"OCI_PLUGINS_PUBLIC_KEY_{ref.pubkey}=/path/to/cosign.pub"
+            )
+        return {ref.pubkey: self._keys[ref.pubkey]}
+
+    def _must_verify(self, ref: OciReference) -> bool:
+        return self.config.require_signature or ref.pubkey is not None
+
+    async def _pull(self, ref: OciReference, progress: Progress | None) -> Pulled:
+        self._check_allowed(ref)
+        keys = self._keys_for(ref) if self._must_verify(ref) else {}
+        if self._must_verify(ref) and not keys:
+            raise SignatureRequiredError(
+                f"{ref} must be signed but no public key is configured; set "
+                "OCI_PLUGINS_PUBLIC_KEY_1=/path/to/cosign.pub"
+            )
+        async with self._client(ref) as client:
+            digest, warnings = await self._resolve(client, ref)
+            wanted = self._wanted_platform(ref)
+            # Index entries are keyed by platform; a plain manifest by its digest alone.
+            for key in (entry_key(digest, wanted), entry_key(digest, None)):
+                entry = self.cache.get(key)
+                if entry is not None and self._trusted(entry, keys):
+                    return self._from_entry(ref, entry, warnings)
+            lock = self._locks.setdefault(digest + wanted, asyncio.Lock())
+            async with lock:
+                for key in (entry_key(digest, wanted), entry_key(digest, None)):
+                    entry = self.cache.get(key)
+                    if entry is not None and self._trusted(entry, keys):
+                        return self._from_entry(ref, entry, warnings)
+                pulled = await self._download(client, ref, digest, wanted, keys, progress)
+        self.cache.evict(self.pinned | {pulled.key})
+        return dataclasses.replace(pulled, warnings=tuple(warnings))
+
+    def _trusted(self, entry: Entry, keys: Mapping[str, PublicKey]) -> bool:
+        """A cached entry may run without a registry round trip when no signature is needed or
+        the key that verified it at pull time is still configured."""
+        if not keys:
+            return True
+        return entry.verified_key in {key_id(k) for k in keys.values()}
+
+    def _from_entry(self, ref: OciReference, entry: Entry, warnings: list[str]) -> Pulled:
+        return Pulled(
+            path=entry.path,
+            reference=ref,
+            digest=entry.digest,
+            manifest_digest=entry.manifest_digest,
+            platform=entry.platform,
+            cached=True,
+            verified_key=entry.verified_key,
+            warnings=tuple(warnings),
+            key=entry.key,
+        )
+
+    async def _resolve(self, client: RegistryClient, ref: OciReference) -> tuple[str, list[str]]:
+        """The digest to run: the reference's own, or the tag's now, or (registry down) the last."""
+        if ref.digest:
+            return ref.digest, []
+        tag_ref = f"{ref.name}:{ref.tag}"
+        try:
+            digest = await client.resolve(ref.repository, ref.ref)
+        except (RegistryAuthError, NotFoundError):
+            raise
+        except RegistryError as exc:
+            known = self.cache.recall_tag(tag_ref)
+            if known is None:
+                raise
+            digest, when = known
+            age = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+            warning = (
+                f"registry {ref.registry} is unreachable ({exc}); running {tag_ref} as {digest}, "
+                f"its digest at {age}"
+            )
+            log.warning("oci registry unreachable; using its last digest", reference=str(ref), digest=digest)
+            return digest, [warning]
+        self.cache.remember_tag(tag_ref, digest)
+        return digest, []
+
+    async def _download(
+        self,
+        client: RegistryClient,
+        ref: OciReference,
+        digest: str,
+        wanted: str,
+        keys: Mapping[str, PublicKey],
+        progress: Progress | None,
+    ) -> Pulled:
+        where = ref.pinned(digest).image
+        top = await client.manifest(ref.repository, digest)
+        manifest, chosen = top, ""
+        if top.is_index:
+            entry = platforms.select(top.data, wanted, where)
+            manifest = await client.manifest(ref.repository, str(entry.get("digest")))
+            chosen = wanted
+        elif top.media_type not in media.MANIFESTS:
+            raise ContentError(
+                f"{where} is a {top.media_type or 'document without mediaType'}, not an image "
+                "manifest or index"
+            )
+        verified = ""
+        if keys:
+            verified = await self._verify(client, ref, top, manifest, keys)
+        workdir = self.cache.workdir()
+        try:
+            plan = await self._plan(client, ref, manifest, wanted if not top.is_index else "", where)
+            files = []
+            for number, layer in enumerate(plan.layers):
+                path = workdir / f"layer-{number}"
+                size = await client.blob_to_file(
+                    ref.repository, layer.digest, path, self.config.max_blob_bytes, progress
+                )
+                OCI_PULL_BYTES.labels(ref.registry).inc(size)
+                files.append(path)
+            entry_dir = workdir / "entry"
+            entry_dir.mkdir()
+            executable = entry_dir / "plugin"
+            await asyncio.to_thread(
+                layers.extract, plan, files, executable, self.config.max_blob_bytes, where
+            )
+            key = entry_key(digest, chosen or None)
+            meta: dict[str, Any] = {
+                "reference": str(ref),
+                "digest": digest,
+                "manifest_digest": manifest.digest,
+                "platform": chosen or wanted,
+                "size": executable.stat().st_size,
+                "verified_key": verified,
+            }
+            entry = self.cache.commit(key, entry_dir, meta)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        log.info("oci plugin pulled", reference=str(ref), digest=digest, size=entry.size)
+        return Pulled(
+            path=entry.path,
+            reference=ref,
+            digest=digest,
+            manifest_digest=manifest.digest,
+            platform=entry.platform,
+            cached=False,
+            verified_key=verified,
+            key=key,
+        )
+
+    async def _plan(
+        self, client: RegistryClient, ref: OciReference, manifest: Manifest, wanted: str, where: str
+    ) -> layers.Plan:
+        data = manifest.data
+        if not layers.is_image(data):
+            return layers.artifact_plan(data, where)
+        config_digest = str((data.get("config") or {}).get("digest"))
+        config_raw = await client.blob_bytes(ref.repository, config_digest, layers.MAX_CONFIG_BYTES)
+        if wanted:
+            _check_image_platform(config_raw, wanted, where)
+        return layers.image_plan(data, config_raw, where)
+
+    # -- signatures ----------------------------------------------------------------------------
+
+    async def _verify(
+        self,
+        client: RegistryClient,
+        ref: OciReference,
+        top: Manifest,
+        manifest: Manifest,
+        keys: Mapping[str, PublicKey],
+    ) -> str:
+        """The id of the key that signed the index or the platform manifest; refuses otherwise."""
+        problems: list[str] = []
+        digests = [top.digest] + ([manifest.digest] if manifest.digest != top.digest else [])
+        for digest in digests:
+            name = await self._find_signature(client, ref, digest, keys, problems)
+            if name is not None:
+                log.info("oci signature verified", reference=str(ref), digest=digest, key=name)
+                return key_id(keys[name])
+        detail = "; ".join(dict.fromkeys(problems)) or "no cosign signature was found"
+        raise SignatureRequiredError(
+            f"{ref.pinned(top.digest).image} has no valid signature: {detail}; sign it with "
+            "`solstice oci sign --key cosign.key` or configure the signer's public key"
+        )
+
+    async def _find_signature(
+        self,
+        client: RegistryClient,
+        ref: OciReference,
+        digest: str,
+        keys: Mapping[str, PublicKey],
+        problems: list[str],
+    ) -> str | None:
+        for kind, blob, annotation in await self._signature_blobs(client, ref, digest):
+            try:
+                if kind == "bundle":
+                    return verify_bundle(blob, digest, keys)
+                return verify_simple_signing(blob, annotation, digest, keys)
+            except SignatureError as exc:
+                problems.append(str(exc).rstrip("."))
+        return None
+
+    async def _signature_blobs(
+        self, client: RegistryClient, ref: OciReference, digest: str
+    ) -> list[tuple[str, bytes, str]]:
+        """Every candidate signature for `digest`: sigstore bundles (referrers), then `.sig` layers."""
+        found: list[tuple[str, bytes, str]] = []
+        referrers = await client.referrers(ref.repository, digest)
+        if referrers is None:
+            try:
+                fallback = await client.manifest(ref.repository, referrers_fallback_tag(digest))
+                referrers = list(fallback.data.get("manifests") or [])
+            except NotFoundError:
+                referrers = []
+        for descriptor in referrers[:MAX_SIGNATURES]:
+            if descriptor.get("artifactType") not in BUNDLE_MEDIA_TYPES:
+                continue
+            bundle_manifest = await client.manifest(ref.repository, str(descriptor.get("digest")))
+            for layer in (bundle_manifest.data.get("layers") or [])[:MAX_SIGNATURES]:
+                if layer.get("mediaType") in BUNDLE_MEDIA_TYPES:
+                    blob = await client.blob_bytes(ref.repository, layer["digest"], MAX_SIGNATURE_BYTES)
+                    found.append(("bundle", blob, ""))
+        try:
+            legacy = await client.manifest(ref.repository, signature_tag(digest))
+        except NotFoundError:
+            return found
+        for layer in (legacy.data.get("layers") or [])[:MAX_SIGNATURES]:
+            annotation = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
+            if layer.get("mediaType") == SIMPLE_SIGNING_MEDIA_TYPE and annotation:
+                blob = await client.blob_bytes(ref.repository, layer["digest"], MAX_SIGNATURE_BYTES)
+                found.append(("simple", blob, annotation))
+        return found
+
+
+def _check_image_platform(config_raw: bytes, wanted: str, where: str) -> None:
+    """A single-platform image built for another platform would fail at exec: say so now."""
+    try:
+        config = json.loads(config_raw)
+    except ValueError:
+        return
+    os_name, arch = config.get("os"), config.get("architecture")
+    if not os_name or not arch:
+        return
+    built = f"{os_name}/{arch}" + (f"/{config['variant']}" if config.get("variant") else "")
+    wanted_os, _, wanted_arch = wanted.partition("/")
+    if (os_name, arch) != (wanted_os, wanted_arch.split("/")[0]):
+        raise PlatformError(
+            f"{where} is built for {built}, not {wanted}; push a {wanted} build or pick the "
+            "platform with ?arch=os/arch"
+        )
