@@ -16,9 +16,10 @@ def test_grpc_commands() -> None:
 
 
 def test_oci_command_is_recognised() -> None:
-    assert parse_command("oci://registry.example.com/plugins/p:v1") == OciCommand(
-        "registry.example.com/plugins/p:v1"
-    )
+    command = parse_command("oci://registry.example.com/plugins/p:v1")
+    assert isinstance(command, OciCommand)
+    assert (command.reference.registry, command.reference.repository) == ("registry.example.com", "plugins/p")
+    assert str(command) == "oci://registry.example.com/plugins/p:v1"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,9 @@ import posixpath
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from solstice.oci.errors import InvalidReferenceError
+from solstice.oci.reference import OciReference, parse_reference
+
 MAX_COMMAND_LENGTH = 2048
 
 
@@ -41,12 +44,12 @@ class GrpcCommand:
 
 @dataclass(frozen=True)
 class OciCommand:
-    """An executable pulled from an OCI registry: oci://registry/repo[:tag|@digest]."""
+    """An executable pulled from an OCI registry: oci://registry/repo[:tag|@digest][?options]."""
 
-    reference: str
+    reference: OciReference
 
     def __str__(self) -> str:
-        return f"oci://{self.reference}"
+        return str(self.reference)
 
 
 Command = FileCommand | GrpcCommand | OciCommand
@@ -73,12 +76,10 @@ def parse_command(raw: str) -> Command:
     if scheme == "oci":
         if not rest:
             raise CommandError(f"command {raw!r} names no image; write oci://registry/repo:tag")
-        if "@" in rest.split("/", 1)[0]:
-            raise CommandError(
-                "oci:// commands must not carry credentials; remove the user:password@ part and set "
-                "OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
-            )
-        return OciCommand(rest)
+        try:
+            return OciCommand(parse_reference(rest))
+        except InvalidReferenceError as exc:
+            raise CommandError(str(exc)) from None
     raise CommandError(f"unknown command scheme {scheme!r} in {raw!r}; use file://, grpc:// or oci://")
 
 

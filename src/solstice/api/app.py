@@ -18,11 +18,23 @@ from solstice.control.manager import PluginManager
 from solstice.gateway.proxy import Gateway
 from solstice.gateway.state import GatewayState
 from solstice.host import PluginHost, PluginSpec
+from solstice.oci.puller import cache_dir_of
 from solstice.settings import Settings
 from solstice.store.database import create_engine, migrate, session_factory
 
 log = structlog.get_logger("solstice.api")
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _announce_oci_cache(settings: Settings) -> None:
+    """Say where oci:// plugins are cached, and that it is a default when the variable is unset."""
+    if settings.oci_cache_dir is None:
+        log.info(
+            "oci:// plugins are cached in the default directory; set AI_STUDIO_OCI_CACHE_DIR to move it",
+            cache_dir=str(cache_dir_of(settings)),
+        )
+    else:
+        log.info("oci:// plugins are cached", cache_dir=str(settings.oci_cache_dir))
 
 
 def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -> FastAPI:
@@ -42,6 +54,7 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
             )
             sys.stderr.flush()
         await ensure_plugins(sessions, initial_plugins)
+        _announce_oci_cache(settings)
         host = PluginHost(settings)
         manager = PluginManager(settings, sessions, host)
         state = GatewayState(sessions)

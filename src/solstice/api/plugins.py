@@ -27,6 +27,8 @@ from solstice.control.manager import PluginManager
 from solstice.control.specs import live_status
 from solstice.hooks import default_failure_policy
 from solstice.host import PluginNotLoadedError
+from solstice.oci.errors import InvalidReferenceError
+from solstice.oci.reference import parse_reference
 from solstice.store.models import PluginRow
 from solstice.store.plugins import MAX_ID, PluginFilter, list_plugins, slug_taken
 
@@ -77,7 +79,11 @@ def _check_command(command: str, oci_reference: str | None) -> None:
     if oci_reference:
         if not isinstance(parsed, OciCommand):
             raise InvalidError(f"oci_reference is set but command {command!r} is not an oci:// command")
-        if parsed.reference != oci_reference.removeprefix("oci://"):
+        try:
+            given = parse_reference(oci_reference)
+        except InvalidReferenceError as exc:
+            raise InvalidError(f"oci_reference: {exc}") from None
+        if given.image != parsed.reference.image:
             raise InvalidError(
                 f"oci_reference {oci_reference!r} does not match command {command!r}; "
                 "give the same image in both"
@@ -166,7 +172,7 @@ def _health(row: PluginRow, manager: PluginManager) -> PluginHealth:
         restarts=live.restarts if live else 0,
         uptime_s=live.uptime_s if live else None,
         pid=live.pid if live else None,
-        digest=row.digest,
+        digest=(live.digest if live else None) or row.digest,
         last_error=error,
     )
 

@@ -121,7 +121,7 @@ class PluginManager:
             row = await self._fresh(row.id)
             if replaced:
                 self._applied[row.slug] = row.revision
-                await self._record_status(row, *self._host_status(row.slug), self._hooks_seen(row))
+                await self._record_status(row, *self._host_status(row.slug), self._learned(row))
             elif not row.is_active:
                 await self._unload(row.slug)
                 self._applied[row.slug] = row.revision
@@ -163,7 +163,7 @@ class PluginManager:
             if self._serving(row.slug):
                 await self._replace(row, actor, "plugin.reload")
                 self._applied[row.slug] = row.revision
-                await self._record_status(row, *self._host_status(row.slug), self._hooks_seen(row))
+                await self._record_status(row, *self._host_status(row.slug), self._learned(row))
             else:
                 await self._apply(row)
                 status, error = self._host_status(row.slug)
@@ -279,26 +279,32 @@ class PluginManager:
             log.warning("plugin did not start", plugin=row.slug, error=str(exc))
         self._applied[row.slug] = row.revision
         status, error = self._host_status(row.slug)
-        await self._record_status(row, status, error, self._hooks_seen(row))
+        await self._record_status(row, status, error, self._learned(row))
 
-    def _hooks_seen(self, row: PluginRow) -> dict[str, Any]:
-        """Hook fields learned from the running plugin: back-filled hooks and mismatch warnings."""
+    def _learned(self, row: PluginRow) -> dict[str, Any]:
+        """Fields learned from the running plugin: back-filled hooks, the oci:// digest, warnings."""
         try:
-            info = self.host.status(row.slug).info
+            status = self.host.status(row.slug)
         except PluginNotLoadedError:
             return {}
-        if info is None or not info.hooks:
-            return {}
-        reported = [hook_name(h) for h in info.hooks]
-        if not row.hook_types:
-            return {"hook_type": reported[0], "hook_types": reported, "warnings": []}
-        missing = [h for h in row.hook_types if h not in reported]
-        warnings = [
-            f"plugin {row.slug} is registered for {hook} but reports only {', '.join(reported)}; "
-            f"{hook} calls will fail"
-            for hook in missing
-        ]
-        return {"warnings": warnings}
+        learned: dict[str, Any] = {}
+        if status.digest:
+            learned["digest"] = status.digest
+        warnings = list(status.warnings)
+        info = status.info
+        if info is not None and info.hooks:
+            reported = [hook_name(h) for h in info.hooks]
+            if not row.hook_types:
+                learned.update(hook_type=reported[0], hook_types=reported)
+            warnings += [
+                f"plugin {row.slug} is registered for {hook} but reports only {', '.join(reported)}; "
+                f"{hook} calls will fail"
+                for hook in row.hook_types or []
+                if hook not in reported
+            ]
+        if info is not None or status.digest:
+            learned["warnings"] = warnings
+        return learned
 
     async def _replace(self, row: PluginRow, actor: str, action: str) -> None:
         """Reload a serving plugin with `row`'s settings, or raise and keep the old instance."""

@@ -11,6 +11,7 @@ from typing import Any
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginStatus, PluginSupervisor
+from solstice.oci.puller import OciConfig, Puller, config_from_settings
 from solstice.protocol import pb
 from solstice.protocol.handshake import NOT_CONFIGURED
 from solstice.settings import Settings, get_settings
@@ -94,9 +95,17 @@ class HookClient:
 class PluginHost:
     """Loads, reloads and unloads plugins by slug; use as an async context manager."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, oci: OciConfig | None = None) -> None:
         self.settings = settings or get_settings()
         self._plugins: dict[str, PluginSupervisor] = {}
+        self._oci_config = oci
+        self._puller: Puller | None = None
+
+    def puller(self) -> Puller:
+        """The OCI puller of this host, created (with its cache directory) on first use."""
+        if self._puller is None:
+            self._puller = Puller(self._oci_config or config_from_settings(self.settings))
+        return self._puller
 
     async def __aenter__(self) -> PluginHost:
         return self
@@ -119,7 +128,7 @@ class PluginHost:
         """
         if spec.slug in self._plugins:
             return await self.reload(spec.slug, spec)
-        supervisor = PluginSupervisor(spec, self.settings)
+        supervisor = PluginSupervisor(spec, self.settings, self.puller)
         self._plugins[spec.slug] = supervisor
         await supervisor.start()
         return supervisor.status()

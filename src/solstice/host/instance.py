@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -26,6 +26,7 @@ from solstice.host.errors import (
 from solstice.host.output import PluginOutput
 from solstice.host.process import LocalProcess, check_executable
 from solstice.host.spec import PluginSpec
+from solstice.oci.puller import Pulled
 from solstice.protocol import gp, gp_grpc, pb
 from solstice.protocol.transport import GRPC_OPTIONS
 from solstice.settings import BASE_PLUGIN_ENV, Settings
@@ -62,6 +63,13 @@ class PluginInstance:
         self._draining = False
         self._idle = asyncio.Event()
         self._stdio: asyncio.Task[None] | None = None
+        # Set for oci:// plugins: what was pulled to run this instance.
+        self.pulled: Pulled | None = None
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the instance has stopped (e.g. release its cache pin)."""
+        self._on_close.append(callback)
 
     def release(self) -> None:
         """Mark one call as finished."""
@@ -145,6 +153,9 @@ class PluginInstance:
         if self._stdio is not None:
             self._stdio.cancel()
         await self.channel.close()
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
 
 
 def check_config(spec: PluginSpec, schema_json: str, config: Mapping[str, Any], config_id: str = "") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -15,10 +16,16 @@ from solstice.host.errors import PluginCallError, PluginError, PluginStartError,
 from solstice.host.instance import PluginInstance, connect_remote, start_local
 from solstice.host.spec import PluginSpec
 from solstice.metrics import HOOK_DURATION, HOOK_ERRORS, HOOK_TIMEOUTS, PLUGIN_RESTARTS, PLUGIN_START_FAILURES
+from solstice.oci.errors import OciError
+from solstice.oci.puller import Puller
+from solstice.oci.reference import OciReference
 from solstice.protocol import pb
 from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.host")
+
+# Gives the process's OCI puller, created on first use (most servers never run an oci:// plugin).
+OciSource = Callable[[], Puller]
 
 # An instance that stayed up this long resets the crash back-off.
 _STABLE_AFTER_S = 60.0
@@ -55,6 +62,9 @@ class PluginStatus:
     last_check_at: float | None
     last_check_latency_ms: float | None
     info: pb.PluginInfo | None
+    # oci:// plugins: the manifest digest running, and warnings from the pull (stale cache).
+    digest: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class PluginSupervisor:
@@ -64,9 +74,10 @@ class PluginSupervisor:
     supervisor owns, so a caller that gives up cannot leave a process behind.
     """
 
-    def __init__(self, spec: PluginSpec, settings: Settings) -> None:
+    def __init__(self, spec: PluginSpec, settings: Settings, oci: OciSource | None = None) -> None:
         self.spec = spec
         self.settings = settings
+        self._oci = oci
         self.state = PluginState.STOPPED
         self.last_error: str | None = None
         self.restarts = 0
@@ -80,6 +91,7 @@ class PluginSupervisor:
         self._health_task: asyncio.Task[None] | None = None
         self._crash_streak = 0
         self._closed = False
+        self._instance_digest: str | None = None
         self._durations: dict[str, Histogram] = {}
 
     # -- calls ---------------------------------------------------------------------------
@@ -182,6 +194,8 @@ class PluginSupervisor:
             last_check_at=self.last_check_at,
             last_check_latency_ms=self.last_check_latency_ms,
             info=instance.info if instance else None,
+            digest=instance.pulled.digest if instance and instance.pulled else None,
+            warnings=instance.pulled.warnings if instance and instance.pulled else (),
         )
 
     # -- internals -----------------------------------------------------------------------
@@ -190,8 +204,8 @@ class PluginSupervisor:
         if self._closed:
             raise PluginStoppedError(f"plugin {self.spec.slug} was stopped")
 
-    async def _launch_task(self, spec: PluginSpec) -> PluginInstance:
-        self._launching = asyncio.create_task(self._launch(spec))
+    async def _launch_task(self, spec: PluginSpec, restart: bool = False) -> PluginInstance:
+        self._launching = asyncio.create_task(self._launch(spec, restart))
         try:
             return await self._launching
         except asyncio.CancelledError:
@@ -201,7 +215,7 @@ class PluginSupervisor:
         finally:
             self._launching = None
 
-    async def _launch(self, spec: PluginSpec) -> PluginInstance:
+    async def _launch(self, spec: PluginSpec, restart: bool) -> PluginInstance:
         try:
             command = parse_command(spec.command)
         except CommandError as exc:
@@ -211,10 +225,31 @@ class PluginSupervisor:
         if isinstance(command, GrpcCommand):
             return await connect_remote(spec, command, self.settings)
         assert isinstance(command, OciCommand)
-        raise PluginStartError(
-            f"{command} cannot run yet: this build of Solstice has no OCI support; "
-            "use a file:// or grpc:// command"
-        )
+        reference = command.reference
+        if restart and self._instance_digest:
+            # A crash restart runs what was running; only load and reload follow a moved tag.
+            reference = reference.pinned(self._instance_digest)
+        return await self._start_oci(spec, reference)
+
+    async def _start_oci(self, spec: PluginSpec, reference: OciReference) -> PluginInstance:
+        if self._oci is None:
+            raise PluginStartError(f"{reference} cannot run: OCI plugins are not enabled in this process")
+        try:
+            puller = self._oci()
+            pulled = await puller.pull(reference)
+        except OciError as exc:
+            raise PluginStartError(f"{reference} could not be pulled: {exc}") from None
+        for warning in pulled.warnings:
+            log.warning("oci plugin", plugin=spec.slug, warning=warning)
+        puller.pin(pulled.key)
+        try:
+            instance = await start_local(spec, str(pulled.path), self.settings)
+        except BaseException:
+            puller.unpin(pulled.key)
+            raise
+        instance.pulled = pulled
+        instance.on_close(lambda: puller.unpin(pulled.key))
+        return instance
 
     async def _retire(self, instance: PluginInstance) -> None:
         # Shielded: the old instance is drained and stopped even if our caller is cancelled.
@@ -225,6 +260,7 @@ class PluginSupervisor:
 
     def _activate(self, instance: PluginInstance) -> None:
         self._instance = instance
+        self._instance_digest = instance.pulled.digest if instance.pulled else None
         self.state = PluginState.HEALTHY
         self.last_error = None
         if instance.process is not None:
@@ -277,7 +313,7 @@ class PluginSupervisor:
                 if self._closed or self._instance is not None:
                     return  # stopped, or a reload already replaced it
                 try:
-                    instance = await self._launch_task(self.spec)
+                    instance = await self._launch_task(self.spec, restart=True)
                 except PluginStoppedError:
                     return
                 except PluginError as exc:

@@ -47,6 +47,7 @@ from solstice.oci.signatures import (
     verify_bundle,
     verify_simple_signing,
 )
+from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.oci")
 
@@ -87,13 +88,44 @@ def split_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def cache_dir_of(settings: Settings) -> Path:
+    """The control plane's OCI cache: AI_STUDIO_OCI_CACHE_DIR, else <data dir>/oci-cache."""
+    return settings.oci_cache_dir or settings.data_dir / "oci-cache"
+
+
+def config_from_settings(settings: Settings, *, cache_dir: Path | None = None) -> OciConfig:
+    """The puller's configuration from the process settings and environment."""
+    client = ClientOptions(
+        insecure_registries=frozenset(split_list(settings.oci_insecure_registries)),
+        ca_bundle=str(settings.oci_ca_bundle) if settings.oci_ca_bundle else None,
+        timeout=settings.oci_timeout,
+        total_timeout=settings.oci_total_timeout,
+        retries=settings.oci_retries,
+    )
+    return OciConfig(
+        cache_dir=cache_dir or cache_dir_of(settings),
+        require_signature=settings.oci_require_signature,
+        allowed_registries=split_list(settings.oci_allowed_registries),
+        max_blob_bytes=settings.oci_max_blob_bytes,
+        cache_max_bytes=settings.oci_cache_max_bytes,
+        client=client,
+        environ=settings.environ,
+    )
+
+
 class Puller:
     """Pulls, verifies and caches oci:// plugins; one per process, shared by every plugin."""
 
     def __init__(self, config: OciConfig) -> None:
         self.config = config
         self.cache = Cache(config.cache_dir, config.cache_max_bytes)
-        self.cache.prepare()
+        try:
+            self.cache.prepare()
+        except OSError as exc:
+            raise OciDisabledError(
+                f"the OCI cache directory {config.cache_dir} is not usable ({exc.strerror or exc}); "
+                "point AI_STUDIO_OCI_CACHE_DIR (edge: OCI_PLUGINS_CACHE_DIR) at a writable directory"
+            ) from None
         self._keys: dict[str, PublicKey] = public_keys_from_environ(config.environ)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pins: dict[str, int] = {}
