@@ -1,0 +1,104 @@
+"""Blob redirects, as registries backed by object storage send them: credentials stay home.
+
+A front server proxies a real registry (Basic auth) and answers blob GETs with a 307 to a
+"storage" server on another port, which records the headers it receives.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from solstice.oci.puller import OciConfig, Puller
+from solstice.oci.reference import parse_reference
+from solstice.oci.registry import ClientOptions
+from tests.oci.images import push_image_with_umoci, write_plugin_executable
+from tests.oci.registries import Registry
+from tests.server import free_port
+
+HOP_BY_HOP = {"connection", "transfer-encoding", "content-encoding", "content-length", "host"}
+
+
+@dataclass
+class Storage:
+    """What the storage server saw."""
+
+    url: str = ""
+    authorization_seen: list[str | None] = field(default_factory=list)
+
+
+async def _start(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+@pytest.fixture
+async def redirecting(basic_registry: Registry) -> AsyncIterator[tuple[str, Storage]]:
+    """(front host:port, storage record): the front redirects blob downloads to the storage server."""
+    storage = Storage()
+    session = aiohttp.ClientSession()
+    creds = base64.b64encode(f"{basic_registry.user}:{basic_registry.password}".encode()).decode()
+    upstream = basic_registry.url
+
+    async def blob_from_storage(request: web.Request) -> web.Response:
+        storage.authorization_seen.append(request.headers.get("Authorization"))
+        async with session.get(
+            f"{upstream}{request.path_qs.removeprefix('/storage')}",
+            headers={"Authorization": f"Basic {creds}"},
+        ) as answer:
+            return web.Response(status=answer.status, body=await answer.read())
+
+    async def front(request: web.Request) -> web.StreamResponse:
+        if (
+            request.method == "GET"
+            and "/blobs/sha256:" in request.path
+            and "Authorization" in request.headers
+        ):
+            raise web.HTTPTemporaryRedirect(f"{storage.url}/storage{request.path_qs}")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        async with session.request(
+            request.method, f"{upstream}{request.path_qs}", headers=headers, data=await request.read()
+        ) as answer:
+            out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+            return web.Response(status=answer.status, headers=out, body=await answer.read())
+
+    storage_port, front_port = free_port(), free_port()
+    storage.url = f"http://127.0.0.1:{storage_port}"
+    storage_app, front_app = web.Application(), web.Application()
+    storage_app.router.add_route("GET", "/storage/{tail:.*}", blob_from_storage)
+    front_app.router.add_route("*", "/{tail:.*}", front)
+    runners = [await _start(storage_app, storage_port), await _start(front_app, front_port)]
+    try:
+        yield f"127.0.0.1:{front_port}", storage
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        await session.close()
+
+
+async def test_blob_redirects_are_followed_without_credentials(
+    basic_registry: Registry, redirecting: tuple[str, Storage], tmp_path: Path
+) -> None:
+    front, storage = redirecting
+    push_image_with_umoci(
+        basic_registry, "plugins/redirected:v1", write_plugin_executable(tmp_path / "p", "far")
+    )
+    environ = {
+        "OCI_PLUGINS_REGISTRY_FRONT_USERNAME": basic_registry.user or "",
+        "OCI_PLUGINS_REGISTRY_FRONT_PASSWORD": basic_registry.password or "",
+    }
+    config = OciConfig(tmp_path / "cache", client=ClientOptions(retries=0, timeout=5), environ=environ)
+
+    pulled = await Puller(config).pull(parse_reference(f"oci://{front}/plugins/redirected:v1?auth=FRONT"))
+
+    assert pulled.path.read_text().endswith("exec echo far\n")
+    assert storage.authorization_seen, "the storage server was never asked for a blob"
+    assert set(storage.authorization_seen) == {None}
