@@ -51,6 +51,7 @@ bench: install system-deps
 		|| { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(PY) benchmarks/bench_hooks.py
 	$(PY) benchmarks/bench_gateway.py
+	$(PY) benchmarks/bench_oci.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,15 @@ async def test_grpc_connection_refused_names_the_address() -> None:
     assert "is the plugin server running" in message
 
 
-async def test_oci_is_refused_clearly(host: PluginHost) -> None:
-    with pytest.raises(PluginStartError, match="no OCI support"):
-        await host.load(PluginSpec(slug="p", command="oci://registry.example.com/p:v1"))
+async def test_unreachable_oci_registry_is_a_clear_start_error(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = fast_settings(data_dir=tmp_path, oci_retries=0)
+    async with PluginHost(settings) as host:
+        with pytest.raises(PluginStartError) as info:
+            await host.load(PluginSpec(slug="p", command=f"oci://127.0.0.1:{port}/plugins/p:v1"))
+    message = str(info.value)
+    assert f"oci://127.0.0.1:{port}/plugins/p:v1 could not be pulled" in message
+    assert "unreachable" in message
+    assert (tmp_path / "oci-cache" / "plugins").is_dir()

@@ -200,23 +200,27 @@ class Puller:
                 f"{ref} must be signed but no public key is configured; set "
                 "OCI_PLUGINS_PUBLIC_KEY_1=/path/to/cosign.pub"
             )
+        wanted = self._wanted_platform(ref)
+        if ref.digest and (entry := self._cached(ref.digest, wanted, keys)):
+            return self._from_entry(ref, entry, [])  # pinned and present: no registry round trip
         async with self._client(ref) as client:
             digest, warnings = await self._resolve(client, ref)
-            wanted = self._wanted_platform(ref)
-            # Index entries are keyed by platform; a plain manifest by its digest alone.
-            for key in (entry_key(digest, wanted), entry_key(digest, None)):
-                entry = self.cache.get(key)
-                if entry is not None and self._trusted(entry, keys):
+            if entry := self._cached(digest, wanted, keys):
+                return self._from_entry(ref, entry, warnings)
+            async with self._locks.setdefault(digest + wanted, asyncio.Lock()):
+                if entry := self._cached(digest, wanted, keys):
                     return self._from_entry(ref, entry, warnings)
-            lock = self._locks.setdefault(digest + wanted, asyncio.Lock())
-            async with lock:
-                for key in (entry_key(digest, wanted), entry_key(digest, None)):
-                    entry = self.cache.get(key)
-                    if entry is not None and self._trusted(entry, keys):
-                        return self._from_entry(ref, entry, warnings)
                 pulled = await self._download(client, ref, digest, wanted, keys, progress)
         self.cache.evict(self.pinned | {pulled.key})
         return dataclasses.replace(pulled, warnings=tuple(warnings))
+
+    def _cached(self, digest: str, wanted: str, keys: Mapping[str, PublicKey]) -> Entry | None:
+        # Index entries are keyed by platform; a plain manifest by its digest alone.
+        for key in (entry_key(digest, wanted), entry_key(digest, None)):
+            entry = self.cache.get(key)
+            if entry is not None and self._trusted(entry, keys):
+                return entry
+        return None
 
     def _trusted(self, entry: Entry, keys: Mapping[str, PublicKey]) -> bool:
         """A cached entry may run without a registry round trip when no signature is needed or

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -75,6 +76,12 @@ class ClientOptions:
     url_guard: UrlGuard | None = None
 
 
+@functools.lru_cache(maxsize=8)
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The TLS context for registries, built once: loading CA certificates takes milliseconds."""
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
 def sha256_digest(data: bytes) -> str:
     """The OCI digest of `data`."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -101,9 +108,7 @@ class RegistryClient:
         self.base = f"https://{host}"
         # Like Docker: HTTPS first, then plain HTTP, for registries that are allowed to use it.
         self._may_downgrade = may_use_http(host, options.insecure_registries)
-        verify: ssl.SSLContext | bool = True
-        if options.ca_bundle:
-            verify = ssl.create_default_context(cafile=options.ca_bundle)
+        verify = tls_context(options.ca_bundle)
         timeout = httpx.Timeout(options.timeout, connect=min(options.timeout, 10.0))
         # Redirects are followed by hand, so credentials never travel to another host.
         self._http = httpx.AsyncClient(
