@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from solstice.oci.errors import OciDisabledError, RegistryAuthError
-from solstice.oci.puller import OciConfig, Puller, Pulled
+from solstice.oci.puller import OciConfig, Pulled, Puller
 from solstice.oci.reference import parse_reference
 from solstice.oci.registry import ClientOptions
 from tests.oci.images import push_image_with_umoci, write_plugin_executable

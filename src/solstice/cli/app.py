@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from solstice import __version__
-from solstice.cli import plugins, tokens
+from solstice.cli import oci, plugins, tokens
 
 # Locals in a crash traceback could include an API token; never print them.
 app = typer.Typer(
@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(oci.app, name="oci")
+app.add_typer(oci.keys_app, name="keys")
 
 
 @app.command()

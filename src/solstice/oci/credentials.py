@@ -20,6 +20,8 @@ FIELDS = (
 )  # fmt: skip
 
 Kind = Literal["entitlement", "token", "basic"]
+# How environment variables are conventionally named; only such a name is quoted in errors.
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,11 @@ def _credential(name: str, values: dict[str, str], environ: Mapping[str, str]) -
         if not indirect:
             return None
         if not environ.get(indirect):
+            # A value that does not look like a variable name may be the secret itself, put in
+            # the wrong variable: it is not echoed.
+            target = f"the variable {indirect}" if _ENV_NAME.fullmatch(indirect) else "a variable"
             raise RegistryAuthError(
-                f"{PREFIX}{name}_{field_name}ENV names the variable {indirect}, which is not set or "
+                f"{PREFIX}{name}_{field_name}ENV names {target}, which is not set or "
                 "empty; set it or remove the reference"
             )
         return environ[indirect]
@@ -117,15 +122,17 @@ def from_docker_config(host: str, environ: Mapping[str, str]) -> Credential | No
         return None
     try:
         auths = json.loads(path.read_text()).get("auths") or {}
+        if not isinstance(auths, dict):
+            raise ValueError("auths is not an object")
     except (OSError, ValueError, AttributeError):
-        raise RegistryAuthError(f"{path} is not valid JSON; fix or remove it") from None
+        raise RegistryAuthError(f"{path} is not valid JSON with an auths object; fix or remove it") from None
     for key, entry in auths.items():
         if _registry_of(key) != host or not isinstance(entry, dict):
             continue
         if entry.get("auth"):
             try:
                 username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except ValueError:
+            except (ValueError, TypeError):
                 raise RegistryAuthError(
                     f"the auths entry for {key!r} in {path} is not base64 of user:password; fix it"
                 ) from None

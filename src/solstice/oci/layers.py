@@ -53,10 +53,13 @@ class Plan:
 
 def is_image(manifest: dict[str, Any]) -> bool:
     """True for a container image (image config, tar layers), False for an artifact."""
-    config_type = (manifest.get("config") or {}).get("mediaType", "")
+    config = manifest.get("config")
+    config_type = config.get("mediaType", "") if isinstance(config, dict) else ""
     layers = manifest.get("layers") or []
-    return config_type in media.IMAGE_CONFIGS and all(
-        layer.get("mediaType") in media.TAR_LAYERS for layer in layers
+    return (
+        config_type in media.IMAGE_CONFIGS
+        and isinstance(layers, list)
+        and all(isinstance(layer, dict) and layer.get("mediaType") in media.TAR_LAYERS for layer in layers)
     )
 
 
@@ -88,6 +91,11 @@ def image_plan(manifest: dict[str, Any], config_raw: bytes, where: str) -> Plan:
         argv = config.get("Entrypoint") or config.get("Cmd") or []
     except (ValueError, AttributeError):
         raise ContentError(f"the image config of {where} is not valid JSON") from None
+    if not isinstance(argv, list):
+        raise ContentError(
+            f'the Entrypoint in the image config of {where} is not a list; build the image with '
+            'ENTRYPOINT ["/plugin"]'
+        )
     if not argv or not isinstance(argv[0], str):
         raise ContentError(
             f'image {where} has no Entrypoint; build it with ENTRYPOINT ["/plugin"] so Solstice '
@@ -110,9 +118,10 @@ def _normal(path: str) -> str:
 @dataclass(frozen=True)
 class _Entry:
     layer: int
-    kind: str  # "file", "dir", "symlink", "hardlink", "other"
+    kind: str  # "file", "directory", "symlink", "hardlink", "device", "fifo", "special file"
     target: str = ""
     size: int = 0
+    position: int = 0  # the member's index in its layer's tar, to extract exactly that member
 
 
 @contextmanager
@@ -133,12 +142,16 @@ def _kind(member: tarfile.TarInfo) -> str:
     if member.isreg():
         return "file"
     if member.isdir():
-        return "dir"
+        return "directory"
     if member.issym():
         return "symlink"
     if member.islnk():
         return "hardlink"
-    return "other"
+    if member.ischr() or member.isblk():
+        return "device"
+    if member.isfifo():
+        return "fifo"
+    return "special file"
 
 
 def _overlay(plan: Plan, files: list[Path]) -> dict[str, _Entry]:
@@ -149,8 +162,9 @@ def _overlay(plan: Plan, files: list[Path]) -> dict[str, _Entry]:
     for index in reversed(range(len(plan.layers))):
         layer_hidden: set[str] = set()
         layer_opaque: set[str] = set()
+        layer: dict[str, _Entry] = {}
         with _open_tar(files[index], plan.layers[index].compression) as archive:
-            for member in archive:
+            for position, member in enumerate(archive):
                 name = _normal(member.name)
                 directory, base = posixpath.split(name)
                 if base == _OPAQUE:
@@ -159,10 +173,16 @@ def _overlay(plan: Plan, files: list[Path]) -> dict[str, _Entry]:
                 if base.startswith(_WHITEOUT):
                     layer_hidden.add(posixpath.join(directory, base[len(_WHITEOUT) :]))
                     continue
-                if name in merged or _shadowed(name, hidden, opaque):
-                    continue
+                kind = _kind(member)
+                if kind != "directory":
+                    # A non-directory replaces a lower directory of its name and all it held.
+                    layer_hidden.add(name)
                 target = member.linkname if (member.issym() or member.islnk()) else ""
-                merged[name] = _Entry(index, _kind(member), target, member.size)
+                # Within one layer the last member of a name wins, as when the tar is unpacked.
+                layer[name] = _Entry(index, kind, target, member.size, position)
+        for name, entry in layer.items():
+            if name not in merged and not _shadowed(name, hidden, opaque):
+                merged[name] = entry
         hidden |= layer_hidden
         opaque |= layer_opaque
     return merged
@@ -179,9 +199,8 @@ def _shadowed(name: str, hidden: set[str], opaque: set[str]) -> bool:
     return False
 
 
-def _resolve(merged: dict[str, _Entry], path: str, where: str) -> tuple[str, _Entry]:
-    """Follow symlinks (in every component) inside the image root to a regular file."""
-    hops = 0
+def _resolve(merged: dict[str, _Entry], path: str, where: str, hops: int = 0) -> tuple[str, _Entry]:
+    """Follow symlinks (in every component) and hard links inside the image root to a regular file."""
     parts = path.split("/")
     done: list[str] = []
     while parts:
@@ -197,11 +216,16 @@ def _resolve(merged: dict[str, _Entry], path: str, where: str) -> tuple[str, _En
             parts = (target.split("/") if target else []) + parts[1:]
             done = []
             continue
+        if entry is not None and entry.kind != "directory" and len(parts) > 1:
+            # Nothing lies below a file: the path does not exist in the unpacked image.
+            raise ContentError(f"image {where} has no file at its Entrypoint /{path}")
         done.append(parts.pop(0))
     final = "/".join(done)
     entry = merged.get(final)
     if entry is not None and entry.kind == "hardlink":
-        return _resolve(merged, _normal(entry.target), where)
+        if hops >= MAX_SYMLINK_HOPS:
+            raise ContentError(f"the Entrypoint of {where} is a hard link loop")
+        return _resolve(merged, _normal(entry.target), where, hops + 1)
     if entry is None:
         raise ContentError(f"image {where} has no file at its Entrypoint /{path}")
     if entry.kind != "file":
@@ -225,8 +249,8 @@ def extract(plan: Plan, files: list[Path], dest: Path, max_bytes: int, where: st
             "raise OCI_PLUGINS_MAX_BLOB_BYTES if this is expected"
         )
     with _open_tar(files[entry.layer], plan.layers[entry.layer].compression) as archive:
-        for member in archive:
-            if _normal(member.name) == name and member.isreg():
+        for position, member in enumerate(archive):
+            if position == entry.position and _normal(member.name) == name and member.isreg():
                 source = archive.extractfile(member)
                 assert source is not None
                 with dest.open("xb") as out:

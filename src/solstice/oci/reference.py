@@ -68,6 +68,13 @@ class OciReference:
 def parse_reference(raw: str) -> OciReference:
     """Parse `oci://registry[:port]/repo[:tag][@sha256:…][?arch=&pubkey=&auth=]` (scheme optional)."""
     text = raw.removeprefix("oci://")
+    # Checked before any message quotes `raw`: from here on it holds no secret.
+    if _has_userinfo(text):
+        raise InvalidReferenceError(
+            # The reference itself is not echoed: it holds a secret.
+            "an oci:// reference must not carry credentials; remove the user:password@ part and "
+            "set OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
+        )
     text, _, query = text.partition("?")
     options = _parse_options(raw, query)
     registry, slash, rest = text.partition("/")
@@ -75,14 +82,10 @@ def parse_reference(raw: str) -> OciReference:
         raise InvalidReferenceError(
             f"OCI reference {raw!r} needs a registry and a repository, as in {EXAMPLE}"
         )
-    if "@" in registry and not registry.startswith("["):
-        raise InvalidReferenceError(
-            # The reference itself is not echoed: it holds a secret.
-            "an oci:// reference must not carry credentials; remove the user:password@ part and "
-            "set OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
-        )
     if not _HOST.fullmatch(registry):
-        raise InvalidReferenceError(f"registry {registry!r} in {raw!r} is not a valid host[:port]")
+        raise InvalidReferenceError(
+            f"registry {registry!r} in {raw!r} is not a valid host[:port]; write it as in {EXAMPLE}"
+        )
     _check_port(raw, registry)
     rest, at, digest = rest.partition("@")
     if at and not DIGEST.fullmatch(digest):
@@ -104,6 +107,16 @@ def parse_reference(raw: str) -> OciReference:
     if tag is None and not at:
         tag = DEFAULT_TAG
     return OciReference(registry, repository, tag, digest or None, **options)
+
+
+def _has_userinfo(text: str) -> bool:
+    """`user[:password]@` before the host, even when the password holds '/', '?' or '@'.
+
+    The only `@` of a valid reference follows the repository (a slash before it) and starts a
+    digest (no slash after it, up to the query).
+    """
+    before, at, after = text.partition("@")
+    return bool(at) and ("/" not in before or "/" in after.partition("?")[0])
 
 
 def _split_tag(rest: str) -> tuple[str, str | None]:
