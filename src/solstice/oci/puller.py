@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from solstice.metrics import OCI_CACHE_HITS, OCI_PULL_BYTES, OCI_PULLS
-from solstice.oci import credentials, layers, media
+from solstice.oci import credentials, layers, media, signing
 from solstice.oci import platform as platforms
 from solstice.oci.cache import Cache, Entry, entry_key
 from solstice.oci.errors import (
@@ -37,22 +37,9 @@ from solstice.oci.errors import (
 from solstice.oci.keys import PublicKey, key_id, public_keys_from_environ
 from solstice.oci.reference import OciReference
 from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
-from solstice.oci.signatures import (
-    BUNDLE_MEDIA_TYPES,
-    SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING_MEDIA_TYPE,
-    SignatureError,
-    referrers_fallback_tag,
-    signature_tag,
-    verify_bundle,
-    verify_simple_signing,
-)
 from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.oci")
-
-MAX_SIGNATURE_BYTES = 1 << 20
-MAX_SIGNATURES = 16
 
 
 @dataclass(frozen=True)
@@ -353,67 +340,18 @@ class Puller:
         manifest: Manifest,
         keys: Mapping[str, PublicKey],
     ) -> str:
-        """The id of the key that signed the index or the platform manifest; refuses otherwise."""
-        problems: list[str] = []
-        digests = [top.digest] + ([manifest.digest] if manifest.digest != top.digest else [])
-        for digest in digests:
-            name = await self._find_signature(client, ref, digest, keys, problems)
-            if name is not None:
-                log.info("oci signature verified", reference=str(ref), digest=digest, key=name)
-                return key_id(keys[name])
-        detail = "; ".join(dict.fromkeys(problems)) or "no cosign signature was found"
-        raise SignatureRequiredError(
-            f"{ref.pinned(top.digest).image} has no valid signature: {detail}; sign it with "
-            "`solstice oci sign --key cosign.key` or configure the signer's public key"
-        )
-
-    async def _find_signature(
-        self,
-        client: RegistryClient,
-        ref: OciReference,
-        digest: str,
-        keys: Mapping[str, PublicKey],
-        problems: list[str],
-    ) -> str | None:
-        for kind, blob, annotation in await self._signature_blobs(client, ref, digest):
+        """The id of the key that signed the index (or else the platform manifest); refuses otherwise."""
+        refusal: SignatureRequiredError | None = None
+        for digest in dict.fromkeys((top.digest, manifest.digest)):
             try:
-                if kind == "bundle":
-                    return verify_bundle(blob, digest, keys)
-                return verify_simple_signing(blob, annotation, digest, keys)
-            except SignatureError as exc:
-                problems.append(str(exc).rstrip("."))
-        return None
-
-    async def _signature_blobs(
-        self, client: RegistryClient, ref: OciReference, digest: str
-    ) -> list[tuple[str, bytes, str]]:
-        """Every candidate signature for `digest`: sigstore bundles (referrers), then `.sig` layers."""
-        found: list[tuple[str, bytes, str]] = []
-        referrers = await client.referrers(ref.repository, digest)
-        if referrers is None:
-            try:
-                fallback = await client.manifest(ref.repository, referrers_fallback_tag(digest))
-                referrers = list(fallback.data.get("manifests") or [])
-            except NotFoundError:
-                referrers = []
-        for descriptor in referrers[:MAX_SIGNATURES]:
-            if descriptor.get("artifactType") not in BUNDLE_MEDIA_TYPES:
+                verified = await signing.verify(client, ref.repository, digest, keys)
+            except SignatureRequiredError as exc:
+                refusal = refusal or exc
                 continue
-            bundle_manifest = await client.manifest(ref.repository, str(descriptor.get("digest")))
-            for layer in (bundle_manifest.data.get("layers") or [])[:MAX_SIGNATURES]:
-                if layer.get("mediaType") in BUNDLE_MEDIA_TYPES:
-                    blob = await client.blob_bytes(ref.repository, layer["digest"], MAX_SIGNATURE_BYTES)
-                    found.append(("bundle", blob, ""))
-        try:
-            legacy = await client.manifest(ref.repository, signature_tag(digest))
-        except NotFoundError:
-            return found
-        for layer in (legacy.data.get("layers") or [])[:MAX_SIGNATURES]:
-            annotation = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
-            if layer.get("mediaType") == SIMPLE_SIGNING_MEDIA_TYPE and annotation:
-                blob = await client.blob_bytes(ref.repository, layer["digest"], MAX_SIGNATURE_BYTES)
-                found.append(("simple", blob, annotation))
-        return found
+            log.info("oci signature verified", reference=str(ref), digest=digest, key=verified.key)
+            return key_id(keys[verified.key])
+        assert refusal is not None
+        raise refusal
 
 
 def _check_image_platform(config_raw: bytes, wanted: str, where: str) -> None:
