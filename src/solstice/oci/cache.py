@@ -10,6 +10,7 @@ Entries appear by an atomic rename of a finished directory, so a reader never se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -84,7 +85,10 @@ class Cache:
         for directory in (self.root, self.plugins, self.refs, self.tmp):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in self.tmp.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     def workdir(self) -> Path:
         """A fresh directory for one download, on the cache's filesystem."""
@@ -94,15 +98,18 @@ class Cache:
         """A cached entry, marked as used now; None when absent or damaged."""
         directory = self.plugins / key
         try:
-            meta = json.loads((directory / META).read_text())
             if not (directory / EXECUTABLE).is_file():
                 return None
             os.utime(directory / META)
-        except (OSError, ValueError):
+            return self._entry(key, directory)
+        except (OSError, ValueError, TypeError):
             return None
-        return self._entry(key, directory, meta)
 
-    def _entry(self, key: str, directory: Path, meta: dict[str, Any]) -> Entry:
+    def _entry(self, key: str, directory: Path) -> Entry:
+        """The entry in `directory`; OSError, ValueError or TypeError when it is damaged."""
+        meta = json.loads((directory / META).read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"{directory / META} is not a JSON object")
         return Entry(
             key=key,
             path=directory / EXECUTABLE,
@@ -124,7 +131,12 @@ class Cache:
         try:
             os.rename(workdir, target)
         except OSError:
-            # Another process committed the same content first: identical by digest, keep it.
+            if self.get(key) is None:
+                # A damaged entry (its executable or meta lost) is in the way: replace it.
+                self.remove(key)
+                with contextlib.suppress(OSError):
+                    os.rename(workdir, target)
+            # Else another process committed the same content first: identical by digest, keep it.
             shutil.rmtree(workdir, ignore_errors=True)
         entry = self.get(key)
         if entry is None:
@@ -145,7 +157,7 @@ class Cache:
         try:
             data = json.loads(self._ref_path(tag_ref).read_text())
             return str(data["digest"]), float(data["at"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _ref_path(self, tag_ref: str) -> Path:
@@ -156,9 +168,8 @@ class Cache:
         found = []
         for directory in self.plugins.iterdir() if self.plugins.is_dir() else []:
             try:
-                meta = json.loads((directory / META).read_text())
-                found.append(self._entry(directory.name, directory, meta))
-            except (OSError, ValueError):
+                found.append(self._entry(directory.name, directory))
+            except (OSError, ValueError, TypeError):
                 continue
         return sorted(found, key=lambda e: e.last_used)
 

@@ -93,7 +93,7 @@ def image_plan(manifest: dict[str, Any], config_raw: bytes, where: str) -> Plan:
         raise ContentError(f"the image config of {where} is not valid JSON") from None
     if not isinstance(argv, list):
         raise ContentError(
-            f'the Entrypoint in the image config of {where} is not a list; build the image with '
+            f"the Entrypoint in the image config of {where} is not a list; build the image with "
             'ENTRYPOINT ["/plugin"]'
         )
     if not argv or not isinstance(argv[0], str):

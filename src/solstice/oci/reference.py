@@ -16,6 +16,8 @@ _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+# What a digest starts with; anything else after an `@` may be a password.
+_ALGORITHMS = ("sha256:", "sha384:", "sha512:")
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 EXAMPLE = "oci://registry.example.com/plugins/my-plugin:v1.0.0"
@@ -69,12 +71,7 @@ def parse_reference(raw: str) -> OciReference:
     """Parse `oci://registry[:port]/repo[:tag][@sha256:…][?arch=&pubkey=&auth=]` (scheme optional)."""
     text = raw.removeprefix("oci://")
     # Checked before any message quotes `raw`: from here on it holds no secret.
-    if _has_userinfo(text):
-        raise InvalidReferenceError(
-            # The reference itself is not echoed: it holds a secret.
-            "an oci:// reference must not carry credentials; remove the user:password@ part and "
-            "set OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
-        )
+    _check_userinfo(text)
     text, _, query = text.partition("?")
     options = _parse_options(raw, query)
     registry, slash, rest = text.partition("/")
@@ -109,14 +106,26 @@ def parse_reference(raw: str) -> OciReference:
     return OciReference(registry, repository, tag, digest or None, **options)
 
 
-def _has_userinfo(text: str) -> bool:
-    """`user[:password]@` before the host, even when the password holds '/', '?' or '@'.
+def _check_userinfo(text: str) -> None:
+    """Refuse `user[:password]@`, even when the password holds '/', '?' or '@', without echoing it.
 
     The only `@` of a valid reference follows the repository (a slash before it) and starts a
     digest (no slash after it, up to the query).
     """
     before, at, after = text.partition("@")
-    return bool(at) and ("/" not in before or "/" in after.partition("?")[0])
+    if at and ("/" not in before or "/" in after.partition("?")[0]):
+        raise InvalidReferenceError(
+            # The reference itself is not echoed: it holds a secret.
+            "an oci:// reference must not carry credentials; remove the user:password@ part and "
+            "set OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
+        )
+    if at and ("?" in before or not after.lower().startswith(_ALGORITHMS)):
+        # `user:pa/ss@host` and `user:pa/s?s@host` look like this too, so nothing is echoed.
+        raise InvalidReferenceError(
+            "an oci:// reference has '@' only before a digest (@sha256: and 64 hex digits) and "
+            "must not carry credentials; remove the user:password@ part and set "
+            "OCI_PLUGINS_REGISTRY_<HOST>_* variables instead"
+        )
 
 
 def _split_tag(rest: str) -> tuple[str, str | None]:
