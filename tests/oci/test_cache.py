@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -78,8 +79,17 @@ def test_prepare_creates_private_directories(tmp_path: Path) -> None:
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    probe = subprocess.Popen(["true"])
+    probe.wait()
+    return probe.pid
+
+
 def test_prepare_clears_every_kind_of_leftover_in_tmp(cache: Cache, tmp_path: Path) -> None:
-    (cache.workdir() / "layer-0").write_bytes(b"half a download")
+    abandoned = cache.tmp / f"pull-{dead_pid()}-abc"
+    abandoned.mkdir()
+    (abandoned / "layer-0").write_bytes(b"half a download")
     (cache.tmp / "stray-file").write_text("x")
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -90,6 +100,20 @@ def test_prepare_clears_every_kind_of_leftover_in_tmp(cache: Cache, tmp_path: Pa
     assert tmp_contents(cache) == []
     # A symlink is removed, never followed: what it pointed to is untouched.
     assert (outside / "keep").read_text() == "must survive"
+
+
+def test_prepare_keeps_downloads_of_processes_still_running(cache: Cache) -> None:
+    # A CLI sharing the cache with a server must not delete the server's download in progress.
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        live = cache.tmp / f"pull-{running.pid}-xyz"
+        live.mkdir()
+        mine = cache.workdir()
+        cache.prepare()
+        assert live.is_dir() and mine.is_dir()
+    finally:
+        running.kill()
+        running.wait()
 
 
 def test_prepare_keeps_entries_and_remembered_tags(cache: Cache) -> None:

@@ -56,6 +56,21 @@ def entry_key(digest: str, platform: str | None) -> str:
     return f"{hex_digest}-{platform.replace('/', '-')}" if platform else hex_digest
 
 
+def _owner_alive(name: str) -> bool:
+    """Whether the process named in a tmp entry (`pull-<pid>-…`, `evict-<pid>-…`) still runs."""
+    parts = name.split("-")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically: a temporary file in the same directory, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -81,10 +96,16 @@ class Cache:
         self.tmp = root / "tmp"
 
     def prepare(self) -> None:
-        """Create the directories (0700) and clear downloads a previous process left behind."""
+        """Create the directories (0700) and clear what processes that are gone left in tmp.
+
+        Work directories carry their process's pid, so a CLI sharing the cache with a running
+        server never deletes the server's download in progress.
+        """
         for directory in (self.root, self.plugins, self.refs, self.tmp):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in self.tmp.iterdir():
+            if _owner_alive(leftover.name):
+                continue
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
@@ -92,7 +113,7 @@ class Cache:
 
     def workdir(self) -> Path:
         """A fresh directory for one download, on the cache's filesystem."""
-        return Path(tempfile.mkdtemp(dir=self.tmp, prefix="pull-"))
+        return Path(tempfile.mkdtemp(dir=self.tmp, prefix=f"pull-{os.getpid()}-"))
 
     def get(self, key: str) -> Entry | None:
         """A cached entry, marked as used now; None when absent or damaged."""
@@ -176,12 +197,13 @@ class Cache:
     def remove(self, key: str) -> None:
         """Delete one entry: renamed away first, so no reader sees it half-deleted."""
         source = self.plugins / key
-        doomed = self.tmp / f"evict-{key}-{os.getpid()}"
+        doomed = Path(tempfile.mkdtemp(dir=self.tmp, prefix=f"evict-{os.getpid()}-")) / key
         try:
             os.rename(source, doomed)
         except OSError:
-            return
-        shutil.rmtree(doomed, ignore_errors=True)
+            pass  # already gone: another process evicted it
+        finally:
+            shutil.rmtree(doomed.parent, ignore_errors=True)
 
     def evict(self, pinned: Iterable[str], max_bytes: int | None = None) -> list[Entry]:
         """Remove least recently used entries until the cache fits; pinned keys are never removed."""
