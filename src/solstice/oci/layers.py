@@ -8,6 +8,7 @@ an image can write outside the cache or create a device file.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import shutil
 import tarfile
@@ -154,7 +155,28 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "special file"
 
 
-def _overlay(plan: Plan, files: list[Path]) -> dict[str, _Entry]:
+@dataclass
+class _Capture:
+    """The Entrypoint copied out during the header scan, so the usual case reads each layer once."""
+
+    path: Path
+    max_bytes: int
+    found: tuple[int, int] | None = None  # (layer, position) of the copied member
+
+    def offer(self, archive: tarfile.TarFile, member: tarfile.TarInfo, layer: int, position: int) -> None:
+        """Copy `member` if it may be the answer: the top-most layer holding the name wins."""
+        if self.found is not None and self.found[0] != layer:
+            return
+        if not member.isreg() or member.size > self.max_bytes:
+            return
+        source = archive.extractfile(member)
+        assert source is not None
+        with self.path.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        self.found = (layer, position)
+
+
+def _overlay(plan: Plan, files: list[Path], capture: _Capture | None = None) -> dict[str, _Entry]:
     """The merged view of every layer's headers, top layer first, whiteouts applied."""
     merged: dict[str, _Entry] = {}
     hidden: set[str] = set()
@@ -180,6 +202,8 @@ def _overlay(plan: Plan, files: list[Path]) -> dict[str, _Entry]:
                 target = member.linkname if (member.issym() or member.islnk()) else ""
                 # Within one layer the last member of a name wins, as when the tar is unpacked.
                 layer[name] = _Entry(index, kind, target, member.size, position)
+                if capture is not None and name == plan.entrypoint:
+                    capture.offer(archive, member, index, position)
         for name, entry in layer.items():
             if name not in merged and not _shadowed(name, hidden, opaque):
                 merged[name] = entry
@@ -241,13 +265,22 @@ def extract(plan: Plan, files: list[Path], dest: Path, max_bytes: int, where: st
         shutil.copyfile(files[0], dest)
         dest.chmod(0o755)
         return
-    merged = _overlay(plan, files)
-    name, entry = _resolve(merged, plan.entrypoint, where)
-    if entry.size > max_bytes:
-        raise ContentError(
-            f"the Entrypoint of {where} is {entry.size} bytes, over the limit of {max_bytes}; "
-            "raise OCI_PLUGINS_MAX_BLOB_BYTES if this is expected"
-        )
+    capture = _Capture(dest.with_name(dest.name + ".scan"), max_bytes)
+    try:
+        merged = _overlay(plan, files, capture)
+        name, entry = _resolve(merged, plan.entrypoint, where)
+        if entry.size > max_bytes:
+            raise ContentError(
+                f"the Entrypoint of {where} is {entry.size} bytes, over the limit of {max_bytes}; "
+                "raise OCI_PLUGINS_MAX_BLOB_BYTES if this is expected"
+            )
+        if capture.found == (entry.layer, entry.position):
+            os.link(capture.path, dest)  # fails if dest exists, like the "xb" open below
+            dest.chmod(0o755)
+            return
+    finally:
+        capture.path.unlink(missing_ok=True)
+    # The Entrypoint is reached through links: read its layer again for that member.
     with _open_tar(files[entry.layer], plan.layers[entry.layer].compression) as archive:
         for position, member in enumerate(archive):
             if position == entry.position and _normal(member.name) == name and member.isreg():
