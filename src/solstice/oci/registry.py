@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -301,53 +302,45 @@ class RegistryClient:
         retry: bool = True,
     ) -> AsyncIterator[httpx.Response]:
         """A successful (2xx) streamed response; errors become RegistryError subclasses."""
-        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
+        call = _Call(
+            method,
+            path_or_url,
+            f"repository:{repository}:{'pull,push' if push else 'pull'}",
+            headers or {},
+            content,
+            retry,
+        )
         if "://" in path_or_url:
-            answer = await self._send_with_retries(method, path_or_url, scope, headers or {}, content, retry)
+            answer = await self._send_with_retries(call)
         else:
-            answer = await self._send_to_registry(method, path_or_url, scope, headers or {}, content, retry)
+            answer = await self._send_to_registry(call)
         try:
             yield answer
         finally:
             await answer.aclose()
 
-    async def _send_to_registry(
-        self,
-        method: str,
-        path: str,
-        scope: str,
-        headers: dict[str, str],
-        content: bytes | AsyncIterator[bytes] | None,
-        retry: bool,
-    ) -> httpx.Response:
+    async def _send_to_registry(self, call: _Call) -> httpx.Response:
+        path = call.url
         if self._may_downgrade:
             try:
-                answer = await self._send_authenticated(method, self.base + path, scope, headers, content)
+                answer = await self._send_authenticated(call.at(self.base + path))
             except _TlsRefused:
                 self.base = f"http://{self.host}"
             else:
                 self._may_downgrade = False
                 return answer
             self._may_downgrade = False
-        return await self._send_with_retries(method, self.base + path, scope, headers, content, retry)
+        return await self._send_with_retries(call.at(self.base + path))
 
-    async def _send_with_retries(
-        self,
-        method: str,
-        url: str,
-        scope: str,
-        headers: dict[str, str],
-        content: bytes | AsyncIterator[bytes] | None,
-        retry: bool,
-    ) -> httpx.Response:
+    async def _send_with_retries(self, call: _Call) -> httpx.Response:
         attempt = 0
         while True:
             try:
-                return await self._send_authenticated(method, url, scope, headers, content)
+                return await self._send_authenticated(call)
             except RegistryError as exc:
                 attempt += 1
                 delay = 0.2 * 2 ** (attempt - 1)
-                if not (retry and exc.retryable and attempt <= self.options.retries):
+                if not (call.retry and exc.retryable and attempt <= self.options.retries):
                     raise
                 if time.monotonic() + delay > self._deadline:
                     raise RegistryError(
@@ -356,25 +349,17 @@ class RegistryClient:
                     ) from None
                 await asyncio.sleep(delay)
 
-    async def _send_authenticated(
-        self,
-        method: str,
-        url: str,
-        scope: str,
-        headers: dict[str, str],
-        content: bytes | AsyncIterator[bytes] | None,
-    ) -> httpx.Response:
+    async def _send_authenticated(self, call: _Call) -> httpx.Response:
         tried: set[str] = set()
         while True:
-            auth = self._authorization(scope)
-            answer = await self._send_following(method, url, headers, auth, content)
+            answer = await self._send_following(call, self._authorization(call.scope))
             if answer.status_code != 401:
-                return await self._check(answer, method, url)
+                return await self._check(answer, call.method, call.url)
             challenge = answer.headers.get("www-authenticate", "")
             await answer.aclose()
             scheme, params = _parse_challenge(challenge)
             # A 401 may name a wider scope than we asked for (several repositories, or push).
-            wanted = params.get("scope") or scope
+            wanted = params.get("scope") or call.scope
             key = f"{scheme}:{wanted}"
             if key in tried or scheme not in ("basic", "bearer"):
                 raise self._refused(challenge)
@@ -384,7 +369,7 @@ class RegistryClient:
                     raise self._refused(challenge)
                 self._basic = True
             else:
-                await self._fetch_token(params, wanted, scope)
+                await self._fetch_token(params, wanted, call.scope)
 
     def _authorization(self, scope: str) -> str | None:
         token = self._tokens.get(scope)
@@ -451,20 +436,14 @@ class RegistryClient:
             status=401,
         )
 
-    async def _send_following(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        auth: str | None,
-        content: bytes | AsyncIterator[bytes] | None,
-    ) -> httpx.Response:
-        origin = httpx.URL(url)
+    async def _send_following(self, call: _Call, auth: str | None) -> httpx.Response:
+        method = call.method
+        origin = httpx.URL(call.url)
         target = origin
         for _ in range(MAX_REDIRECTS + 1):
             if self.options.url_guard:
                 await self.options.url_guard(target)
-            sent = dict(headers)
+            sent = dict(call.headers)
             # Credentials only go to the registry itself, never to blob storage it redirects to.
             same_origin = (target.scheme, target.host, target.port) == (
                 origin.scheme,
@@ -473,7 +452,7 @@ class RegistryClient:
             )
             if auth and same_origin:
                 sent["Authorization"] = auth
-            request = self._http.build_request(method, target, headers=sent, content=content)
+            request = self._http.build_request(method, target, headers=sent, content=call.content)
             try:
                 answer = await self._http.send(request, stream=True)
             except httpx.TimeoutException:
@@ -526,6 +505,22 @@ class RegistryClient:
             status=status,
             retryable=status == 429 or status >= 500,
         )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One registry request as the retry, auth and redirect layers pass it down."""
+
+    method: str
+    url: str
+    scope: str
+    headers: dict[str, str]
+    content: bytes | AsyncIterator[bytes] | None
+    retry: bool
+
+    def at(self, url: str) -> _Call:
+        """The same request sent to `url`."""
+        return dataclasses.replace(self, url=url)
 
 
 class _TlsRefused(Exception):
