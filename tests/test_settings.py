@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from solstice.settings import Settings
+from solstice.oci.puller import config_from_settings
+from solstice.settings import Settings, SettingsError, get_settings
 
 
 def test_defaults() -> None:
@@ -37,8 +38,6 @@ def test_host_environment_is_a_snapshot_of_named_variables(monkeypatch: pytest.M
 
 
 def test_get_settings_explains_bad_values_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
-    from solstice.settings import SettingsError, get_settings
-
     monkeypatch.setenv("SOLSTICE_PORT", "70000")
     get_settings.cache_clear()
     try:
@@ -50,3 +49,38 @@ def test_get_settings_explains_bad_values_in_one_sentence(monkeypatch: pytest.Mo
     assert message.startswith("SOLSTICE_PORT='70000' is invalid: input should be less than or equal to 65535")
     assert message.endswith("; correct or unset it")
     assert "\n" not in message
+
+
+def test_oci_variables_use_the_reference_page_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AI_STUDIO_OCI_CACHE_DIR", str(tmp_path / "studio"))
+    monkeypatch.setenv("AI_STUDIO_OCI_REQUIRE_SIGNATURE", "TRUE")
+    monkeypatch.setenv("OCI_PLUGINS_CACHE_DIR", str(tmp_path / "edge"))
+    monkeypatch.setenv("OCI_PLUGINS_REQUIRE_SIGNATURE", "no")
+    monkeypatch.setenv("OCI_PLUGINS_INSECURE_REGISTRIES", "reg.local:5000, other.local")
+    settings = Settings()
+    control, edge = config_from_settings(settings), config_from_settings(settings, edge=True)
+    assert (control.cache_dir, control.require_signature) == (tmp_path / "studio", True)
+    assert (edge.cache_dir, edge.require_signature) == (tmp_path / "edge", False)
+    assert control.client.insecure_registries == {"reg.local:5000", "other.local"}
+
+
+def test_oci_defaults_differ_between_control_plane_and_edge(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AI_STUDIO_OCI_CACHE_DIR", "OCI_PLUGINS_CACHE_DIR", "OCI_PLUGINS_REQUIRE_SIGNATURE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert config_from_settings(settings).cache_dir == tmp_path / "oci-cache"
+    assert not config_from_settings(settings).require_signature
+    edge = config_from_settings(settings, edge=True)
+    assert (edge.cache_dir, edge.require_signature) == (Path("/var/lib/microgateway/plugins"), True)
+
+
+def test_bad_oci_value_names_the_variable_that_was_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AI_STUDIO_OCI_REQUIRE_SIGNATURE", "maybe")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match=r"^AI_STUDIO_OCI_REQUIRE_SIGNATURE='maybe' is invalid"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()

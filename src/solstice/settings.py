@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AI_STUDIO_OCI_REQUIRE_SIGNATURE", "SOLSTICE_OCI_REQUIRE_SIGNATURE"),
         description="Refuse oci:// plugins without a valid cosign signature.",
     )
+    # The edge gateway's names for the same two settings, with the edge's defaults.
+    edge_oci_cache_dir: Path = Field(
+        Path("/var/lib/microgateway/plugins"),
+        validation_alias=AliasChoices("OCI_PLUGINS_CACHE_DIR", "SOLSTICE_EDGE_OCI_CACHE_DIR"),
+        description="Cache of pulled OCI plugins on an edge gateway.",
+    )
+    edge_oci_require_signature: bool = Field(
+        True,
+        validation_alias=AliasChoices("OCI_PLUGINS_REQUIRE_SIGNATURE", "SOLSTICE_EDGE_OCI_REQUIRE_SIGNATURE"),
+        description="Refuse unsigned oci:// plugins on an edge gateway.",
+    )
     oci_insecure_registries: str = Field(
         "",
         validation_alias=AliasChoices(
@@ -158,8 +169,9 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
-        variable = f"SOLSTICE_{field.upper()}"
-        shown = "(hidden)" if any(h in field for h in _SECRET_HINTS) else repr(error.get("input"))
+        # Fields with their own names (AI_STUDIO_*, OCI_PLUGINS_*) report the name that was used.
+        variable = field if field.isupper() else f"SOLSTICE_{field.upper()}"
+        shown = "(hidden)" if any(h in field.lower() for h in _SECRET_HINTS) else repr(error.get("input"))
         problems.append(f"{variable}={shown} is invalid: {error['msg'].lower()}")
     return "; ".join(problems) + "; correct or unset it"
 

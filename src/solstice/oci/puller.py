@@ -80,8 +80,14 @@ def cache_dir_of(settings: Settings) -> Path:
     return settings.oci_cache_dir or settings.data_dir / "oci-cache"
 
 
-def config_from_settings(settings: Settings, *, cache_dir: Path | None = None) -> OciConfig:
-    """The puller's configuration from the process settings and environment."""
+def config_from_settings(
+    settings: Settings, *, cache_dir: Path | None = None, edge: bool = False
+) -> OciConfig:
+    """The puller's configuration from the settings: the control plane's, or with `edge` the edge
+    gateway's (OCI_PLUGINS_CACHE_DIR and OCI_PLUGINS_REQUIRE_SIGNATURE, signatures required by default).
+    """
+    if edge:
+        cache_dir = cache_dir or settings.edge_oci_cache_dir
     client = ClientOptions(
         insecure_registries=frozenset(split_list(settings.oci_insecure_registries)),
         ca_bundle=str(settings.oci_ca_bundle) if settings.oci_ca_bundle else None,
@@ -91,7 +97,7 @@ def config_from_settings(settings: Settings, *, cache_dir: Path | None = None) -
     )
     return OciConfig(
         cache_dir=cache_dir or cache_dir_of(settings),
-        require_signature=settings.oci_require_signature,
+        require_signature=settings.edge_oci_require_signature if edge else settings.oci_require_signature,
         allowed_registries=split_list(settings.oci_allowed_registries),
         max_blob_bytes=settings.oci_max_blob_bytes,
         cache_max_bytes=settings.oci_cache_max_bytes,
