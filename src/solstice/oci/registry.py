@@ -42,6 +42,9 @@ CHUNK = 1 << 16
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
+# Registries (loopback or listed insecure) that answered only plain HTTP in this process.
+_PLAIN_HTTP_HOSTS: set[str] = set()
+
 Progress = Callable[[int], None]
 UrlGuard = Callable[[httpx.URL], Awaitable[None]]
 
@@ -106,9 +109,11 @@ class RegistryClient:
         self.host = host
         self.credential = credential
         self.options = options
-        self.base = f"https://{host}"
         # Like Docker: HTTPS first, then plain HTTP, for registries that are allowed to use it.
-        self._may_downgrade = may_use_http(host, options.insecure_registries)
+        allowed_http = may_use_http(host, options.insecure_registries)
+        known_plain = allowed_http and host in _PLAIN_HTTP_HOSTS
+        self.base = f"{'http' if known_plain else 'https'}://{host}"
+        self._may_downgrade = allowed_http and not known_plain
         verify = tls_context(options.ca_bundle)
         timeout = httpx.Timeout(options.timeout, connect=min(options.timeout, 10.0))
         # Redirects are followed by hand, so credentials never travel to another host.
@@ -326,6 +331,8 @@ class RegistryClient:
                 answer = await self._send_authenticated(call.at(self.base + path))
             except _TlsRefused:
                 self.base = f"http://{self.host}"
+                # Remembered for this process: the next pull skips the failing TLS attempt.
+                _PLAIN_HTTP_HOSTS.add(self.host)
             else:
                 self._may_downgrade = False
                 return answer
