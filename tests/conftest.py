@@ -36,6 +36,8 @@ def fast_settings(**overrides: object) -> Settings:
         "plugin_connect_timeout": 2.0,
         "plugin_timeout_ms": 5000,
         "plugin_drain_timeout": 10.0,
+        # Test plugins serve on 127.0.0.1; the policy's internal-network rules have their own tests.
+        "allow_internal_network_access": True,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

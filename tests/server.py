@@ -49,6 +49,8 @@ class Server:
             "SOLSTICE_LOG_FORMAT": "json",
             "SOLSTICE_PLUGIN_HEALTH_INTERVAL": "0.5",
             "SOLSTICE_RECONCILE_INTERVAL": "0.5",
+            # Test plugins serve on 127.0.0.1; the policy's internal-network rules have their own tests.
+            "ALLOW_INTERNAL_NETWORK_ACCESS": "true",
             **(env or {}),
         }
         environment.pop("SOLSTICE_ADMIN_TOKEN", None)

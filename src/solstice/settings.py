@@ -67,6 +67,27 @@ class Settings(BaseSettings):
     data_collection_queue: int = Field(10_000, ge=1, description="Proxy records waiting for data_collection.")
     data_collection_batch: int = Field(100, ge=1, description="Records per data_collection call.")
 
+    # The command security policy, under the reference page's variable names.
+    allow_internal_network_access: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "ALLOW_INTERNAL_NETWORK_ACCESS", "SOLSTICE_ALLOW_INTERNAL_NETWORK_ACCESS"
+        ),
+        description="Let grpc:// plugins target internal addresses (with a warning).",
+    )
+    plugin_command_allowlist: str = Field(
+        "",
+        validation_alias=AliasChoices("PLUGIN_COMMAND_ALLOWLIST", "SOLSTICE_PLUGIN_COMMAND_ALLOWLIST"),
+        description="Comma-separated path globs, grpc:// CIDRs or hosts and oci:// globs; when set, "
+        "commands matching no entry are refused.",
+    )
+    plugin_block_internal_urls: bool = Field(
+        False,
+        validation_alias=AliasChoices("PLUGIN_BLOCK_INTERNAL_URLS", "SOLSTICE_PLUGIN_BLOCK_INTERNAL_URLS"),
+        description="Apply the internal-address rules to OCI registries and every URL the OCI client "
+        "follows.",
+    )
+
     # OCI plugins. The reference page's variable names come first; SOLSTICE_OCI_* also work.
     oci_cache_dir: Path | None = Field(
         None,

@@ -21,7 +21,7 @@ from solstice.api.schemas import (
     PluginOut,
     PluginPage,
 )
-from solstice.commands import CommandError, OciCommand, parse_command
+from solstice.commands import OciCommand, parse_command
 from solstice.control.errors import ConflictError, InvalidError, RefusedError
 from solstice.control.manager import PluginManager
 from solstice.control.specs import live_status
@@ -29,6 +29,7 @@ from solstice.hooks import default_failure_policy
 from solstice.host import PluginNotLoadedError
 from solstice.oci.errors import InvalidReferenceError
 from solstice.oci.reference import parse_reference
+from solstice.security.policy import PolicyError
 from solstice.store.models import PluginRow
 from solstice.store.plugins import MAX_ID, PluginFilter, list_plugins, slug_taken
 
@@ -71,11 +72,13 @@ def render(row: PluginRow, manager: PluginManager) -> PluginOut:
     )
 
 
-def _check_command(command: str, oci_reference: str | None) -> None:
+async def _check_command(manager: PluginManager, command: str, oci_reference: str | None) -> list[str]:
+    """Apply the security policy (400 with its reason) and the oci_reference rule; the warnings."""
     try:
-        parsed = parse_command(command)
-    except CommandError as exc:
+        verdict = await manager.host.policy.check(command, "api")
+    except PolicyError as exc:
         raise RefusedError(str(exc)) from None
+    parsed = parse_command(command)
     if oci_reference:
         if not isinstance(parsed, OciCommand):
             raise InvalidError(f"oci_reference is set but command {command!r} is not an oci:// command")
@@ -88,6 +91,7 @@ def _check_command(command: str, oci_reference: str | None) -> None:
                 f"oci_reference {oci_reference!r} does not match command {command!r}; "
                 "give the same image in both"
             )
+    return list(verdict.warnings)
 
 
 def _normalise_hooks(hook_type: str | None, hook_types: list[str] | None) -> tuple[str, list[str]]:
@@ -120,8 +124,9 @@ async def create_plugin(request: Request, principal: Principal = Depends(require
     """Register a plugin; an active one is started (a failed start is stored with its error)."""
     body = PluginCreate.model_validate(await json_object(request))
     manager = _manager(request)
-    _check_command(body.command, body.oci_reference)
+    warnings = await _check_command(manager, body.command, body.oci_reference)
     values: dict[str, Any] = body.model_dump(exclude_none=True)
+    values["warnings"] = warnings
     values["hook_type"], values["hook_types"] = _normalise_hooks(body.hook_type, body.hook_types)
     values.setdefault("is_active", True)
     if body.slug:
@@ -229,9 +234,11 @@ async def _change(request: Request, ref: str, principal: Principal, replace: boo
         nulls = sorted(k for k, v in changes.items() if v is None and k not in _NULLABLE)
         if nulls:
             raise InvalidError(f"{nulls[0]} cannot be null; leave it out to keep its value")
-    _check_command(
-        changes.get("command", current.command), changes.get("oci_reference", current.oci_reference)
+    warnings = await _check_command(
+        manager, changes.get("command", current.command), changes.get("oci_reference", current.oci_reference)
     )
+    if "command" in changes:
+        changes["warnings"] = warnings
     if "hook_type" in changes or "hook_types" in changes:
         hook_types = changes.get("hook_types") or current.hook_types
         hook_type = changes.get("hook_type") or (

@@ -15,6 +15,7 @@ from solstice.api.app import create_app
 from solstice.commands import CommandError, parse_command
 from solstice.host import PluginSpec
 from solstice.logs import configure_logging
+from solstice.security.policy import Policy, PolicyError
 from solstice.settings import SettingsError, get_settings
 
 log = structlog.get_logger("solstice.serve")
@@ -59,6 +60,11 @@ def run_serve(plugin_options: list[str]) -> int:
         sys.stderr.write(f"solstice: {exc}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    try:
+        Policy.from_settings(settings)  # a bad PLUGIN_COMMAND_ALLOWLIST stops the start, not a load
+    except PolicyError as exc:
+        sys.stderr.write(f"solstice: {exc}\n")
+        return 2
     try:
         specs = [parse_plugin_option(value) for value in plugin_options]
     except CommandError as exc:

@@ -302,7 +302,7 @@ class PluginManager:
                 for hook in row.hook_types or []
                 if hook not in reported
             ]
-        if info is not None or status.digest:
+        if info is not None or status.digest or warnings:
             learned["warnings"] = warnings
         return learned
 

@@ -11,9 +11,10 @@ from typing import Any
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginStatus, PluginSupervisor
-from solstice.oci.puller import OciConfig, Puller, config_from_settings
+from solstice.oci.puller import OciConfig, Puller, cache_dir_of, config_from_settings
 from solstice.protocol import pb
 from solstice.protocol.handshake import NOT_CONFIGURED
+from solstice.security.policy import Policy
 from solstice.settings import Settings, get_settings
 
 
@@ -95,11 +96,14 @@ class HookClient:
 class PluginHost:
     """Loads, reloads and unloads plugins by slug; use as an async context manager."""
 
-    def __init__(self, settings: Settings | None = None, oci: OciConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, oci: OciConfig | None = None, policy: Policy | None = None
+    ) -> None:
         self.settings = settings or get_settings()
         self._plugins: dict[str, PluginSupervisor] = {}
         self._oci_config = oci
         self._puller: Puller | None = None
+        self.policy = policy or Policy.from_settings(self.settings, [cache_dir_of(self.settings)])
 
     def puller(self) -> Puller:
         """The OCI puller of this host, created (with its cache directory) on first use."""
@@ -128,7 +132,7 @@ class PluginHost:
         """
         if spec.slug in self._plugins:
             return await self.reload(spec.slug, spec)
-        supervisor = PluginSupervisor(spec, self.settings, self.puller)
+        supervisor = PluginSupervisor(spec, self.settings, self.puller, self.policy)
         self._plugins[spec.slug] = supervisor
         await supervisor.start()
         return supervisor.status()

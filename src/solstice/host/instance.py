@@ -217,9 +217,18 @@ async def start_local(spec: PluginSpec, path: str, settings: Settings) -> Plugin
     return instance
 
 
-async def connect_remote(spec: PluginSpec, command: GrpcCommand, settings: Settings) -> PluginInstance:
-    """Connect to a grpc:// plugin, check its health and configure it."""
-    channel = grpc.aio.insecure_channel(command.target, options=GRPC_OPTIONS + _RECONNECT_OPTIONS)
+async def connect_remote(
+    spec: PluginSpec, command: GrpcCommand, settings: Settings, dial: str | None = None
+) -> PluginInstance:
+    """Connect to a grpc:// plugin, check its health and configure it.
+
+    `dial` is the gRPC target of the addresses the security policy checked; the plugin's own
+    host:port stays the authority, as a proxy or mesh in front of it expects.
+    """
+    options = GRPC_OPTIONS + _RECONNECT_OPTIONS
+    if dial:
+        options = [*options, ("grpc.default_authority", command.target)]
+    channel = grpc.aio.insecure_channel(dial or command.target, options=options)
     client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
     instance = PluginInstance(spec, channel, client, command.target)
     try:

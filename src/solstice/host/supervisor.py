@@ -20,6 +20,7 @@ from solstice.oci.errors import OciError
 from solstice.oci.puller import Puller
 from solstice.oci.reference import OciReference
 from solstice.protocol import pb
+from solstice.security.policy import Policy, PolicyError, Verdict
 from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.host")
@@ -74,10 +75,15 @@ class PluginSupervisor:
     supervisor owns, so a caller that gives up cannot leave a process behind.
     """
 
-    def __init__(self, spec: PluginSpec, settings: Settings, oci: OciSource | None = None) -> None:
+    def __init__(
+        self, spec: PluginSpec, settings: Settings, oci: OciSource | None = None, policy: Policy | None = None
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self._oci = oci
+        self._policy = policy
+        self._warned: set[str] = set()
+        self.policy_warnings: tuple[str, ...] = ()
         self.state = PluginState.STOPPED
         self.last_error: str | None = None
         self.restarts = 0
@@ -182,6 +188,7 @@ class PluginSupervisor:
         """The plugin's current state, for health endpoints."""
         instance = self._instance
         process = instance.process if instance else None
+        pulled = instance.pulled if instance else None
         return PluginStatus(
             slug=self.spec.slug,
             command=self.spec.command,
@@ -194,8 +201,8 @@ class PluginSupervisor:
             last_check_at=self.last_check_at,
             last_check_latency_ms=self.last_check_latency_ms,
             info=instance.info if instance else None,
-            digest=instance.pulled.digest if instance and instance.pulled else None,
-            warnings=instance.pulled.warnings if instance and instance.pulled else (),
+            digest=pulled.digest if pulled else None,
+            warnings=self.policy_warnings + (pulled.warnings if pulled else ()),
         )
 
     # -- internals -----------------------------------------------------------------------
@@ -220,16 +227,32 @@ class PluginSupervisor:
             command = parse_command(spec.command)
         except CommandError as exc:
             raise PluginStartError(str(exc)) from None
+        verdict = await self._check_policy(spec)
         if isinstance(command, FileCommand):
-            return await start_local(spec, command.path, self.settings)
+            return await start_local(spec, verdict.path or command.path, self.settings)
         if isinstance(command, GrpcCommand):
-            return await connect_remote(spec, command, self.settings)
+            return await connect_remote(spec, command, self.settings, dial=verdict.dial)
         assert isinstance(command, OciCommand)
         reference = command.reference
         if restart and self._instance_digest:
             # A crash restart runs what was running; only load and reload follow a moved tag.
             reference = reference.pinned(self._instance_digest)
         return await self._start_oci(spec, reference)
+
+    async def _check_policy(self, spec: PluginSpec) -> Verdict:
+        """The security policy, again before every start or connect; each warning is logged once."""
+        if self._policy is None:
+            return Verdict()
+        try:
+            verdict = await self._policy.check(spec.command, "load")
+        except PolicyError as exc:
+            raise PluginStartError(f"refused by the security policy: {exc}") from None
+        self.policy_warnings = verdict.warnings
+        for warning in verdict.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning(warning, plugin=spec.slug, command=spec.command)
+        return verdict
 
     async def _start_oci(self, spec: PluginSpec, reference: OciReference) -> PluginInstance:
         if self._oci is None:

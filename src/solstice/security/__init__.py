@@ -1,0 +1,1 @@
+"""The command security policy: allowlist, internal-network rules, path rules, warnings."""
