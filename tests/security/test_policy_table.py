@@ -225,6 +225,11 @@ ROWS: list[Row] = [
     refused("oci://localhost:5000/plugins/guard:v1", "internal network address", BLOCK_URLS),
     refused("oci://registry.internal/plugins/guard:v1", "192.168.10.5", BLOCK_URLS),
     refused("oci://[::1]:5000/plugins/guard:v1", "internal network address", BLOCK_URLS),
+    refused("oci://[::1]/plugins/guard:v1", "internal network address", BLOCK_URLS),
+    ok(
+        "oci://registry.internal:5000/plugins/guard:v1",
+        Env(allowlist="oci://registry.internal:5000/*", block_internal_urls=True),
+    ),
     refused("oci://u:p@registry.example.com/plugins/guard:v1", "must not carry credentials"),
     refused("oci://registry.example.com", "needs a registry and a repository"),
     refused("oci://registry.example.com/Plugins/Guard", "lowercase"),

@@ -234,11 +234,13 @@ async def _change(request: Request, ref: str, principal: Principal, replace: boo
         nulls = sorted(k for k, v in changes.items() if v is None and k not in _NULLABLE)
         if nulls:
             raise InvalidError(f"{nulls[0]} cannot be null; leave it out to keep its value")
-    warnings = await _check_command(
-        manager, changes.get("command", current.command), changes.get("oci_reference", current.oci_reference)
-    )
-    if "command" in changes:
-        changes["warnings"] = warnings
+    if "command" in changes or "oci_reference" in changes:
+        # Only a new command is checked: a plugin the policy now refuses can still be deactivated.
+        changes["warnings"] = await _check_command(
+            manager,
+            changes.get("command", current.command),
+            changes.get("oci_reference", current.oci_reference),
+        )
     if "hook_type" in changes or "hook_types" in changes:
         hook_types = changes.get("hook_types") or current.hook_types
         hook_type = changes.get("hook_type") or (

@@ -77,8 +77,16 @@ class Allowlist:
         return any(fnmatch.fnmatchcase(name, glob) for glob in self.oci for name in names)
 
     def names_registry(self, host: str) -> bool:
-        """Whether an oci:// entry names this registry host explicitly (a glob's host part)."""
-        return any(fnmatch.fnmatchcase(host, glob.split("/", 1)[0]) for glob in self.oci)
+        """Whether an oci:// entry names this registry host (its host part, any port)."""
+        return any(fnmatch.fnmatchcase(host, host_of(glob.split("/", 1)[0])) for glob in self.oci)
+
+
+def host_of(registry: str) -> str:
+    """`registry[:port]` or `[v6][:port]` without the port and brackets."""
+    if registry.startswith("["):
+        return registry[1:].partition("]")[0]
+    name, colon, port = registry.rpartition(":")
+    return name if colon and (port.isdigit() or port == "*") else registry
 
 
 def parse_allowlist(text: str) -> Allowlist:

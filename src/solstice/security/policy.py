@@ -21,7 +21,7 @@ import httpx
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
 from solstice.oci.errors import OciDisabledError
 from solstice.security.addresses import IPAddress, internal_reason, parse_ip_literal
-from solstice.security.allowlist import Allowlist, AllowlistError, parse_allowlist
+from solstice.security.allowlist import Allowlist, AllowlistError, host_of, parse_allowlist
 from solstice.security.resolve import ResolveError, Resolver, SystemResolver
 from solstice.settings import Settings
 
@@ -113,7 +113,7 @@ class Policy:
             shown = path if path == command.path else f"{command.path} (resolved to {path})"
             raise PolicyError(
                 f"file:// path {shown} matches no path glob in PLUGIN_COMMAND_ALLOWLIST "
-                f"({_listed(self.allowlist.paths)}); add a glob such as {Path(path).parent}/* "
+                f"({_listed(self.allowlist.paths)}); add a glob such as {Path(command.path).parent}/* "
                 "or move the plugin"
             )
         warnings = () if self._standard(path) else (PATH_WARNING,)
@@ -181,7 +181,7 @@ class Policy:
         if not self.block_internal_urls:
             return Verdict()
         try:
-            await self.check_url_host(reference.registry.rsplit(":", 1)[0].strip("[]"))
+            await self.check_url_host(host_of(reference.registry))
         except ResolveError as exc:
             if stage == "load":
                 raise PolicyError(f"{command} cannot be checked: {exc}; fix the host name or DNS") from None
