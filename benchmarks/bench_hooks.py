@@ -79,7 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def bench_settings() -> Settings:
     """Host settings for the benchmark: no health checks while measuring."""
-    return Settings(plugin_health_interval=HEALTH_INTERVAL_S)
+    # The grpc:// case serves on 127.0.0.1, which the security policy blocks unless allowed.
+    return Settings(plugin_health_interval=HEALTH_INTERVAL_S, allow_internal_network_access=True)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -512,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse options, run everything, print the total time."""
     args = parse_args(argv)
     use_venv_python()
-    configure_logging("warning")
+    configure_logging("error")  # plugins run from a temp dir: path warnings are expected here
     print_header(args)
     return run_timed(
         lambda workdir: bench(args, workdir), "solstice-bench-", "interrupted; every plugin was stopped"
