@@ -16,7 +16,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from support import (
     build_go_plugin,
     cancel_on_sigterm,
     death_signal_prefix,
+    free_port,
     run_timed,
     stop_process,
     use_venv_python,
@@ -97,13 +97,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if min(sizes) < 1 or args.warmup < 0:
         parser.error("sizes must be at least 1 (warmup at least 0)")
     return args
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def require_wrk() -> str:

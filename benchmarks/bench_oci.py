@@ -16,7 +16,6 @@ import os
 import resource
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import httpx
-from support import death_signal_prefix, run_timed, stop_process
+from support import death_signal_prefix, free_port, run_timed, stop_process
 
 from solstice.logs import configure_logging
 from solstice.oci.puller import OciConfig, Puller
@@ -46,13 +45,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="cold pulls (and skopeo copies)")
     parser.add_argument("--warm", type=int, default=50, help="warm loads")
     return parser.parse_args(argv)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.asynccontextmanager
