@@ -97,7 +97,9 @@ class PluginSupervisor:
         self._health_task: asyncio.Task[None] | None = None
         self._crash_streak = 0
         self._closed = False
+        # What the last serving instance ran: a crash restart of the same command runs that digest.
         self._instance_digest: str | None = None
+        self._instance_command = ""
         self._durations: dict[str, Histogram] = {}
 
     # -- calls ---------------------------------------------------------------------------
@@ -234,7 +236,7 @@ class PluginSupervisor:
             return await connect_remote(spec, command, self.settings, dial=verdict.dial)
         assert isinstance(command, OciCommand)
         reference = command.reference
-        if restart and self._instance_digest:
+        if restart and self._instance_digest and self._instance_command == spec.command:
             # A crash restart runs what was running; only load and reload follow a moved tag.
             reference = reference.pinned(self._instance_digest)
         return await self._start_oci(spec, reference)
@@ -259,12 +261,14 @@ class PluginSupervisor:
             raise PluginStartError(f"{reference} cannot run: OCI plugins are not enabled in this process")
         try:
             puller = self._oci()
-            pulled = await puller.pull(reference)
+            pulled = await puller.pull(reference)  # pinned until the instance closes
         except OciError as exc:
+            raise PluginStartError(f"{reference} could not be pulled: {exc}") from None
+        except Exception as exc:  # a supervisor must survive any pull failure
+            log.exception("oci pull failed unexpectedly", plugin=spec.slug)
             raise PluginStartError(f"{reference} could not be pulled: {exc}") from None
         for warning in pulled.warnings:
             log.warning("oci plugin", plugin=spec.slug, warning=warning)
-        puller.pin(pulled.key)
         try:
             instance = await start_local(spec, str(pulled.path), self.settings)
         except BaseException:
@@ -284,6 +288,7 @@ class PluginSupervisor:
     def _activate(self, instance: PluginInstance) -> None:
         self._instance = instance
         self._instance_digest = instance.pulled.digest if instance.pulled else None
+        self._instance_command = instance.spec.command
         self.state = PluginState.HEALTHY
         self.last_error = None
         if instance.process is not None:

@@ -31,7 +31,7 @@ def host_platform() -> str:
 
 def describe(entry: dict[str, Any]) -> str:
     """The os/arch[/variant] of an index entry."""
-    spec = entry.get("platform") or {}
+    spec = _platform_of(entry)
     text = f"{spec.get('os', '?')}/{spec.get('architecture', '?')}"
     return text + (f"/{spec['variant']}" if spec.get("variant") else "")
 
@@ -39,15 +39,25 @@ def describe(entry: dict[str, Any]) -> str:
 def _matches(entry: dict[str, Any], wanted: str) -> bool:
     os_name, _, arch = wanted.partition("/")
     arch, _, variant = arch.partition("/")
-    spec = entry.get("platform") or {}
+    spec = _platform_of(entry)
     if spec.get("os") != os_name or spec.get("architecture") != arch:
         return False
     return not variant or spec.get("variant") in (variant, None)
 
 
+def _platform_of(entry: dict[str, Any]) -> dict[str, Any]:
+    spec = entry.get("platform")
+    return spec if isinstance(spec, dict) else {}
+
+
 def select(index: dict[str, Any], wanted: str, where: str) -> dict[str, Any]:
     """The index entry for `wanted`; a PlatformError lists the platforms the index offers."""
-    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict) and e.get("platform")]
+    manifests = index.get("manifests")
+    entries = (
+        [e for e in manifests if isinstance(e, dict) and _platform_of(e)]
+        if isinstance(manifests, list)
+        else []
+    )
     for entry in entries:
         if _matches(entry, wanted):
             return entry

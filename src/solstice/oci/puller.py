@@ -149,9 +149,24 @@ class Puller:
     # -- pulling -----------------------------------------------------------------------------
 
     async def pull(self, ref: OciReference, progress: Progress | None = None) -> Pulled:
-        """The executable for `ref`, from the cache or the registry; OciError says what failed."""
+        """The executable for `ref`, from the cache or the registry; OciError says what failed.
+
+        The entry comes back pinned, so no eviction removes it: unpin(pulled.key) when done.
+        """
+        limit = self.config.client.total_timeout
         try:
-            pulled = await self._pull(ref, progress)
+            async with asyncio.timeout(limit):
+                pulled = await self._pull(ref, progress)
+        except TimeoutError:
+            OCI_PULLS.labels(ref.registry, "failed").inc()
+            raise RegistryError(
+                f"pulling {ref} took longer than {limit:.0f} s (OCI_PLUGINS_TOTAL_TIMEOUT); it was "
+                "stopped and nothing was cached"
+            ) from None
+        except OSError as exc:
+            OCI_PULLS.labels(ref.registry, "failed").inc()
+            # The cache directory or the CA bundle failed us: still one sentence, still an OciError.
+            raise OciError(f"pulling {ref} failed on this machine: {exc.strerror or exc}") from None
         except OciError:
             OCI_PULLS.labels(ref.registry, "failed").inc()
             raise
@@ -198,24 +213,42 @@ class Puller:
                 "OCI_PLUGINS_PUBLIC_KEY_1=/path/to/cosign.pub"
             )
         wanted = self._wanted_platform(ref)
-        if ref.digest and (entry := self._cached(ref.digest, wanted, keys)):
-            return self._from_entry(ref, entry, [])  # pinned and present: no registry round trip
+        if ref.digest and (entry := self._cached(ref, ref.digest, wanted, keys)):
+            return self._hit(ref, entry, [])  # pinned by digest and present: no registry round trip
         async with self._client(ref) as client:
             digest, warnings = await self._resolve(client, ref)
-            if entry := self._cached(digest, wanted, keys):
-                return self._from_entry(ref, entry, warnings)
+            if entry := self._cached(ref, digest, wanted, keys):
+                return self._hit(ref, entry, warnings, fresh_tag=not warnings)
             async with self._locks.setdefault(digest + wanted, asyncio.Lock()):
-                if entry := self._cached(digest, wanted, keys):
-                    return self._from_entry(ref, entry, warnings)
+                if entry := self._cached(ref, digest, wanted, keys):
+                    return self._hit(ref, entry, warnings, fresh_tag=not warnings)
                 pulled = await self._download(client, ref, digest, wanted, keys, progress)
-        self.cache.evict(self.pinned | {pulled.key})
+        # Pinned before evicting: a concurrent pull's eviction cannot take what this one returns.
+        self.pin(pulled.key)
+        self._remember(ref, digest)
+        self.cache.evict(self.pinned)
         return dataclasses.replace(pulled, warnings=tuple(warnings))
 
-    def _cached(self, digest: str, wanted: str, keys: Mapping[str, PublicKey]) -> Entry | None:
+    def _hit(self, ref: OciReference, entry: Entry, warnings: list[str], fresh_tag: bool = False) -> Pulled:
+        self.pin(entry.key)
+        if fresh_tag:
+            self._remember(ref, entry.digest)
+        return self._from_entry(ref, entry, warnings)
+
+    def _remember(self, ref: OciReference, digest: str) -> None:
+        # Only a tag that led to a usable entry is remembered for loads while the registry is down.
+        if not ref.digest:
+            self.cache.remember_tag(f"{ref.name}:{ref.tag}", digest)
+
+    def _cached(
+        self, ref: OciReference, digest: str, wanted: str, keys: Mapping[str, PublicKey]
+    ) -> Entry | None:
         # Index entries are keyed by platform; a plain manifest by its digest alone.
         for key in (entry_key(digest, wanted), entry_key(digest, None)):
             entry = self.cache.get(key)
             if entry is not None and self._trusted(entry, keys):
+                if key == entry_key(digest, None) and entry.platform:
+                    _check_platform(entry.platform, wanted, ref.pinned(digest).image)
                 return entry
         return None
 
@@ -260,7 +293,6 @@ class Puller:
             )
             log.warning("oci registry unreachable; using its last digest", reference=str(ref), digest=digest)
             return digest, [warning]
-        self.cache.remember_tag(tag_ref, digest)
         return digest, []
 
     async def _download(
@@ -289,7 +321,7 @@ class Puller:
             verified = await self._verify(client, ref, top, manifest, keys)
         workdir = self.cache.workdir()
         try:
-            plan = await self._plan(client, ref, manifest, wanted if not top.is_index else "", where)
+            plan, built = await self._plan(client, ref, manifest, wanted if not top.is_index else "", where)
             files = []
             for number, layer in enumerate(plan.layers):
                 path = workdir / f"layer-{number}"
@@ -309,11 +341,15 @@ class Puller:
                 "reference": str(ref),
                 "digest": digest,
                 "manifest_digest": manifest.digest,
-                "platform": chosen or wanted,
+                # An index entry is for the chosen platform; an image knows its own; an artifact: "".
+                "platform": chosen or built,
                 "size": executable.stat().st_size,
                 "verified_key": verified,
             }
             entry = self.cache.commit(key, entry_dir, meta)
+            if verified and entry.verified_key != verified:
+                # The entry was already there, pulled without (or with another) signature check.
+                self.cache.update_meta(key, verified_key=verified)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         log.info("oci plugin pulled", reference=str(ref), digest=digest, size=entry.size)
@@ -330,15 +366,17 @@ class Puller:
 
     async def _plan(
         self, client: RegistryClient, ref: OciReference, manifest: Manifest, wanted: str, where: str
-    ) -> layers.Plan:
+    ) -> tuple[layers.Plan, str]:
+        """How to extract the plugin, and the platform an image says it is built for ("" unknown)."""
         data = manifest.data
         if not layers.is_image(data):
-            return layers.artifact_plan(data, where)
+            return layers.artifact_plan(data, where), ""
         config_digest = str((data.get("config") or {}).get("digest"))
         config_raw = await client.blob_bytes(ref.repository, config_digest, layers.MAX_CONFIG_BYTES)
-        if wanted:
-            _check_image_platform(config_raw, wanted, where)
-        return layers.image_plan(data, config_raw, where)
+        built = _image_platform(config_raw)
+        if wanted and built:
+            _check_platform(built, wanted, where)
+        return layers.image_plan(data, config_raw, where), built
 
     # -- signatures ----------------------------------------------------------------------------
 
@@ -364,18 +402,21 @@ class Puller:
         raise refusal
 
 
-def _check_image_platform(config_raw: bytes, wanted: str, where: str) -> None:
-    """A single-platform image built for another platform would fail at exec: say so now."""
+def _image_platform(config_raw: bytes) -> str:
+    """os/arch[/variant] from an image config, or "" when it does not say."""
     try:
         config = json.loads(config_raw)
     except ValueError:
-        return
-    os_name, arch = config.get("os"), config.get("architecture")
-    if not os_name or not arch:
-        return
-    built = f"{os_name}/{arch}" + (f"/{config['variant']}" if config.get("variant") else "")
-    wanted_os, _, wanted_arch = wanted.partition("/")
-    if (os_name, arch) != (wanted_os, wanted_arch.split("/")[0]):
+        return ""
+    if not isinstance(config, dict) or not config.get("os") or not config.get("architecture"):
+        return ""
+    variant = f"/{config['variant']}" if config.get("variant") else ""
+    return f"{config['os']}/{config['architecture']}{variant}"
+
+
+def _check_platform(built: str, wanted: str, where: str) -> None:
+    """A single-platform image built for another platform would fail at exec: say so now."""
+    if built.split("/")[:2] != wanted.split("/")[:2]:
         raise PlatformError(
             f"{where} is built for {built}, not {wanted}; push a {wanted} build or pick the "
             "platform with ?arch=os/arch"

@@ -192,7 +192,7 @@ class RegistryClient:
                 if declared > max_bytes:
                     raise ContentError(_too_large(f"blob {digest}", declared, max_bytes))
                 with dest.open("xb") as out:
-                    async for chunk in answer.aiter_bytes(CHUNK):
+                    async for chunk in _chunks(answer, self.host, f"blob {digest}"):
                         size += len(chunk)
                         if size > max_bytes:
                             raise ContentError(_too_large(f"blob {digest}", size, max_bytes))
@@ -217,7 +217,8 @@ class RegistryClient:
         """Every tag of a repository."""
         async with self._open("GET", f"/v2/{repository}/tags/list", repository) as answer:
             data = await _read_capped(answer, MAX_MANIFEST_BYTES, f"tag list of {repository}")
-        return list(json.loads(data).get("tags") or [])
+        tags = _json_object(data, f"the tag list of {repository} on {self.host}").get("tags")
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
     async def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
         """Manifests whose subject is `digest`, from the referrers API; None when it is missing."""
@@ -232,7 +233,8 @@ class RegistryClient:
             return None
         if not content_type.startswith(media.OCI_INDEX):
             return None
-        return list(json.loads(data).get("manifests") or [])
+        document = _json_object(data, f"the referrers of {digest} on {self.host}")
+        return _dicts(document.get("manifests"))
 
     async def exists(self, repository: str, ref: str) -> bool:
         """Whether a manifest exists under `ref`."""
@@ -331,12 +333,14 @@ class RegistryClient:
                 answer = await self._send_authenticated(call.at(self.base + path))
             except _TlsRefused:
                 self.base = f"http://{self.host}"
-                # Remembered for this process: the next pull skips the failing TLS attempt.
-                _PLAIN_HTTP_HOSTS.add(self.host)
             else:
                 self._may_downgrade = False
                 return answer
             self._may_downgrade = False
+            answer = await self._send_with_retries(call.at(self.base + path))
+            # Remembered for this process once plain HTTP worked: later pulls skip the TLS attempt.
+            _PLAIN_HTTP_HOSTS.add(self.host)
+            return answer
         return await self._send_with_retries(call.at(self.base + path))
 
     async def _send_with_retries(self, call: _Call) -> httpx.Response:
@@ -445,13 +449,13 @@ class RegistryClient:
 
     async def _send_following(self, call: _Call, auth: str | None) -> httpx.Response:
         method = call.method
-        origin = httpx.URL(call.url)
-        target = origin
+        # The registry's own origin: an upload URL or redirect elsewhere gets no credentials.
+        origin = httpx.URL(self.base)
+        target = httpx.URL(call.url)
         for _ in range(MAX_REDIRECTS + 1):
             if self.options.url_guard:
                 await self.options.url_guard(target)
             sent = dict(call.headers)
-            # Credentials only go to the registry itself, never to blob storage it redirects to.
             same_origin = (target.scheme, target.host, target.port) == (
                 origin.scheme,
                 origin.host,
@@ -475,7 +479,7 @@ class RegistryClient:
                         f"registry {self.host} presented a certificate that is not trusted "
                         f"({_why(exc)}); set OCI_PLUGINS_CA_BUNDLE to the PEM of its CA"
                     ) from None
-                if self._may_downgrade and isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError):
+                if self._may_downgrade and _tls_failure(exc):
                     raise _TlsRefused() from None
                 raise RegistryError(
                     f"registry {self.host} is unreachable at {self.base}: {_why(exc)}", retryable=True
@@ -540,12 +544,37 @@ async def _read_capped(answer: httpx.Response, limit: int, what: str) -> bytes:
         raise ContentError(_too_large(what, declared, limit))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in answer.aiter_bytes(CHUNK):
+    async for chunk in _chunks(answer, answer.request.url.netloc.decode(), what):
         size += len(chunk)
         if size > limit:
             raise ContentError(_too_large(what, size, limit))
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _chunks(answer: httpx.Response, host: str, what: str) -> AsyncIterator[bytes]:
+    """The body in chunks; a connection lost mid-body is a retryable RegistryError."""
+    try:
+        async for chunk in answer.aiter_bytes(CHUNK):
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise RegistryError(
+            f"the download of {what} from {host} broke off: {_why(exc)}", retryable=True
+        ) from None
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ContentError(f"{what} is not a JSON object")
+    return document
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 async def _file_chunks(path: Path, progress: Progress | None) -> AsyncIterator[bytes]:
@@ -568,6 +597,16 @@ def _error_detail(body: bytes) -> str:
         return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
     except (ValueError, AttributeError, IndexError, TypeError):
         return ""
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """A TLS handshake that failed (e.g. the server speaks plain HTTP), not a refused connection."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _certificate_failure(exc: BaseException) -> bool:
