@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import posixpath
+import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -10,6 +12,9 @@ from solstice.oci.errors import InvalidReferenceError
 from solstice.oci.reference import OciReference, parse_reference
 
 MAX_COMMAND_LENGTH = 2048
+_NAME_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
+# An IPv6 literal, optionally with a zone made of interface-name characters.
+_IPV6_HOST = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?")
 
 
 class CommandError(ValueError):
@@ -55,13 +60,37 @@ class OciCommand:
 Command = FileCommand | GrpcCommand | OciCommand
 
 
+def redact(raw: str) -> str:
+    """The command as error messages may show it: any user:password@ part and query hidden."""
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        return raw
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    path, question, _query = path.partition("?")
+    return f"{scheme}{sep}{authority}{slash}{path}" + ("?…" if question else "")
+
+
+def _has_control(text: str) -> bool:
+    # C0/C1 controls, DEL and the Unicode line and paragraph separators: none belong in a command.
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+
+
 def parse_command(raw: str) -> Command:
     """Parse a command URL, raising CommandError that names the bad value and the fix."""
     if len(raw) > MAX_COMMAND_LENGTH:
         raise CommandError(f"command is {len(raw)} characters long; the limit is {MAX_COMMAND_LENGTH}")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
-        raise CommandError(f"command {raw!r} contains control characters; remove them")
+    if _has_control(raw):
+        raise CommandError(f"command {redact(raw)!r} contains control characters; remove them")
     scheme, sep, rest = raw.partition("://")
+    if sep and "@" in rest.partition("/")[0]:
+        # Checked first, so no other message ever echoes the secret.
+        raise CommandError(
+            f"{scheme.lower()}:// commands must not carry credentials; remove the user:password@ part"
+            + (" and set OCI_PLUGINS_REGISTRY_<HOST>_* variables instead" if scheme.lower() == "oci" else "")
+        )
+    raw = redact(raw)
     if not sep:
         if raw.startswith("/"):
             raise CommandError(f"command {raw!r} has no scheme; write it as file://{raw}")
@@ -90,9 +119,14 @@ def _parse_file(raw: str, rest: str) -> FileCommand:
             f"file:// commands need an absolute path, got {raw!r}; "
             f"write it as file:///usr/local/bin/{name.rsplit('/', 1)[-1]}"
         )
-    path = unquote(rest)
+    try:
+        path = unquote(rest, errors="strict")
+    except UnicodeDecodeError:
+        raise CommandError(f"path in {raw!r} has percent-escapes that are not UTF-8; fix them") from None
     if "\x00" in path:
         raise CommandError(f"command {raw!r} contains a NUL byte; remove it")
+    if _has_control(path):
+        raise CommandError(f"path in {raw!r} contains control characters once decoded; remove them")
     normal = "/" + posixpath.normpath(path).lstrip("/")
     if normal != path.rstrip("/") or path.startswith("//"):
         raise CommandError(
@@ -117,4 +151,11 @@ def _parse_grpc(raw: str, rest: str) -> GrpcCommand:
         )
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise CommandError(f"port {port_text!r} in {raw!r} is not a number from 1 to 65535")
+    bracketed = hostport.startswith("[")
+    if not (_IPV6_HOST if bracketed else _NAME_HOST).fullmatch(host):
+        # Anything else could smuggle extra addresses or a zone into the gRPC dial target.
+        raise CommandError(
+            f"host {host!r} in {raw!r} is not a host name, IPv4 address or [IPv6] address; "
+            "use letters, digits, '.', '-' and '_'"
+        )
     return GrpcCommand(host=host, port=int(port_text))

@@ -155,6 +155,29 @@ def test_bad_allowlist_entries_name_the_entry(entry: str, fragment: str) -> None
     assert repr(entry) in str(info.value)
 
 
+async def test_zone_ids_are_escaped_in_the_dial_target() -> None:
+    policy = Policy(parse_allowlist(""), allow_internal=True)
+    verdict = await policy.check("grpc://[fe80::1%eth0]:50051", "load")
+    assert verdict.dial == "ipv6:[fe80::1%25eth0]:50051"
+
+
+def test_allowlist_details_from_review() -> None:
+    allowlist = parse_allowlist(
+        "grpc://edge.example.com:50051/*, file:///opt/my%20plugins/*, oci://Reg.Internal/p/*"
+    )
+    assert allowlist.host_entry("edge.example.com", 50051) and not allowlist.host_entry("edge.example.com", 9)
+    assert allowlist.allows_path("/opt/my plugins/x")
+    assert allowlist.names_registry("reg.internal") and allowlist.allows_oci(
+        parse_reference("oci://REG.internal/p/x")
+    )
+
+
+def test_relative_standard_dirs_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    policy = Policy(parse_allowlist(""), standard_dirs=["data/oci-cache"])
+    assert policy.standard_dirs == (str(tmp_path / "data" / "oci-cache"),)
+
+
 def test_allowlist_entry_kinds() -> None:
     allowlist = parse_allowlist(
         " /a/* ,file:///b/*, grpc://10.0.0.0/8, grpc://fd00::/8, grpc://h:1, grpc://g/*, oci://r/x* ,"

@@ -148,6 +148,17 @@ ROWS: list[Row] = [
     refused("grpc://user:secret@plugins.example.com:50051", "must not carry credentials"),
     refused("grpc://plugins.example.com:50051/admin", "nothing after the port"),
     refused("grpc://plugins.example.com:50051?x=1", "nothing after the port"),
+    refused("grpc://user:S3CRET@plugins.example.com:1/x", "must not carry credentials"),  # before any echo
+    refused("file://u:S3CRET@host/usr/local/bin/x", "must not carry credentials"),
+    # A zone or bracket in a host could add addresses to the dial target: only plain hosts pass.
+    refused("grpc://2001:4860:4860::8888%25lo]:1,[::1:50051", "is not a host name"),
+    refused("grpc://[2001:db8::1]:1,[::1]:50051", "is not a number from 1 to 65535"),
+    refused("grpc://plugins.example.com,127.0.0.1:50051", "is not a host name"),
+    refused("grpc://evil\u2028host:50051", "control characters"),
+    refused("grpc://bad%host:50051", "is not a host name"),
+    refused("file:///usr/local/bin/x%0A%1b[31mERROR", "control characters once decoded"),
+    refused("file:///usr/local/bin/x\u0085y", "control characters"),
+    refused("file:///usr/local/bin/x%FF", "not UTF-8"),
     # -- Rule: grpc:// targets on internal networks are refused by default, in every spelling.
     ok("grpc://11.0.0.1:50051"),
     ok("grpc://172.15.255.255:50051"),
@@ -231,6 +242,10 @@ ROWS: list[Row] = [
         Env(allowlist="oci://registry.internal:5000/*", block_internal_urls=True),
     ),
     refused("oci://u:p@registry.example.com/plugins/guard:v1", "must not carry credentials"),
+    refused("oci://registry.example.com/plugins/guard:v1?token=S3CRET", "unknown option 'token'"),
+    ok("oci://REGISTRY.example.com/plugins/guard:v1", ALLOWLIST),  # host names have no case
+    ok("grpc://[fe80::1%eth0]:50051", DEV, INTERNAL_WARNING),
+    refused("grpc://[fe80::1%eth0]:50051", "link-local"),
     refused("oci://registry.example.com", "needs a registry and a repository"),
     refused("oci://registry.example.com/Plugins/Guard", "lowercase"),
 ]
@@ -253,7 +268,8 @@ async def test_policy_table(row: Row) -> None:
             await policy.check(row.command, row.env.stage)
         assert row.refused in str(info.value)
         assert "\n" not in str(info.value)
-        assert "secret" not in str(info.value) and "u:p@" not in str(info.value)
+        message = str(info.value)
+        assert "secret" not in message.lower() and "u:p@" not in message
 
 
 def test_the_table_is_large_enough() -> None:

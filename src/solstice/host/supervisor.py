@@ -100,6 +100,7 @@ class PluginSupervisor:
         # What the last serving instance ran: a crash restart of the same command runs that digest.
         self._instance_digest: str | None = None
         self._instance_command = ""
+        self._reconnecting = False
         self._durations: dict[str, Histogram] = {}
 
     # -- calls ---------------------------------------------------------------------------
@@ -387,9 +388,24 @@ class PluginSupervisor:
             self.state = PluginState.UNHEALTHY
             self.last_error = f"health check failed: {problem}"
             log.warning("plugin unhealthy", plugin=self.spec.slug, problem=problem, misses=misses)
-            if instance.process is not None and misses >= _UNHEALTHY_RESTART_AFTER:
+            if misses >= _UNHEALTHY_RESTART_AFTER:
                 misses = 0
-                await instance.process.kill()  # the watcher restarts it
+                if instance.process is not None:
+                    await instance.process.kill()  # the watcher restarts it
+                elif not self._reconnecting:
+                    # A remote plugin may have moved: reconnect through the policy and DNS again.
+                    self._reconnecting = True
+                    self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Replace an unreachable grpc:// instance by a fresh connection; keep it if that fails."""
+        try:
+            await self.reload()
+        except PluginError as exc:
+            self.last_error = f"health checks fail and reconnecting failed too: {exc}"
+            log.warning("remote plugin still unreachable", plugin=self.spec.slug, error=str(exc))
+        finally:
+            self._reconnecting = False
 
     async def _recover(self, instance: PluginInstance) -> None:
         # A remote plugin that came back may have restarted and lost its config.

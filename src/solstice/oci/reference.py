@@ -150,7 +150,9 @@ def _parse_options(raw: str, query: str) -> dict[str, str | None]:
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in OPTIONS:
             raise InvalidReferenceError(
-                f"unknown option {key!r} in {raw!r}; the options are arch=os/arch, pubkey=NAME and auth=NAME"
+                # The query is not echoed: an unknown option may well be a token pasted by mistake.
+                f"unknown option {key!r} in an oci:// reference; the options are arch=os/arch, "
+                "pubkey=NAME and auth=NAME"
             )
         if key == "arch":
             if not _PLATFORM.fullmatch(value):

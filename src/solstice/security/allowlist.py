@@ -16,6 +16,7 @@ import fnmatch
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from solstice.oci.reference import OciReference
 from solstice.security.addresses import IPAddress, in_networks
@@ -73,12 +74,14 @@ class Allowlist:
 
     def allows_oci(self, reference: OciReference) -> bool:
         """Whether an oci:// glob covers the reference's repository (with or without its tag)."""
-        names = (reference.name, reference.image)
+        registry = reference.registry.lower()
+        names = (f"{registry}/{reference.repository}", registry + reference.image[len(registry) :])
         return any(fnmatch.fnmatchcase(name, glob) for glob in self.oci for name in names)
 
     def names_registry(self, host: str) -> bool:
         """Whether an oci:// entry names this registry host (its host part, any port)."""
-        return any(fnmatch.fnmatchcase(host, host_of(glob.split("/", 1)[0])) for glob in self.oci)
+        name = host.lower()
+        return any(fnmatch.fnmatchcase(name, host_of(glob.split("/", 1)[0])) for glob in self.oci)
 
 
 def host_of(registry: str) -> str:
@@ -113,7 +116,8 @@ def parse_allowlist(text: str) -> Allowlist:
                         "an oci:// entry needs registry/repository, e.g. oci://registry.example.com/plugins/*",
                     )
                 )
-            oci.append(glob)
+            registry, _, repository = glob.partition("/")
+            oci.append(f"{registry.lower()}/{repository}")
         else:
             raise AllowlistError(_bad(entry, "it is not a path glob, grpc:// CIDR or host, or oci:// glob"))
     return Allowlist(tuple(paths), tuple(networks), tuple(hosts), tuple(oci), tuple(raw))
@@ -126,7 +130,7 @@ def _bad(entry: str, why: str) -> str:
 def _path_glob(entry: str, path: str) -> str:
     if not path.startswith("/"):
         raise AllowlistError(_bad(entry, "a path glob must be absolute"))
-    return path
+    return unquote(path)  # commands are compared decoded, so entries are too
 
 
 def _grpc_entry(entry: str, rest: str, networks: list[Network], hosts: list[HostEntry]) -> None:
@@ -141,7 +145,8 @@ def _grpc_entry(entry: str, rest: str, networks: list[Network], hosts: list[Host
     if not target:
         raise AllowlistError(_bad(entry, "a grpc:// entry needs a host, CIDR or host:port"))
     host, port = _host_port(entry, target)
-    hosts.append(HostEntry(host.lower().rstrip("."), None if slash else port))
+    # grpc://host/* means any port; grpc://host:port/* still means that port only.
+    hosts.append(HostEntry(host.lower().rstrip("."), port))
 
 
 def _host_port(entry: str, target: str) -> tuple[str, int | None]:

@@ -69,7 +69,8 @@ class Policy:
         self.allowlist = allowlist
         self.allow_internal = allow_internal
         self.block_internal_urls = block_internal_urls
-        self.standard_dirs = tuple(d.rstrip("/") for d in standard_dirs)
+        # Absolute and resolved, as the paths they are compared with at load are.
+        self.standard_dirs = tuple(os.path.realpath(d).rstrip("/") for d in standard_dirs)
         self.resolver = resolver or SystemResolver()
 
     @classmethod
@@ -235,7 +236,8 @@ def _grpc_target(addresses: list[IPAddress], port: int) -> str:
     chosen = [a for a in addresses if a.version == family]
     if family == 4:
         return "ipv4:" + ",".join(f"{a}:{port}" for a in chosen)
-    return "ipv6:" + ",".join(f"[{a}]:{port}" for a in chosen)
+    # gRPC percent-decodes the target: a zone's `%` is written as %25.
+    return "ipv6:" + ",".join(f"[{str(a).replace('%', '%25')}]:{port}" for a in chosen)
 
 
 def _check_file_mode(path: str, given: str) -> None:
