@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +11,14 @@ import pytest
 from aiohttp import web
 
 from solstice.oci.errors import OciDisabledError
-from solstice.oci.puller import Puller, config_from_settings
+from solstice.oci.puller import OciConfig, Puller, config_from_settings
 from solstice.oci.reference import parse_reference
+from solstice.oci.registry import ClientOptions
+from solstice.security.addresses import IPAddress
+from solstice.security.allowlist import parse_allowlist
+from solstice.security.connect import CheckedBackend
+from solstice.security.policy import Policy
+from solstice.security.resolve import ResolveError
 from tests.conftest import fast_settings
 from tests.oci.images import push_image_with_umoci, write_plugin_executable
 from tests.oci.registries import Registry
@@ -82,3 +89,35 @@ async def test_a_redirect_to_an_internal_host_is_refused(
     front = redirect_to_other_loopback
     with pytest.raises(OciDisabledError, match=r"sent to 127\.0\.0\.2, an internal network address"):
         await puller(tmp_path, "oci://127.0.0.1:*/*").pull(parse_reference(f"oci://{front}/plugins/far:v1"))
+
+
+class PinnedResolver:
+    """A resolver that knows a name the system resolver does not."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+
+    async def resolve(self, host: str) -> list[IPAddress]:
+        self.lookups.append(host)
+        if host not in self.answers:
+            raise ResolveError(f"{host} does not resolve")
+        return [ipaddress.ip_address(self.answers[host])]
+
+
+async def test_connections_go_to_the_checked_address_without_a_second_lookup(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # `registry.test` exists only for the policy's resolver: the pull can only work if the
+    # connection uses the address the policy checked, never a fresh lookup by the HTTP client.
+    push_image_with_umoci(registry, "plugins/pin:v1", write_plugin_executable(tmp_path / "p", "pin"))
+    resolver = PinnedResolver({"registry.test": "127.0.0.1"})
+    policy = Policy(parse_allowlist("oci://registry.test:*/*"), block_internal_urls=True, resolver=resolver)
+    name = f"registry.test:{registry.port}"
+    options = ClientOptions(
+        retries=0, timeout=5, insecure_registries=frozenset({name}), network_backend=CheckedBackend(policy)
+    )
+    pulled = await Puller(OciConfig(tmp_path / "cache", client=options)).pull(
+        parse_reference(f"oci://{name}/plugins/pin:v1")
+    )
+    assert pulled.digest and "registry.test" in resolver.lookups

@@ -37,6 +37,7 @@ from solstice.oci.errors import (
 from solstice.oci.keys import PublicKey, key_id, public_keys_from_environ
 from solstice.oci.reference import OciReference
 from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
+from solstice.security.connect import CheckedBackend
 from solstice.security.policy import Policy
 from solstice.settings import Settings
 
@@ -89,10 +90,11 @@ def config_from_settings(
     """
     if edge:
         cache_dir = cache_dir or settings.edge_oci_cache_dir
-    # PLUGIN_BLOCK_INTERNAL_URLS: every URL the client is sent to passes the security policy.
-    guard = Policy.from_settings(settings).guard_url if settings.plugin_block_internal_urls else None
+    # PLUGIN_BLOCK_INTERNAL_URLS: every connection the client makes (registry, token realm,
+    # redirect) goes to an address the security policy checked, resolved once.
+    backend = CheckedBackend(Policy.from_settings(settings)) if settings.plugin_block_internal_urls else None
     client = ClientOptions(
-        url_guard=guard,
+        network_backend=backend,
         insecure_registries=frozenset(split_list(settings.oci_insecure_registries)),
         ca_bundle=str(settings.oci_ca_bundle) if settings.oci_ca_bundle else None,
         timeout=settings.oci_timeout,

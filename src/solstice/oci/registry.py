@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 
 from solstice.oci import media
@@ -78,6 +79,8 @@ class ClientOptions:
     total_timeout: float = 300.0
     retries: int = 3
     url_guard: UrlGuard | None = None
+    # Where TCP connections go (the security policy's checked addresses); None: the default.
+    network_backend: httpcore.AsyncNetworkBackend | None = None
 
 
 @functools.lru_cache(maxsize=8)
@@ -118,7 +121,11 @@ class RegistryClient:
         timeout = httpx.Timeout(options.timeout, connect=min(options.timeout, 10.0))
         # Redirects are followed by hand, so credentials never travel to another host.
         self._http = httpx.AsyncClient(
-            verify=verify, timeout=timeout, follow_redirects=False, trust_env=False
+            verify=verify,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=_transport(verify, options.network_backend),
         )
         self._tokens: dict[str, tuple[str, float]] = {}
         self._basic = False
@@ -532,6 +539,16 @@ class _Call:
     def at(self, url: str) -> _Call:
         """The same request sent to `url`."""
         return dataclasses.replace(self, url=url)
+
+
+def _transport(
+    verify: ssl.SSLContext, backend: httpcore.AsyncNetworkBackend | None
+) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(verify=verify)
+    if backend is not None:
+        # httpx takes no network backend: give its transport a pool built with ours.
+        transport._pool = httpcore.AsyncConnectionPool(ssl_context=verify, network_backend=backend)
+    return transport
 
 
 class _TlsRefused(Exception):

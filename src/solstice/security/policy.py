@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import httpx
-
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
-from solstice.oci.errors import OciDisabledError
 from solstice.security.addresses import IPAddress, internal_reason, parse_ip_literal
 from solstice.security.allowlist import Allowlist, AllowlistError, host_of, parse_allowlist
 from solstice.security.resolve import ResolveError, Resolver, SystemResolver
@@ -190,14 +187,14 @@ class Policy:
             return Verdict(warnings=(warning,))
         return Verdict()
 
-    async def check_url_host(self, host: str) -> None:
-        """With PLUGIN_BLOCK_INTERNAL_URLS, refuse a registry, token or blob host on an internal network.
-
-        Hosts an oci:// allowlist entry names are permitted.
+    async def check_url_host(self, host: str) -> list[IPAddress]:
+        """The addresses the OCI client may connect to for `host`; with PLUGIN_BLOCK_INTERNAL_URLS,
+        a registry, token or blob host on an internal network is refused (unless an oci://
+        allowlist entry names it). ResolveError when the name does not resolve.
         """
-        if not self.block_internal_urls or self.allowlist.names_registry(host):
-            return
         addresses = await self._addresses(host)
+        if not self.block_internal_urls or self.allowlist.names_registry(host):
+            return addresses
         for address in addresses:
             reason = _internal_or_localhost(host, address)
             if reason:
@@ -208,15 +205,7 @@ class Policy:
                     "PLUGIN_BLOCK_INTERNAL_URLS=true refuses it; list the registry in "
                     "PLUGIN_COMMAND_ALLOWLIST (oci://HOST/*) if it is trusted"
                 )
-
-    async def guard_url(self, url: httpx.URL) -> None:
-        """The OCI client's hook before each request (registry, token realm, redirects)."""
-        try:
-            await self.check_url_host(url.host)
-        except ResolveError:
-            return  # the request itself fails with the resolver's error
-        except PolicyError as exc:
-            raise OciDisabledError(str(exc)) from None
+        return addresses
 
 
 def _is_localhost(host: str) -> bool:
