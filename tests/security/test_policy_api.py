@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +92,36 @@ def test_a_bad_allowlist_stops_the_server_at_start_with_one_sentence(tmp_path: P
     assert done.returncode == 2
     assert done.stderr.startswith("solstice: PLUGIN_COMMAND_ALLOWLIST entry 'grpc://10.0.0.0/99' is invalid")
     assert done.stderr.count("\n") == 1
+
+
+def test_warnings_found_by_a_crash_restart_reach_the_api(tmp_path: Path) -> None:
+    # The OCI cache is a standard directory: a symlink there starts without a path warning.
+    inside = tmp_path / "oci-cache" / "local" / "plugin.py"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(TESTBED.read_bytes())
+    inside.chmod(0o755)
+    link = inside.with_name("plugin")
+    link.symlink_to(inside)
+    server = Server(tmp_path).wait_ready()
+    try:
+        with server.client() as client:
+            created = create(server, f"file://{link}").json()
+            assert created["warnings"] == [], created
+            health = client.get(f"/api/v1/plugins/{created['id']}/health").json()
+            # The link now leads outside the standard directories; the restart's check notices.
+            outside = tmp_path / "elsewhere" / "plugin.py"
+            outside.parent.mkdir()
+            outside.write_bytes(TESTBED.read_bytes())
+            outside.chmod(0o755)
+            link.unlink()
+            link.symlink_to(outside)
+            os.kill(health["pid"], signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                plugin = client.get(f"/api/v1/plugins/{created['id']}").json()
+                if plugin["warnings"]:
+                    break
+                time.sleep(0.1)
+        assert plugin["warnings"] == [PATH_WARNING], plugin
+    finally:
+        server.stop()

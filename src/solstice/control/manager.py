@@ -53,6 +53,7 @@ class PluginManager:
         self._reconciler: asyncio.Task[None] | None = None
         # Called after every change, so readers of the store (the gateway) rebuild their view.
         self.listeners: list[Callable[[], Awaitable[None]]] = []
+        host.restart_listeners.append(self._restarted)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -320,6 +321,15 @@ class PluginManager:
     async def _unload(self, slug: str) -> None:
         with contextlib.suppress(PluginNotLoadedError):
             await self.host.unload(slug)
+
+    async def _restarted(self, slug: str) -> None:
+        """A crash restart may bring new warnings (the policy ran again): store what is known now."""
+        async with self._locks[slug]:
+            try:
+                row = await self.get(slug)
+            except NotFoundError:
+                return
+            await self._record_status(row, *self._host_status(slug), self._learned(row))
 
     async def _record_status(
         self, row: PluginRow, status: str, error: str | None, extra: Mapping[str, Any] | None = None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
+
+import structlog
 
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.spec import PluginSpec
@@ -16,6 +18,8 @@ from solstice.protocol import pb
 from solstice.protocol.handshake import NOT_CONFIGURED
 from solstice.security.policy import Policy
 from solstice.settings import Settings, get_settings
+
+log = structlog.get_logger("solstice.host")
 
 
 class HookClient:
@@ -104,6 +108,8 @@ class PluginHost:
         self._oci_config = oci
         self._puller: Puller | None = None
         self.policy = policy or Policy.from_settings(self.settings, [cache_dir_of(self.settings)])
+        # Called with a slug after a plugin restarted on its own (not by load or reload).
+        self.restart_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def puller(self) -> Puller:
         """The OCI puller of this host, created (with its cache directory) on first use."""
@@ -132,10 +138,17 @@ class PluginHost:
         """
         if spec.slug in self._plugins:
             return await self.reload(spec.slug, spec)
-        supervisor = PluginSupervisor(spec, self.settings, self.puller, self.policy)
+        supervisor = PluginSupervisor(spec, self.settings, self.puller, self.policy, self._restarted)
         self._plugins[spec.slug] = supervisor
         await supervisor.start()
         return supervisor.status()
+
+    async def _restarted(self, slug: str) -> None:
+        for listener in self.restart_listeners:
+            try:
+                await listener(slug)
+            except Exception:  # a listener's failure must not stop supervision
+                log.exception("restart listener failed", plugin=slug)
 
     async def reload(self, slug: str, spec: PluginSpec | None = None) -> PluginStatus:
         """Switch a plugin to a fresh instance (of `spec`, if given) without dropping calls."""

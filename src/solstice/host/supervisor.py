@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,7 +76,12 @@ class PluginSupervisor:
     """
 
     def __init__(
-        self, spec: PluginSpec, settings: Settings, oci: OciSource | None = None, policy: Policy | None = None
+        self,
+        spec: PluginSpec,
+        settings: Settings,
+        oci: OciSource | None = None,
+        policy: Policy | None = None,
+        on_restart: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -101,6 +106,8 @@ class PluginSupervisor:
         self._instance_digest: str | None = None
         self._instance_command = ""
         self._reconnecting = False
+        # Told when the plugin came back on its own (crash restart), so stored status can follow.
+        self._on_restart = on_restart
         self._durations: dict[str, Histogram] = {}
 
     # -- calls ---------------------------------------------------------------------------
@@ -361,6 +368,8 @@ class PluginSupervisor:
                     PLUGIN_RESTARTS.labels(self.spec.slug).inc()
                 self._activate(instance)
             self._ensure_health_loop()
+            if self._on_restart is not None:
+                await self._on_restart(self.spec.slug)
             return
 
     async def _health_loop(self) -> None:
