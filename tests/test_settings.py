@@ -84,3 +84,11 @@ def test_bad_oci_value_names_the_variable_that_was_set(monkeypatch: pytest.Monke
             get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_empty_boolean_variables_mean_their_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOW_INTERNAL_NETWORK_ACCESS", "")
+    monkeypatch.setenv("OCI_PLUGINS_REQUIRE_SIGNATURE", " ")
+    settings = Settings()
+    assert settings.allow_internal_network_access is False
+    assert settings.edge_oci_require_signature is True

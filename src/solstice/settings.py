@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, ValidationError
+from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Variables a plugin process always receives from the host, when the host has them.
@@ -165,6 +165,20 @@ class Settings(BaseSettings):
     )
 
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator(
+        "allow_internal_network_access",
+        "plugin_block_internal_urls",
+        "oci_require_signature",
+        "edge_oci_require_signature",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        # Compose files often write `VAR=` for "not set": that means the default, not an error.
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name or ""].default
+        return value
 
     def model_post_init(self, context: object) -> None:
         self._environ = dict(os.environ)

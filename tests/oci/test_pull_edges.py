@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from solstice.oci import signing
-from solstice.oci.errors import PlatformError, RegistryError, SignatureRequiredError
+from solstice.oci.errors import ContentError, PlatformError, RegistryError, SignatureRequiredError
 from solstice.oci.keys import generate_keypair, load_private_key
 from solstice.oci.puller import OciConfig, Puller
 from solstice.oci.reference import parse_reference
@@ -151,3 +151,28 @@ async def test_the_total_timeout_bounds_a_whole_pull(
     p = puller(tmp_path / "cache", client=ClientOptions(retries=0, timeout=10, total_timeout=1))
     with pytest.raises(RegistryError, match="took longer than 1 s"):
         await p.pull(parse_reference(f"oci://{host}/plugins/slow:v1"))
+
+
+async def test_an_index_entry_without_a_digest_is_refused(tmp_path: Path) -> None:
+    # CNCF distribution refuses such an index, so a few lines of fake registry serve it.
+    index = (
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":'
+        b'[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"v1","size":2,'
+        b'"platform":{"os":"linux","architecture":"amd64"}}]}'
+    )
+
+    async def manifest(request: web.Request) -> web.Response:
+        return web.Response(body=index, content_type="application/vnd.oci.image.index.v1+json")
+
+    app = web.Application()
+    app.router.add_route("*", "/v2/plugins/bad/manifests/{ref}", manifest)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        reference = parse_reference(f"oci://127.0.0.1:{port}/plugins/bad:v1?arch=linux/amd64")
+        with pytest.raises(ContentError, match="has no sha256 digest"):
+            await puller(tmp_path / "cache").pull(reference)
+    finally:
+        await runner.cleanup()

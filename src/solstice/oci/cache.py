@@ -71,6 +71,15 @@ def _owner_alive(name: str) -> bool:
     return True
 
 
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically: a temporary file in the same directory, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -148,6 +157,8 @@ class Cache:
         """Move a finished download (holding `plugin`) into place; a concurrent winner is kept."""
         meta = {**meta, "pulled_at": time.time()}
         _write_json(workdir / META, meta)
+        _fsync(workdir / EXECUTABLE)
+        _fsync(workdir)  # the entry's names are durable before it becomes visible
         target = self.plugins / key
         try:
             os.rename(workdir, target)

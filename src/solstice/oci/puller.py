@@ -13,6 +13,7 @@ import fnmatch
 import json
 import shutil
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from solstice.oci.errors import (
     SignatureRequiredError,
 )
 from solstice.oci.keys import PublicKey, key_id, public_keys_from_environ
-from solstice.oci.reference import OciReference
+from solstice.oci.reference import DIGEST, OciReference
 from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
 from solstice.security.connect import CheckedBackend
 from solstice.security.policy import Policy
@@ -126,7 +127,8 @@ class Puller:
                 "point AI_STUDIO_OCI_CACHE_DIR (edge: OCI_PLUGINS_CACHE_DIR) at a writable directory"
             ) from None
         self._keys: dict[str, PublicKey] = public_keys_from_environ(config.environ)
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One lock per download in progress; an idle lock is dropped with its last user.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._pins: dict[str, int] = {}
 
     # -- pins: executables of running plugins are never evicted ----------------------------------
@@ -221,7 +223,8 @@ class Puller:
             digest, warnings = await self._resolve(client, ref)
             if entry := self._cached(ref, digest, wanted, keys):
                 return self._hit(ref, entry, warnings, fresh_tag=not warnings)
-            async with self._locks.setdefault(digest + wanted, asyncio.Lock()):
+            lock = self._locks.setdefault(digest + wanted, asyncio.Lock())
+            async with lock:
                 if entry := self._cached(ref, digest, wanted, keys):
                     return self._hit(ref, entry, warnings, fresh_tag=not warnings)
                 pulled = await self._download(client, ref, digest, wanted, keys, progress)
@@ -311,7 +314,11 @@ class Puller:
         manifest, chosen = top, ""
         if top.is_index:
             entry = platforms.select(top.data, wanted, where)
-            manifest = await client.manifest(ref.repository, str(entry.get("digest")))
+            child = str(entry.get("digest"))
+            if not DIGEST.fullmatch(child):
+                # Fetched by digest or not at all: a tag here would escape the index's integrity.
+                raise ContentError(f"the {wanted} entry of index {where} has no sha256 digest ({child!r})")
+            manifest = await client.manifest(ref.repository, child)
             chosen = wanted
         elif top.media_type not in media.MANIFESTS:
             raise ContentError(

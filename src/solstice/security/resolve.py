@@ -22,7 +22,10 @@ class Resolver(Protocol):
 
 
 class SystemResolver:
-    """getaddrinfo, as the gRPC and HTTP clients would use it."""
+    """getaddrinfo, as the gRPC and HTTP clients would use it, bounded in time."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
 
     async def resolve(self, host: str) -> list[IPAddress]:
         """Every address `host` has, in the resolver's order; ResolveError when it has none."""
@@ -30,9 +33,12 @@ class SystemResolver:
         if literal is not None:
             return [literal]
         try:
-            answers = await asyncio.get_running_loop().getaddrinfo(
-                host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            )
+            async with asyncio.timeout(self.timeout):
+                answers = await asyncio.get_running_loop().getaddrinfo(
+                    host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                )
+        except TimeoutError:
+            raise ResolveError(f"{host} did not resolve within {self.timeout:.0f} s") from None
         except (socket.gaierror, UnicodeError) as exc:
             raise ResolveError(f"{host} does not resolve ({exc})") from None
         found: list[IPAddress] = []
