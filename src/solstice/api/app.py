@@ -11,9 +11,10 @@ import structlog
 from fastapi import FastAPI, Request, Response
 
 from solstice import __version__
-from solstice.api import apps, audit, llms, ops, plugins, problems, tokens
+from solstice.api import apps, audit, edges, llms, ops, plugins, problems, sync, tokens
 from solstice.api.middleware import RequestContextMiddleware
 from solstice.control.bootstrap import ensure_admin_token, ensure_plugins
+from solstice.control.changes import ChangeFeed
 from solstice.control.manager import PluginManager
 from solstice.gateway.proxy import Gateway
 from solstice.gateway.state import GatewayState
@@ -58,6 +59,8 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         host = PluginHost(settings)
         manager = PluginManager(settings, sessions, host)
         state = GatewayState(sessions)
+        changes = ChangeFeed()
+        state.listeners.append(changes.changed)  # every change reaches waiting edges
         await state.refresh()
         manager.listeners.append(state.refresh)
         gateway = Gateway(settings, state, host)
@@ -68,6 +71,7 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         app.state.gateway = state
         app.state.proxy = gateway
         app.state.token_touches = {}
+        app.state.changes = changes
         starting = asyncio.create_task(manager.start())
         try:
             yield
@@ -84,7 +88,7 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (plugins, llms, apps, tokens, audit, ops):
+    for module in (plugins, llms, apps, tokens, audit, edges, sync, ops):
         app.include_router(module.router)
 
     async def proxy(request: Request) -> Response:

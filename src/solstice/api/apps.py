@@ -26,6 +26,9 @@ class AppFields(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     llms: list[str | int] | None = Field(None, max_length=1000, description="LLM ids or slugs it may call.")
     is_active: bool | None = None
+    namespace: str | None = Field(
+        None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$", description="Edge namespace; empty: global."
+    )
 
 
 class AppCreate(AppFields):
@@ -65,6 +68,7 @@ class AppOut(BaseModel):
     name: str
     is_active: bool
     llm_ids: list[int]
+    namespace: str
     keys: list[KeyOut]
 
 
@@ -88,6 +92,7 @@ async def _out(request: Request, row: AppRow) -> AppOut:
         name=row.name,
         is_active=row.is_active,
         llm_ids=list(row.llm_ids or []),
+        namespace=row.namespace or "",
         keys=[_key(k) for k in keys],
     )
 
@@ -118,7 +123,10 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
     llm_ids = await _llm_ids(request, body.llms or [])
     async with request.app.state.sessions.begin() as session:
         row = AppRow(
-            name=body.name, is_active=body.is_active if body.is_active is not None else True, llm_ids=llm_ids
+            name=body.name,
+            is_active=body.is_active if body.is_active is not None else True,
+            llm_ids=llm_ids,
+            namespace=body.namespace or "",
         )
         session.add(row)
         await session.flush()

@@ -53,7 +53,20 @@ async def authenticate(request: Request) -> Principal:
 
 
 async def require_read(principal: Principal = Depends(authenticate)) -> Principal:
-    """Any valid token."""
+    """A read or admin token (an edge token may only sync)."""
+    if principal.scope == "edge":
+        raise Problem(403, "this token has scope 'edge'; it may only call GET /api/v1/sync")
+    return principal
+
+
+async def require_edge(principal: Principal = Depends(authenticate)) -> Principal:
+    """An edge token: the only kind that receives a configuration snapshot, secrets included."""
+    if principal.scope != "edge":
+        raise Problem(
+            403,
+            f"this token has scope {principal.scope!r}; syncing needs an edge token "
+            "(solstice tokens create NAME --scope edge)",
+        )
     return principal
 
 

@@ -35,6 +35,9 @@ class LLMFields(BaseModel):
     api_key: str | None = Field(None, max_length=4096)
     is_active: bool | None = None
     options: dict[str, Any] | None = None
+    namespace: str | None = Field(
+        None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$", description="Edge namespace; empty: global."
+    )
 
     @field_validator("upstream_url")
     @classmethod
@@ -62,6 +65,7 @@ class LLMOut(BaseModel):
     has_api_key: bool
     is_active: bool
     options: dict[str, Any]
+    namespace: str
 
 
 class ChainEntryOut(BaseModel):
@@ -93,6 +97,7 @@ def _out(row: LLMRow) -> LLMOut:
         has_api_key=bool(row.api_key),
         is_active=row.is_active,
         options=dict(row.options or {}),
+        namespace=row.namespace or "",
     )
 
 

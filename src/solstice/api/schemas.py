@@ -185,7 +185,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    scope: Literal["admin", "read"] = "read"
+    scope: Literal["admin", "read", "edge"] = "read"
 
 
 class TokenOut(BaseModel):

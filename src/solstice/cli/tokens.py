@@ -29,7 +29,9 @@ _PREFIX = "/api/v1/tokens"
 @app.command()
 def create(
     name: Annotated[str, typer.Option("--name", help="Who or what uses the token.", show_default=False)],
-    scope: Annotated[str, typer.Option("--scope", help="admin (may change things) or read.")] = "read",
+    scope: Annotated[
+        str, typer.Option("--scope", help="admin (may change things), read, or edge (may only sync an edge).")
+    ] = "read",
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +21,8 @@ class GatewayState:
         self.config = GatewayConfig()
         self._lock = asyncio.Lock()
         self._generation = 0
+        # Told after each rebuild: every configuration change passes through here.
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
 
     async def refresh(self) -> None:
         """Rebuild the configuration from the store; concurrent callers share one rebuild.
@@ -37,3 +40,5 @@ class GatewayState:
                     self.config = await load_config(session)
             except Exception:  # the change is stored: keep serving, the next reconcile pass retries
                 log.exception("gateway configuration could not be rebuilt; keeping the previous one")
+        for listener in self.listeners:
+            await listener()

@@ -134,6 +134,8 @@ class LLMRow(Base):
     api_key: Mapped[str] = mapped_column(Text, default="")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # "" is global: every edge serves it; otherwise only the edges of this namespace.
+    namespace: Mapped[str] = mapped_column(String(100), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -167,6 +169,7 @@ class AppRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     llm_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    namespace: Mapped[str] = mapped_column(String(100), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -185,3 +188,21 @@ class AppKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class EdgeRow(Base):
+    """An edge gateway, as its syncs report it; every sync is its heartbeat."""
+
+    __tablename__ = "edges"
+
+    # Chosen by the edge (stable across its restarts).
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    namespace: Mapped[str] = mapped_column(String(100), default="", index=True)
+    address: Mapped[str] = mapped_column(String(200), default="")
+    # The snapshot version (ETag) the edge says it runs.
+    applied_version: Mapped[str] = mapped_column(String(64), default="")
+    # Bumped by a reload request; part of the edge's snapshot version, so it wakes the edge.
+    reload_generation: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

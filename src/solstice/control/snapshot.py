@@ -1,0 +1,115 @@
+"""The configuration an edge gateway runs: global items plus its namespace's, with a version.
+
+The version is a hash of the content, so it changes exactly when something an edge serves
+changes, and it doubles as the HTTP ETag of the sync endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from solstice.store.apps import all_apps, live_keys
+from solstice.store.llms import all_chain_entries, all_llms
+from solstice.store.models import AppRow, LLMRow, PluginRow
+from solstice.store.plugins import all_plugins
+
+SNAPSHOT_FORMAT = 1
+
+
+def _visible(namespace: str, item_namespace: str | None) -> bool:
+    return not item_namespace or item_namespace == namespace
+
+
+def _plugin(row: PluginRow) -> dict[str, Any]:
+    return {
+        "slug": row.slug,
+        "name": row.name,
+        "command": row.command,
+        "config": dict(row.config or {}),
+        "hook_type": row.hook_type,
+        "hook_types": list(row.hook_types or ([row.hook_type] if row.hook_type else [])),
+        "plugin_type": row.plugin_type,
+        "is_active": row.is_active,
+        "is_global": row.is_global,
+        "timeout_ms": row.timeout_ms,
+        "failure_policy": row.failure_policy,
+        "env": list(row.env or []),
+        "checksum": row.checksum,
+        "namespace": row.namespace or "",
+        # For oci:// plugins the digest the control plane resolved: a change makes edges reload.
+        "digest": row.digest,
+    }
+
+
+def _llm(row: LLMRow, chain: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "slug": row.slug,
+        "name": row.name,
+        "vendor": row.vendor,
+        "upstream_url": row.upstream_url,
+        "api_key": row.api_key,
+        "is_active": row.is_active,
+        "options": dict(row.options or {}),
+        "namespace": row.namespace or "",
+        "chain": chain,
+    }
+
+
+def _app(row: AppRow, llm_ids: set[int], key_hashes: list[str]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "is_active": row.is_active,
+        "namespace": row.namespace or "",
+        "llm_ids": [i for i in row.llm_ids or [] if i in llm_ids],
+        "key_hashes": sorted(key_hashes),
+    }
+
+
+async def build_snapshot(session: AsyncSession, namespace: str, reload_generation: int = 0) -> dict[str, Any]:
+    """The snapshot for the edges of `namespace`, with its `version`."""
+    plugins = {p.id: p for p in await all_plugins(session) if _visible(namespace, p.namespace)}
+    llms = [llm for llm in await all_llms(session) if _visible(namespace, llm.namespace)]
+    chains: dict[int, list[dict[str, Any]]] = {}
+    for entry in await all_chain_entries(session):
+        plugin = plugins.get(entry.plugin_id)
+        if plugin is not None:
+            chains.setdefault(entry.llm_id, []).append(
+                {
+                    "plugin": plugin.slug,
+                    "position": entry.position,
+                    "config_override": dict(entry.config_override or {}),
+                    "timeout_ms": entry.timeout_ms,
+                    "failure_policy": entry.failure_policy,
+                }
+            )
+    llm_ids = {llm.id for llm in llms}
+    keys: dict[int, list[str]] = {}
+    for key in await live_keys(session):
+        keys.setdefault(key.app_id, []).append(key.key_hash)
+    apps = [a for a in await all_apps(session) if _visible(namespace, a.namespace)]
+    snapshot: dict[str, Any] = {
+        "format": SNAPSHOT_FORMAT,
+        "namespace": namespace,
+        "reload_generation": reload_generation,
+        "plugins": sorted((_plugin(p) for p in plugins.values()), key=lambda p: p["slug"]),
+        "llms": sorted(
+            (_llm(llm, sorted(chains.get(llm.id, []), key=lambda e: e["position"])) for llm in llms),
+            key=lambda item: item["slug"],
+        ),
+        "apps": sorted((_app(a, llm_ids, keys.get(a.id, [])) for a in apps), key=lambda a: a["id"]),
+    }
+    snapshot["version"] = version_of(snapshot)
+    return snapshot
+
+
+def version_of(snapshot: dict[str, Any]) -> str:
+    """The content hash of a snapshot (without its own version field)."""
+    content = {k: v for k, v in snapshot.items() if k != "version"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
