@@ -20,8 +20,9 @@ from solstice.store.plugins import all_plugins
 SNAPSHOT_FORMAT = 1
 
 
-def _visible(namespace: str, item_namespace: str | None) -> bool:
-    return not item_namespace or item_namespace == namespace
+def _visible(namespace: str | None, item_namespace: str | None) -> bool:
+    # None is the control plane's own view: every namespace.
+    return namespace is None or not item_namespace or item_namespace == namespace
 
 
 def _plugin(row: PluginRow) -> dict[str, Any]:
@@ -71,8 +72,10 @@ def _app(row: AppRow, llm_ids: set[int], key_hashes: list[str]) -> dict[str, Any
     }
 
 
-async def build_snapshot(session: AsyncSession, namespace: str, reload_generation: int = 0) -> dict[str, Any]:
-    """The snapshot for the edges of `namespace`, with its `version`."""
+async def build_snapshot(
+    session: AsyncSession, namespace: str | None, reload_generation: int = 0
+) -> dict[str, Any]:
+    """The snapshot for the edges of `namespace` (None: everything), with its `version`."""
     plugins = {p.id: p for p in await all_plugins(session) if _visible(namespace, p.namespace)}
     llms = [llm for llm in await all_llms(session) if _visible(namespace, llm.namespace)]
     chains: dict[int, list[dict[str, Any]]] = {}

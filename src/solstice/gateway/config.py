@@ -9,11 +9,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from solstice.control.configs import config_id_for, deep_merge
+from solstice.control.snapshot import build_snapshot
 from solstice.hooks import HOOK_TYPES, default_failure_policy
-from solstice.store.apps import all_apps, live_keys
-from solstice.store.llms import all_chain_entries, all_llms
-from solstice.store.models import PluginRow
-from solstice.store.plugins import all_plugins
 
 
 @dataclass(frozen=True)
@@ -60,65 +57,66 @@ class GatewayConfig:
     apps_by_id: Mapping[int, AppIdentity] = field(default_factory=dict)
 
 
-def _hooks(plugin: PluginRow) -> tuple[str, ...]:
-    return tuple(plugin.hook_types or ([plugin.hook_type] if plugin.hook_type else []))
+def _hooks(plugin: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(plugin.get("hook_types") or ([plugin["hook_type"]] if plugin.get("hook_type") else []))
 
 
 def _step(
-    plugin: PluginRow,
+    plugin: Mapping[str, Any],
     hook: str,
     config_id: str = "",
     timeout_ms: int | None = None,
     policy: str | None = None,
 ) -> Step:
     return Step(
-        slug=plugin.slug,
+        slug=plugin["slug"],
         config_id=config_id,
-        timeout_ms=timeout_ms or plugin.timeout_ms,
-        failure_policy=policy or plugin.failure_policy or default_failure_policy(hook),
+        timeout_ms=timeout_ms or plugin["timeout_ms"],
+        failure_policy=policy or plugin.get("failure_policy") or default_failure_policy(hook),
     )
 
 
-async def load_config(session: AsyncSession) -> GatewayConfig:
-    """Read LLMs, chains, plugins and apps into one immutable GatewayConfig."""
-    plugins = {p.id: p for p in await all_plugins(session) if p.is_active}
-    globals_ = [p for p in plugins.values() if p.is_global]
-    entries_by_llm: dict[int, list[Any]] = {}
-    for entry in await all_chain_entries(session):
-        entries_by_llm.setdefault(entry.llm_id, []).append(entry)
+def config_from_snapshot(snapshot: Mapping[str, Any]) -> GatewayConfig:
+    """The gateway's view of a configuration snapshot (the control plane's own, or an edge's)."""
+    plugins = {p["slug"]: p for p in snapshot.get("plugins", []) if p.get("is_active")}
+    globals_ = [p for p in plugins.values() if p.get("is_global")]
     routes: dict[str, Route] = {}
-    for llm in await all_llms(session):
+    for llm in snapshot.get("llms", []):
         chains: dict[str, list[Step]] = {hook: [] for hook in HOOK_TYPES}
         for plugin in globals_:
             for hook in _hooks(plugin):
                 chains[hook].append(_step(plugin, hook))
-        for entry in entries_by_llm.get(llm.id, []):
-            plugin = plugins.get(entry.plugin_id)
-            if plugin is None or plugin.is_global:
+        for entry in llm.get("chain", []):
+            plugin = plugins.get(entry["plugin"])
+            if plugin is None or plugin.get("is_global"):
                 continue  # inactive, or already in front as a global plugin
-            config_id = (
-                config_id_for(deep_merge(plugin.config or {}, entry.config_override))
-                if entry.config_override
-                else ""
-            )
+            override = entry.get("config_override")
+            config_id = config_id_for(deep_merge(plugin.get("config") or {}, override)) if override else ""
             for hook in _hooks(plugin):
-                chains[hook].append(_step(plugin, hook, config_id, entry.timeout_ms, entry.failure_policy))
-        routes[llm.slug] = Route(
-            id=llm.id,
-            slug=llm.slug,
-            name=llm.name,
-            vendor=llm.vendor,
-            upstream_url=llm.upstream_url,
-            api_key=llm.api_key,
-            is_active=llm.is_active,
-            options=dict(llm.options or {}),
+                chains[hook].append(
+                    _step(plugin, hook, config_id, entry.get("timeout_ms"), entry.get("failure_policy"))
+                )
+        routes[llm["slug"]] = Route(
+            id=llm["id"],
+            slug=llm["slug"],
+            name=llm["name"],
+            vendor=llm["vendor"],
+            upstream_url=llm["upstream_url"],
+            api_key=llm["api_key"],
+            is_active=llm["is_active"],
+            options=dict(llm.get("options") or {}),
             chains={hook: tuple(steps) for hook, steps in chains.items()},
         )
     apps = {
-        app.id: AppIdentity(
-            id=app.id, name=app.name, is_active=app.is_active, llm_ids=frozenset(app.llm_ids or [])
+        app["id"]: AppIdentity(
+            id=app["id"], name=app["name"], is_active=app["is_active"], llm_ids=frozenset(app["llm_ids"])
         )
-        for app in await all_apps(session)
+        for app in snapshot.get("apps", [])
     }
-    by_key = {key.key_hash: apps[key.app_id] for key in await live_keys(session) if key.app_id in apps}
+    by_key = {key: apps[app["id"]] for app in snapshot.get("apps", []) for key in app.get("key_hashes", [])}
     return GatewayConfig(routes=routes, apps_by_key=by_key, apps_by_id=apps)
+
+
+async def load_config(session: AsyncSession) -> GatewayConfig:
+    """Read LLMs, chains, plugins and apps into one immutable GatewayConfig."""
+    return config_from_snapshot(await build_snapshot(session, None))
