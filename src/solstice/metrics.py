@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Hook calls are sub-millisecond to seconds: buckets from 100 µs to 10 s.
 _LATENCY_BUCKETS = (
@@ -92,4 +92,16 @@ OCI_PULL_BYTES = Counter(
 OCI_CACHE_EVICTIONS = Counter(
     "solstice_oci_cache_evictions_total",
     "Cached OCI plugin executables removed to keep the cache under its size bound.",
+)
+EDGE_CONFIG_STALE = Gauge(
+    "solstice_edge_config_stale",
+    "1 while an edge serves a configuration it could not confirm with its control plane.",
+)
+EDGE_LAST_SYNC = Gauge(
+    "solstice_edge_last_sync_timestamp_seconds",
+    "When an edge last heard from its control plane (Unix time).",
+)
+EDGE_SYNC_FAILURES = Counter(
+    "solstice_edge_sync_failures_total",
+    "Sync requests of an edge that failed (control plane unreachable or refusing).",
 )

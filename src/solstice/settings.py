@@ -67,6 +67,24 @@ class Settings(BaseSettings):
     data_collection_queue: int = Field(10_000, ge=1, description="Proxy records waiting for data_collection.")
     data_collection_batch: int = Field(100, ge=1, description="Records per data_collection call.")
 
+    # The edge gateway (`solstice edge`): where its configuration comes from.
+    control_url: str = Field(
+        "", description="The control plane an edge syncs from, e.g. http://control:3000."
+    )
+    edge_token: str = Field("", description="An edge-scoped API token of the control plane.")
+    edge_namespace: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]{0,100}$", description="The edge's namespace; empty: global items only."
+    )
+    edge_id: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.-]{0,100}$",
+        description="A stable id; empty: generated once, kept in data_dir.",
+    )
+    edge_name: str = Field(
+        "", max_length=200, description="A name shown in GET /api/v1/edges; empty: hostname."
+    )
+    edge_sync_wait: float = Field(25.0, gt=0, le=60, description="Seconds one sync request long-polls.")
+
     # The command security policy, under the reference page's variable names.
     allow_internal_network_access: bool = Field(
         False,

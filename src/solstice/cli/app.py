@@ -40,6 +40,21 @@ def serve(
     raise typer.Exit(run_serve(plugin or []))
 
 
+@app.command()
+def edge(
+    control_url: Annotated[
+        str | None, typer.Option("--control-url", help="The control plane, e.g. http://control:3000.")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="Serve global items and this namespace's.")
+    ] = None,
+) -> None:
+    """Run an edge gateway: the LLM proxy with plugins, configured by a control plane."""
+    from solstice.cli.serve import run_edge
+
+    raise typer.Exit(run_edge(control_url, namespace))
+
+
 @app.command("mock-llm")
 def mock_llm(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8400,

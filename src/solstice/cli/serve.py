@@ -16,7 +16,7 @@ from solstice.commands import CommandError, parse_command
 from solstice.host import PluginSpec
 from solstice.logs import configure_logging
 from solstice.security.policy import Policy, PolicyError
-from solstice.settings import SettingsError, get_settings
+from solstice.settings import Settings, SettingsError, get_settings
 
 log = structlog.get_logger("solstice.serve")
 
@@ -79,9 +79,13 @@ def run_serve(plugin_options: list[str]) -> int:
             )
             return 2
         seen[spec.slug] = spec.command
-    app = create_app(settings, specs)
+    return _run(create_app(settings, specs), settings, "starting solstice")
+
+
+def _run(app: object, settings: Settings, message: str) -> int:
+    """Serve `app` until SIGINT/SIGTERM; uvicorn drains requests and runs the shutdown."""
     config = uvicorn.Config(
-        app,
+        app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -91,7 +95,53 @@ def run_serve(plugin_options: list[str]) -> int:
         server_header=False,
     )
     server = _Server(config)
-    log.info("starting solstice", url=f"http://{settings.host}:{settings.port}")
+    log.info(message, url=f"http://{settings.host}:{settings.port}")
     server.run()
-    # uvicorn handles SIGINT/SIGTERM: it drains requests and runs the shutdown that stops plugins.
     return 0 if server.started else 1
+
+
+def run_edge(control_url: str | None, namespace: str | None) -> int:
+    """Run `solstice edge` to completion and return the exit status."""
+    overrides = {"control_url": control_url, "edge_namespace": namespace}
+    try:
+        settings = get_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        sys.stderr.write(f"solstice: {exc}\n")
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    problem = _edge_problem(settings)
+    if problem:
+        sys.stderr.write(f"solstice: {problem}\n")
+        return 2
+    from solstice.edge.app import create_edge_app
+
+    return _run(create_edge_app(settings), settings, "starting solstice edge")
+
+
+def _edge_problem(settings: Settings) -> str | None:
+    """Why the edge cannot start, in one sentence, or None."""
+    if not settings.control_url.startswith(("http://", "https://")):
+        return (
+            f"the control plane URL {settings.control_url!r} is not http(s)://; pass --control-url "
+            "or set SOLSTICE_CONTROL_URL, e.g. http://control-plane:3000"
+        )
+    if not settings.edge_token:
+        return "no edge token: set SOLSTICE_EDGE_TOKEN (solstice tokens create NAME --scope edge makes one)"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{0,100}", settings.edge_namespace):
+        return f"namespace {settings.edge_namespace!r} is invalid; use letters, digits, '.', '_' and '-'"
+    try:
+        Policy.from_settings(settings)
+    except PolicyError as exc:
+        return str(exc)
+    cache = settings.edge_oci_cache_dir
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / ".solstice-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return (
+            f"the OCI cache directory {cache} is not writable ({exc.strerror or exc}); "
+            "set OCI_PLUGINS_CACHE_DIR to a writable directory"
+        )
+    return None

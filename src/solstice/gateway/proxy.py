@@ -17,7 +17,7 @@ from solstice.gateway.collector import Collector
 from solstice.gateway.config import AppIdentity, Route, Step
 from solstice.gateway.errors import openai_error, plugin_failure
 from solstice.gateway.pipeline import Blocked, Hooks, PluginFailure, Unauthorized, apply_modify
-from solstice.gateway.state import GatewayState
+from solstice.gateway.state import ConfigHolder
 from solstice.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, forwardable
 from solstice.host import PluginHost, PluginNotLoadedError
 from solstice.protocol import pb
@@ -81,7 +81,7 @@ def _stream_usage(record: pb.ProxyRecord, body: bytes) -> None:
 class Gateway:
     """Serves proxied LLM calls with the current GatewayConfig."""
 
-    def __init__(self, settings: Settings, state: GatewayState, host: PluginHost) -> None:
+    def __init__(self, settings: Settings, state: ConfigHolder, host: PluginHost) -> None:
         self.settings = settings
         self.state = state
         self.host = host

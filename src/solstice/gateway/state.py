@@ -13,12 +13,19 @@ from solstice.gateway.config import GatewayConfig, load_config
 log = structlog.get_logger("solstice.gateway")
 
 
-class GatewayState:
+class ConfigHolder:
+    """What the proxy reads a configuration from; an edge sets `config` from its snapshots."""
+
+    def __init__(self) -> None:
+        self.config = GatewayConfig()
+
+
+class GatewayState(ConfigHolder):
     """The gateway configuration requests read; refresh() replaces it atomically."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__()
         self._sessions = sessions
-        self.config = GatewayConfig()
         self._lock = asyncio.Lock()
         self._generation = 0
         # Told after each rebuild: every configuration change passes through here.

@@ -1,0 +1,89 @@
+"""The edge gateway's application: the LLM proxy, health, readiness and metrics; no write API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from solstice import __version__
+from solstice.api.app import PROXY_METHODS
+from solstice.api.middleware import RequestContextMiddleware
+from solstice.edge.reconcile import Reconciler
+from solstice.edge.source import ControlPlaneSource
+from solstice.edge.store import SnapshotStore, edge_id
+from solstice.gateway.proxy import Gateway
+from solstice.gateway.state import ConfigHolder
+from solstice.host import PluginHost
+from solstice.oci.puller import config_from_settings
+from solstice.settings import Settings
+
+log = structlog.get_logger("solstice.edge")
+
+
+def create_edge_app(settings: Settings) -> FastAPI:
+    """The edge application; its lifespan syncs from the control plane until shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        host = PluginHost(settings, oci=config_from_settings(settings, edge=True))
+        holder = ConfigHolder()
+        reconciler = Reconciler(host, holder)
+        store = SnapshotStore(settings.data_dir)
+        source = ControlPlaneSource(
+            settings, edge_id(settings.data_dir, settings.edge_id), reconciler.apply, store.save
+        )
+        persisted = store.load()
+        if persisted is not None:
+            # Serve what was last applied at once: the control plane may be down.
+            await reconciler.apply(persisted)
+            source.served_from_disk(persisted)
+            log.info("serving the persisted configuration", version=persisted.get("version"))
+        gateway = Gateway(settings, holder, host)
+        gateway.start()
+        app.state.proxy = gateway
+        app.state.sync = source
+        app.state.reconciler = reconciler
+        syncing = asyncio.create_task(source.run())
+        try:
+            yield
+        finally:
+            syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncing
+            await source.aclose()
+            await gateway.aclose()
+            await host.aclose()
+
+    app = FastAPI(title="Solstice edge", version=__version__, lifespan=lifespan, openapi_url=None)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        # Ready once any configuration is applied; a stale one still serves, and says so.
+        status = request.app.state.sync.status
+        ready = request.app.state.reconciler.version is not None
+        body = {"status": "ready" if ready else "not ready", "config": status.as_dict()}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def proxy(request: Request) -> Response:
+        return await request.app.state.proxy.handle(request)
+
+    app.router.add_route(
+        "/llm/{slug}/{path:path}", proxy, methods=list(PROXY_METHODS), include_in_schema=False
+    )
+    return app

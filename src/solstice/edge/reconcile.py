@@ -1,0 +1,86 @@
+"""Make an edge's plugin host and gateway match a snapshot, without failing requests in flight.
+
+Order: start new plugins and reload changed ones, then switch the gateway to the new routes,
+then stop plugins no route uses any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from solstice.control.configs import config_id_for, deep_merge
+from solstice.gateway.config import config_from_snapshot
+from solstice.gateway.state import ConfigHolder
+from solstice.host import PluginError, PluginHost, PluginNotLoadedError, PluginSpec
+
+log = structlog.get_logger("solstice.edge")
+
+
+def specs_from_snapshot(snapshot: Mapping[str, Any]) -> dict[str, PluginSpec]:
+    """The host spec of every active plugin, with one configuration per per-LLM override."""
+    plugins = {p["slug"]: p for p in snapshot.get("plugins", []) if p.get("is_active")}
+    overrides: dict[str, dict[str, dict[str, Any]]] = {slug: {} for slug in plugins}
+    for llm in snapshot.get("llms", []):
+        for entry in llm.get("chain", []):
+            plugin = plugins.get(entry["plugin"])
+            if plugin is not None and entry.get("config_override"):
+                effective = deep_merge(plugin.get("config") or {}, entry["config_override"])
+                overrides[plugin["slug"]][config_id_for(effective)] = effective
+    return {
+        slug: PluginSpec(
+            slug=slug,
+            command=plugin["command"],
+            config=dict(plugin.get("config") or {}),
+            env=tuple(plugin.get("env") or ()),
+            timeout_ms=plugin.get("timeout_ms"),
+            checksum=plugin.get("checksum"),
+            overrides=overrides[slug],
+        )
+        for slug, plugin in plugins.items()
+    }
+
+
+class Reconciler:
+    """Applies snapshots to a host and a gateway, remembering what it applied."""
+
+    def __init__(self, host: PluginHost, state: ConfigHolder) -> None:
+        self.host = host
+        self.state = state
+        self.version: str | None = None
+        self._specs: dict[str, PluginSpec] = {}
+        self._digests: dict[str, str | None] = {}
+        self._generation: int | None = None
+
+    async def apply(self, snapshot: Mapping[str, Any]) -> None:
+        """Load, reload and unload plugins as the snapshot says, and switch the routes."""
+        wanted = specs_from_snapshot(snapshot)
+        digests = {p["slug"]: p.get("digest") for p in snapshot.get("plugins", [])}
+        generation = int(snapshot.get("reload_generation") or 0)
+        reload_all = self._generation is not None and generation != self._generation
+        for slug, spec in wanted.items():
+            changed = spec != self._specs.get(slug) or digests.get(slug) != self._digests.get(slug)
+            if slug in self._specs and not (changed or reload_all):
+                continue
+            try:
+                if slug in self._specs:
+                    await self.host.reload(slug, spec)
+                else:
+                    await self.host.load(spec)
+            except PluginError as exc:
+                # A failed start stays loaded (and retried); a failed reload keeps the old instance.
+                log.warning("plugin did not start", plugin=slug, error=str(exc))
+            self._specs[slug] = spec
+            self._digests[slug] = digests.get(slug)
+        self.state.config = config_from_snapshot(snapshot)
+        for slug in [s for s in self._specs if s not in wanted]:
+            with contextlib.suppress(PluginNotLoadedError):
+                await self.host.unload(slug)
+            del self._specs[slug]
+            self._digests.pop(slug, None)
+        self._generation = generation
+        self.version = str(snapshot.get("version") or "")
+        log.info("configuration applied", version=self.version, plugins=len(wanted))

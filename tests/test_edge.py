@@ -1,0 +1,210 @@
+"""`solstice edge` as real processes: one control plane, two edges in different namespaces."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import TESTBED, child_pids, pid_alive
+from tests.server import Server, free_port
+
+
+class Edge:
+    """`solstice edge` with its own data directory and port; stopped by PID."""
+
+    def __init__(
+        self, root: Path, control: Server, token: str, namespace: str, port: int | None = None
+    ) -> None:
+        self.root, self.control, self.token, self.namespace = root, control, token, namespace
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Edge:
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "SOLSTICE_PORT": str(self.port),
+            "SOLSTICE_HOST": "127.0.0.1",
+            "SOLSTICE_DATA_DIR": str(self.root),
+            "SOLSTICE_EDGE_TOKEN": self.token,
+            "SOLSTICE_EDGE_SYNC_WAIT": "5",
+            "SOLSTICE_LOG_FORMAT": "json",
+            "OCI_PLUGINS_CACHE_DIR": str(self.root / "oci"),
+            "ALLOW_INTERNAL_NETWORK_ACCESS": "true",
+        }
+        args = [
+            sys.executable,
+            "-m",
+            "solstice",
+            "edge",
+            "--control-url",
+            self.control.url,
+            "--namespace",
+            self.namespace,
+        ]
+        self.log = open(self.root / "edge.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.ready() is not None, 30, lambda: self.read_log())
+        return self
+
+    def ready(self) -> dict[str, Any] | None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the edge exited with {self.proc.returncode}:\n{self.read_log()}")
+        try:
+            answer = httpx.get(f"{self.url}/readyz", timeout=2)
+        except httpx.TransportError:
+            return None
+        return answer.json() if answer.status_code == 200 else None
+
+    def read_log(self) -> str:
+        return (self.root / "edge.log").read_text(errors="replace")
+
+    def plugin_commands(self) -> list[str]:
+        """The command lines of the plugin processes this edge runs."""
+        assert self.proc is not None
+        found = []
+        for pid in child_pids(self.proc.pid):
+            try:
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except FileNotFoundError:
+                continue
+        return found
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, describe: Callable[[], str] = lambda: "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s\n{describe()}")
+
+
+@pytest.fixture
+def control(tmp_path: Path) -> Iterator[Server]:
+    (tmp_path / "control").mkdir()
+    server = Server(tmp_path / "control").wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def edges(tmp_path: Path, control: Server) -> Iterator[tuple[Edge, Edge]]:
+    with control.client() as client:
+        token = client.post("/api/v1/tokens", json={"name": "edges", "scope": "edge"}).json()["token"]
+    pair = (
+        Edge(tmp_path / "edge-a", control, token, "team-a"),
+        Edge(tmp_path / "edge-b", control, token, "team-b"),
+    )
+    for edge in pair:
+        edge.start()
+    yield pair
+    for edge in pair:
+        edge.stop()
+
+
+def marker_copy(directory: Path, marker: str) -> Path:
+    """The testbed plugin under a name that shows in its process's command line."""
+    path = directory / f"testbed-{marker}.py"
+    path.write_bytes(TESTBED.read_bytes())
+    path.chmod(0o755)
+    return path
+
+
+def test_plugins_follow_their_namespace_and_survive_the_control_plane(
+    tmp_path: Path, control: Server, edges: tuple[Edge, Edge]
+) -> None:
+    edge_a, edge_b = edges
+    marker = uuid.uuid4().hex[:8]
+    plugin_file = marker_copy(tmp_path, marker)
+    with control.client() as client:
+        created = client.post(
+            "/api/v1/plugins",
+            json={"name": "a", "slug": "guard", "command": f"file://{plugin_file}", "hook_type": "pre_auth",
+                  "namespace": "team-a", "config": {"header": "X-One"}},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        began = time.monotonic()
+        wait_until(lambda: any(marker in c for c in edge_a.plugin_commands()), 10, edge_a.read_log)
+        assert time.monotonic() - began < 2.5
+        assert not any(marker in c for c in edge_b.plugin_commands())
+
+        # A config change reaches the edge: its plugin is reloaded (a new process).
+        before = set(child_pids(edge_a.proc.pid))  # type: ignore[union-attr]
+        client.patch("/api/v1/plugins/guard", json={"config": {"header": "X-Two"}})
+        wait_until(lambda: set(child_pids(edge_a.proc.pid)) - before, 10, edge_a.read_log)  # type: ignore[union-attr]
+
+        # Edges are listed with the version they run.
+        listed = {e["id"]: e for e in client.get("/api/v1/edges").json()}
+        assert {e["namespace"] for e in listed.values()} == {"team-a", "team-b"}
+
+    # The control plane dies: both edges keep serving, and say their config is stale.
+    control.stop(signal.SIGKILL)
+    wait_until(lambda: (edge_a.ready() or {}).get("config", {}).get("stale"), 15, edge_a.read_log)
+    assert any(marker in c for c in edge_a.plugin_commands())
+    assert edge_b.ready() is not None
+
+    # An edge restarted while the control plane is down serves its persisted snapshot.
+    edge_a.stop()
+    restarted = Edge(edge_a.root, control, edge_a.token, "team-a", port=edge_a.port).start()
+    try:
+        status = restarted.ready()
+        assert status is not None and status["config"]["source"] == "disk" and status["config"]["stale"]
+        wait_until(lambda: any(marker in c for c in restarted.plugin_commands()), 10, restarted.read_log)
+    finally:
+        restarted.stop()
+
+
+def test_deleting_a_plugin_stops_it_on_the_edge(
+    tmp_path: Path, control: Server, edges: tuple[Edge, Edge]
+) -> None:
+    edge_a, _ = edges
+    marker = uuid.uuid4().hex[:8]
+    plugin_file = marker_copy(tmp_path, marker)
+    with control.client() as client:
+        client.post(
+            "/api/v1/plugins",
+            json={"name": "g", "slug": "gone", "command": f"file://{plugin_file}", "hook_type": "pre_auth"},
+        )
+        pids = wait_until(
+            lambda: [
+                p for p in child_pids(edge_a.proc.pid) if marker in Path(f"/proc/{p}/cmdline").read_text()
+            ],  # type: ignore[union-attr]
+            10,
+            edge_a.read_log,
+        )
+        assert client.delete("/api/v1/plugins/gone").status_code == 204
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 10, edge_a.read_log)
+
+
+def test_an_edge_without_a_token_refuses_to_start(tmp_path: Path) -> None:
+    env = {**os.environ, "SOLSTICE_DATA_DIR": str(tmp_path), "SOLSTICE_EDGE_TOKEN": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "solstice", "edge", "--control-url", "http://127.0.0.1:9"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("solstice: no edge token: set SOLSTICE_EDGE_TOKEN")
