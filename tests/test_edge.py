@@ -23,9 +23,16 @@ class Edge:
     """`solstice edge` with its own data directory and port; stopped by PID."""
 
     def __init__(
-        self, root: Path, control: Server, token: str, namespace: str, port: int | None = None
+        self,
+        root: Path,
+        control: Server,
+        token: str,
+        namespace: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root, self.control, self.token, self.namespace = root, control, token, namespace
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,6 +49,7 @@ class Edge:
             "SOLSTICE_LOG_FORMAT": "json",
             "OCI_PLUGINS_CACHE_DIR": str(self.root / "oci"),
             "ALLOW_INTERNAL_NETWORK_ACCESS": "true",
+            **self.extra_env,
         }
         args = [
             sys.executable,
