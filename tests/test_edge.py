@@ -25,14 +25,16 @@ class Edge:
     def __init__(
         self,
         root: Path,
-        control: Server,
+        control: Server | None,
         token: str,
         namespace: str,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        config: Path | None = None,
     ) -> None:
         self.root, self.control, self.token, self.namespace = root, control, token, namespace
         self.extra_env = env or {}
+        self.config = config
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,16 +53,11 @@ class Edge:
             "ALLOW_INTERNAL_NETWORK_ACCESS": "true",
             **self.extra_env,
         }
-        args = [
-            sys.executable,
-            "-m",
-            "solstice",
-            "edge",
-            "--control-url",
-            self.control.url,
-            "--namespace",
-            self.namespace,
-        ]
+        args = [sys.executable, "-m", "solstice", "edge"]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        else:
+            args += ["--control-url", self.control.url, "--namespace", self.namespace]
         self.log = open(self.root / "edge.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: self.ready() is not None, 30, lambda: self.read_log())
@@ -216,3 +213,62 @@ def test_an_edge_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith("solstice: no edge token: set SOLSTICE_EDGE_TOKEN")
+
+
+PLUGINS_YAML = """
+plugins:
+  - slug: guard
+    command: file://{plugin}
+    hook_types: [pre_auth]
+llms:
+  - slug: mock
+    vendor: mock
+    plugins:
+      - plugin: guard
+apps:
+  - name: demo
+    llms: [mock]
+    keys_env: [DEMO_KEY]
+"""
+
+
+def test_an_edge_serves_a_watched_config_file(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex[:8]
+    plugin_file = marker_copy(tmp_path, marker)
+    config = tmp_path / "plugins.yaml"
+    config.write_text(PLUGINS_YAML.format(plugin=plugin_file))
+    edge = Edge(tmp_path / "edge", None, "", "", env={"DEMO_KEY": "sk-demo-123"}, config=config).start()
+    try:
+        status = edge.ready()
+        assert status is not None and status["config"]["source"] == "file"
+        assert any(marker in c for c in edge.plugin_commands())
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(
+            f"{edge.url}/llm/mock/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer sk-demo-123"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert httpx.post(f"{edge.url}/llm/mock/v1/chat/completions", json=body).status_code == 401
+
+        # A broken edit keeps the last good configuration; a good one is applied.
+        config.write_text("plugins: [{slug: BAD}]\n")
+        time.sleep(2.5)
+        assert any(marker in c for c in edge.plugin_commands())
+        assert "config file not applied" in edge.read_log()
+        config.write_text("plugins: []\n")  # a good edit: the plugin goes away
+        wait_until(lambda: not any(marker in c for c in edge.plugin_commands()) or None, 10, edge.read_log)
+    finally:
+        edge.stop()
+
+
+def test_a_bad_config_file_stops_the_edge_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.yaml"
+    config.write_text("llms:\n  - slug: x\n    plugins: [{plugin: nope}]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "solstice", "edge", "--config", str(config)],
+        env={**os.environ, "SOLSTICE_DATA_DIR": str(tmp_path), "OCI_PLUGINS_CACHE_DIR": str(tmp_path / "oci")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == f"solstice: {config}: llm x uses plugin 'nope', which is not defined\n"

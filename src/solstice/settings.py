@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         "", max_length=200, description="A name shown in GET /api/v1/edges; empty: hostname."
     )
     edge_sync_wait: float = Field(25.0, gt=0, le=60, description="Seconds one sync request long-polls.")
+    edge_config: Path | None = Field(
+        None, description="A plugins.yaml an edge serves instead of syncing from a control plane."
+    )
 
     # The command security policy, under the reference page's variable names.
     allow_internal_network_access: bool = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,11 +49,15 @@ def edge(
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Serve global items and this namespace's.")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Serve LLMs, apps and plugins from this YAML file (watched) instead."),
+    ] = None,
 ) -> None:
-    """Run an edge gateway: the LLM proxy with plugins, configured by a control plane."""
+    """Run an edge gateway: the LLM proxy with plugins, configured by a control plane or a file."""
     from solstice.cli.serve import run_edge
 
-    raise typer.Exit(run_edge(control_url, namespace))
+    raise typer.Exit(run_edge(control_url, namespace, config))
 
 
 @app.command("mock-llm")

@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import structlog
 import uvicorn
@@ -100,9 +101,9 @@ def _run(app: object, settings: Settings, message: str) -> int:
     return 0 if server.started else 1
 
 
-def run_edge(control_url: str | None, namespace: str | None) -> int:
+def run_edge(control_url: str | None, namespace: str | None, config: Path | None = None) -> int:
     """Run `solstice edge` to completion and return the exit status."""
-    overrides = {"control_url": control_url, "edge_namespace": namespace}
+    overrides = {"control_url": control_url, "edge_namespace": namespace, "edge_config": config}
     try:
         settings = get_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
@@ -120,6 +121,14 @@ def run_edge(control_url: str | None, namespace: str | None) -> int:
 
 def _edge_problem(settings: Settings) -> str | None:
     """Why the edge cannot start, in one sentence, or None."""
+    if settings.edge_config is not None:
+        from solstice.edge.configfile import ConfigFileError, snapshot_from_file
+
+        try:
+            snapshot_from_file(settings.edge_config, settings.environ)
+        except ConfigFileError as exc:
+            return str(exc)
+        return _common_edge_problem(settings)
     if not settings.control_url.startswith(("http://", "https://")):
         return (
             f"the control plane URL {settings.control_url!r} is not http(s)://; pass --control-url "
@@ -129,6 +138,10 @@ def _edge_problem(settings: Settings) -> str | None:
         return "no edge token: set SOLSTICE_EDGE_TOKEN (solstice tokens create NAME --scope edge makes one)"
     if not re.fullmatch(r"[A-Za-z0-9_.-]{0,100}", settings.edge_namespace):
         return f"namespace {settings.edge_namespace!r} is invalid; use letters, digits, '.', '_' and '-'"
+    return _common_edge_problem(settings)
+
+
+def _common_edge_problem(settings: Settings) -> str | None:
     try:
         Policy.from_settings(settings)
     except PolicyError as exc:

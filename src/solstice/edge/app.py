@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from solstice import __version__
 from solstice.api.app import PROXY_METHODS
 from solstice.api.middleware import RequestContextMiddleware
+from solstice.edge.configfile import FileSource
 from solstice.edge.reconcile import Reconciler
 from solstice.edge.source import ControlPlaneSource
 from solstice.edge.store import SnapshotStore, edge_id
@@ -35,16 +36,20 @@ def create_edge_app(settings: Settings) -> FastAPI:
         host = PluginHost(settings, oci=config_from_settings(settings, edge=True))
         holder = ConfigHolder()
         reconciler = Reconciler(host, holder)
-        store = SnapshotStore(settings.data_dir)
-        source = ControlPlaneSource(
-            settings, edge_id(settings.data_dir, settings.edge_id), reconciler.apply, store.save
-        )
-        persisted = store.load()
-        if persisted is not None:
-            # Serve what was last applied at once: the control plane may be down.
-            await reconciler.apply(persisted)
-            source.served_from_disk(persisted)
-            log.info("serving the persisted configuration", version=persisted.get("version"))
+        source: ControlPlaneSource | FileSource
+        if settings.edge_config is not None:
+            source = FileSource(settings.edge_config, settings.environ, reconciler.apply)
+            await source.load()
+        else:
+            store = SnapshotStore(settings.data_dir)
+            identity = edge_id(settings.data_dir, settings.edge_id)
+            source = ControlPlaneSource(settings, identity, reconciler.apply, store.save)
+            persisted = store.load()
+            if persisted is not None:
+                # Serve what was last applied at once: the control plane may be down.
+                await reconciler.apply(persisted)
+                source.served_from_disk(persisted)
+                log.info("serving the persisted configuration", version=persisted.get("version"))
         gateway = Gateway(settings, holder, host)
         gateway.start()
         app.state.proxy = gateway
@@ -57,7 +62,8 @@ def create_edge_app(settings: Settings) -> FastAPI:
             syncing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await syncing
-            await source.aclose()
+            if isinstance(source, ControlPlaneSource):
+                await source.aclose()
             await gateway.aclose()
             await host.aclose()
 

@@ -1,0 +1,185 @@
+"""`solstice edge --config plugins.yaml`: LLMs, apps and plugins from a file, watched for changes.
+
+The file is turned into the same snapshot a control plane sends, so both sources share the
+reconciler. Secrets come from the environment (`api_key_env`, `keys_env`), not from the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from solstice.control.snapshot import SNAPSHOT_FORMAT, version_of
+from solstice.edge.source import Apply, SyncStatus
+from solstice.hooks import HOOK_TYPES
+from solstice.store.apps import hash_key
+
+log = structlog.get_logger("solstice.edge")
+
+SLUG = r"^[a-z0-9][a-z0-9-]{0,99}$"
+POLL_S = 1.0
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be used; the message names the file and the bad field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FilePlugin(_Model):
+    slug: str = Field(pattern=SLUG)
+    command: str = Field(max_length=2048)
+    hook_types: list[Literal[HOOK_TYPES]] = Field(min_length=1)  # type: ignore[valid-type]
+    config: dict[str, Any] = Field(default_factory=dict)
+    timeout_ms: int = Field(1000, ge=1, le=600_000)
+    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+    env: list[str] = Field(default_factory=list)
+    checksum: str | None = None
+    is_global: bool = Field(False, alias="global")
+    is_active: bool = True
+
+
+class FileChainEntry(_Model):
+    plugin: str
+    config_override: dict[str, Any] = Field(default_factory=dict)
+    timeout_ms: int | None = Field(None, ge=1, le=600_000)
+    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+
+
+class FileLLM(_Model):
+    slug: str = Field(pattern=SLUG)
+    name: str = ""
+    vendor: Literal["openai", "mock"] = "openai"
+    upstream_url: str = ""
+    api_key_env: str = ""
+    is_active: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+    plugins: list[FileChainEntry] = Field(default_factory=list)
+
+
+class FileApp(_Model):
+    name: str = Field(min_length=1)
+    llms: list[str] = Field(default_factory=list)
+    keys_env: list[str] = Field(default_factory=list)
+    is_active: bool = True
+
+
+class ConfigFile(_Model):
+    plugins: list[FilePlugin] = Field(default_factory=list)
+    llms: list[FileLLM] = Field(default_factory=list)
+    apps: list[FileApp] = Field(default_factory=list)
+
+
+def _secret(environ: Mapping[str, str], name: str, what: str) -> str:
+    if name not in environ:
+        raise ConfigFileError(
+            f"{what} names the variable {name}, which is not set; set it or remove the reference"
+        )
+    return environ[name]
+
+
+def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read and check the file; the snapshot it describes (ConfigFileError says what is wrong)."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        parsed = ConfigFile.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigFileError(f"{path}: {where}: {first['msg']}") from None
+    slugs = {p.slug for p in parsed.plugins}
+    llm_ids = {llm.slug: number for number, llm in enumerate(parsed.llms, start=1)}
+    llms = []
+    for llm in parsed.llms:
+        for entry in llm.plugins:
+            if entry.plugin not in slugs:
+                raise ConfigFileError(
+                    f"{path}: llm {llm.slug} uses plugin {entry.plugin!r}, which is not defined"
+                )
+        api_key = _secret(environ, llm.api_key_env, f"llm {llm.slug}") if llm.api_key_env else ""
+        llms.append(
+            {
+                "id": llm_ids[llm.slug], "slug": llm.slug, "name": llm.name or llm.slug, "vendor": llm.vendor,
+                "upstream_url": llm.upstream_url.rstrip("/"), "api_key": api_key, "is_active": llm.is_active,
+                "options": llm.options, "namespace": "",
+                "chain": [{**entry.model_dump(), "position": n} for n, entry in enumerate(llm.plugins)],
+            }
+        )  # fmt: skip
+    apps = []
+    for number, app in enumerate(parsed.apps, start=1):
+        unknown = [name for name in app.llms if name not in llm_ids]
+        if unknown:
+            raise ConfigFileError(f"{path}: app {app.name} names unknown llm {unknown[0]!r}")
+        keys = [hash_key(_secret(environ, name, f"app {app.name}")) for name in app.keys_env]
+        apps.append(
+            {
+                "id": number, "name": app.name, "is_active": app.is_active, "namespace": "",
+                "llm_ids": [llm_ids[name] for name in app.llms], "key_hashes": sorted(keys),
+            }
+        )  # fmt: skip
+    plugins = [
+        {
+            **p.model_dump(exclude={"is_global"}), "is_global": p.is_global, "hook_type": p.hook_types[0],
+            "plugin_type": "gateway", "namespace": "", "digest": None,
+        }
+        for p in parsed.plugins
+    ]  # fmt: skip
+    snapshot: dict[str, Any] = {
+        "format": SNAPSHOT_FORMAT, "namespace": "", "reload_generation": 0,
+        "plugins": plugins, "llms": llms, "apps": apps,
+    }  # fmt: skip
+    snapshot["version"] = version_of(snapshot)
+    return snapshot
+
+
+class FileSource:
+    """Applies the file at start and again whenever it changes; a broken edit keeps the last good one."""
+
+    def __init__(self, path: Path, environ: Mapping[str, str], apply: Apply) -> None:
+        self.path = path
+        self.environ = environ
+        self.apply = apply
+        self.status = SyncStatus(source="file")
+        self._seen: tuple[float, int] | None = None
+
+    def _stamp(self) -> tuple[float, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_mtime, info.st_size
+
+    async def load(self) -> None:
+        """Apply the file now; ConfigFileError when it cannot be used."""
+        self._seen = self._stamp()
+        snapshot = snapshot_from_file(self.path, self.environ)
+        if snapshot["version"] != self.status.version:
+            await self.apply(snapshot)
+        self.status = SyncStatus(version=snapshot["version"], source="file", stale=False)
+
+    async def run(self) -> None:
+        """Watch the file until cancelled."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            if self._stamp() == self._seen:
+                continue
+            try:
+                await self.load()
+                log.info("config file applied", path=str(self.path), version=self.status.version)
+            except ConfigFileError as exc:
+                self.status.error = str(exc)
+                log.error("config file not applied; keeping the previous configuration", error=str(exc))
