@@ -166,10 +166,16 @@ def test_plugins_follow_their_namespace_and_survive_the_control_plane(
         listed = {e["id"]: e for e in client.get("/api/v1/edges").json()}
         assert {e["namespace"] for e in listed.values()} == {"team-a", "team-b"}
 
+        # A reload request restarts the edge's plugins (a new process), here for the namespace.
+        before = set(child_pids(edge_a.proc.pid))  # type: ignore[union-attr]
+        assert client.post("/api/v1/namespaces/team-a/reload").json() == {"edges": 1}
+        wait_until(lambda: set(child_pids(edge_a.proc.pid)) - before, 10, edge_a.read_log)  # type: ignore[union-attr]
+
     # The control plane dies: both edges keep serving, and say their config is stale.
     control.stop(signal.SIGKILL)
     wait_until(lambda: (edge_a.ready() or {}).get("config", {}).get("stale"), 15, edge_a.read_log)
     assert any(marker in c for c in edge_a.plugin_commands())
+    assert "solstice_edge_config_stale 1.0" in httpx.get(f"{edge_a.url}/metrics").text
     assert edge_b.ready() is not None
 
     # An edge restarted while the control plane is down serves its persisted snapshot.
