@@ -146,6 +146,9 @@ def test_plugins_follow_their_namespace_and_survive_the_control_plane(
     marker = uuid.uuid4().hex[:8]
     plugin_file = marker_copy(tmp_path, marker)
     with control.client() as client:
+        # A global LLM and app, so every edge can serve a request.
+        assert client.post("/api/v1/llms", json={"name": "Echo", "vendor": "mock"}).status_code == 201
+        app_key = client.post("/api/v1/apps", json={"name": "demo", "llms": ["echo"]}).json()["key"]
         created = client.post(
             "/api/v1/plugins",
             json={"name": "a", "slug": "guard", "command": f"file://{plugin_file}", "hook_type": "pre_auth",
@@ -176,7 +179,14 @@ def test_plugins_follow_their_namespace_and_survive_the_control_plane(
     wait_until(lambda: (edge_a.ready() or {}).get("config", {}).get("stale"), 15, edge_a.read_log)
     assert any(marker in c for c in edge_a.plugin_commands())
     assert "solstice_edge_config_stale 1.0" in httpx.get(f"{edge_a.url}/metrics").text
-    assert edge_b.ready() is not None
+    body = {"model": "m", "messages": [{"role": "user", "content": "still there?"}]}
+    for edge in (edge_a, edge_b):
+        answer = httpx.post(
+            f"{edge.url}/llm/echo/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {app_key}"},
+        )
+        assert answer.status_code == 200, (edge.url, answer.text)
 
     # An edge restarted while the control plane is down serves its persisted snapshot.
     edge_a.stop()
@@ -209,6 +219,22 @@ def test_deleting_a_plugin_stops_it_on_the_edge(
         )
         assert client.delete("/api/v1/plugins/gone").status_code == 204
     wait_until(lambda: not any(pid_alive(p) for p in pids), 10, edge_a.read_log)
+
+
+def test_an_unwritable_oci_cache_stops_the_edge_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    env = {
+        **os.environ, "SOLSTICE_DATA_DIR": str(tmp_path), "SOLSTICE_EDGE_TOKEN": "sol_x",
+        "OCI_PLUGINS_CACHE_DIR": str(blocker / "cache"),
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "solstice", "edge", "--control-url", "http://127.0.0.1:9"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"solstice: the OCI cache directory {blocker / 'cache'} is not writable")
+    assert "OCI_PLUGINS_CACHE_DIR" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_an_edge_without_a_token_refuses_to_start(tmp_path: Path) -> None:
