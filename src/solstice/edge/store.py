@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+
+from solstice.files import write_json_atomic
 
 SNAPSHOT_FILE = "edge-snapshot.json"
 ID_FILE = "edge-id"
@@ -31,16 +31,7 @@ class SnapshotStore:
     def save(self, snapshot: dict[str, Any]) -> None:
         """Write atomically: a crash leaves the previous snapshot, never half of one."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".snapshot-")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(snapshot, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self.path, snapshot)
 
 
 def edge_id(data_dir: Path, configured: str) -> str:

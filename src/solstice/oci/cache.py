@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from solstice.files import write_json_atomic
 from solstice.metrics import OCI_CACHE_EVICTIONS
 
 EXECUTABLE = "plugin"
@@ -78,20 +79,6 @@ def _fsync(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a temporary file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Cache:
@@ -156,7 +143,7 @@ class Cache:
     def commit(self, key: str, workdir: Path, meta: dict[str, Any]) -> Entry:
         """Move a finished download (holding `plugin`) into place; a concurrent winner is kept."""
         meta = {**meta, "pulled_at": time.time()}
-        _write_json(workdir / META, meta)
+        write_json_atomic(workdir / META, meta)
         _fsync(workdir / EXECUTABLE)
         _fsync(workdir)  # the entry's names are durable before it becomes visible
         target = self.plugins / key
@@ -178,11 +165,13 @@ class Cache:
     def update_meta(self, key: str, **changes: Any) -> None:
         """Record more about an entry (e.g. the key that verified its signature)."""
         path = self.plugins / key / META
-        _write_json(path, {**json.loads(path.read_text()), **changes})
+        write_json_atomic(path, {**json.loads(path.read_text()), **changes})
 
     def remember_tag(self, tag_ref: str, digest: str) -> None:
         """Record what a tag resolved to, for loads while the registry is unreachable."""
-        _write_json(self._ref_path(tag_ref), {"reference": tag_ref, "digest": digest, "at": time.time()})
+        write_json_atomic(
+            self._ref_path(tag_ref), {"reference": tag_ref, "digest": digest, "at": time.time()}
+        )
 
     def recall_tag(self, tag_ref: str) -> tuple[str, float] | None:
         """The digest a tag last resolved to and when, if known."""
