@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from solstice import __version__
-from solstice.cli import oci, plugins, tokens
+from solstice.cli import develop, oci, plugins, tokens
 
 # Locals in a crash traceback could include an API token; never print them.
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(plugins.app, name="plugins")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(oci.app, name="oci")
 app.add_typer(oci.keys_app, name="keys")
+app.add_typer(develop.app, name="plugin")
 
 
 @app.command()
