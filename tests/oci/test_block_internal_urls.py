@@ -20,9 +20,9 @@ from solstice.security.connect import CheckedBackend
 from solstice.security.policy import Policy
 from solstice.security.resolve import ResolveError
 from tests.conftest import fast_settings
+from tests.oci.fakes import serving
 from tests.oci.images import push_image_with_umoci, write_plugin_executable
 from tests.oci.registries import Registry
-from tests.server import free_port
 
 
 def puller(tmp_path: Path, allowlist: str) -> Puller:
@@ -71,14 +71,10 @@ async def redirect_to_other_loopback(registry: Registry) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", front)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"127.0.0.1:{port}"
+        async with serving(app) as host:
+            yield host
     finally:
-        await runner.cleanup()
         await session.close()
 
 

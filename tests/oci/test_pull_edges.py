@@ -16,9 +16,9 @@ from solstice.oci.keys import generate_keypair, load_private_key
 from solstice.oci.puller import OciConfig, Puller
 from solstice.oci.reference import parse_reference
 from solstice.oci.registry import ClientOptions, RegistryClient
+from tests.oci.fakes import serving
 from tests.oci.images import push_image_with_umoci, write_plugin_executable
 from tests.oci.registries import Registry
-from tests.server import free_port
 
 OPTIONS = ClientOptions(retries=0, timeout=5)
 
@@ -119,14 +119,10 @@ async def front(registry: Registry) -> AsyncIterator[tuple[str, dict[str, str]]]
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"127.0.0.1:{port}", mode
+        async with serving(app) as host:
+            yield host, mode
     finally:
-        await runner.cleanup()
         await session.close()
 
 
@@ -166,13 +162,7 @@ async def test_an_index_entry_without_a_digest_is_refused(tmp_path: Path) -> Non
 
     app = web.Application()
     app.router.add_route("*", "/v2/plugins/bad/manifests/{ref}", manifest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        reference = parse_reference(f"oci://127.0.0.1:{port}/plugins/bad:v1?arch=linux/amd64")
+    async with serving(app) as host:
+        reference = parse_reference(f"oci://{host}/plugins/bad:v1?arch=linux/amd64")
         with pytest.raises(ContentError, match="has no sha256 digest"):
             await puller(tmp_path / "cache").pull(reference)
-    finally:
-        await runner.cleanup()

@@ -21,6 +21,7 @@ from solstice.oci.errors import ContentError, RegistryError
 from solstice.oci.puller import OciConfig, Puller
 from solstice.oci.reference import parse_reference
 from solstice.oci.registry import ClientOptions
+from tests.oci.fakes import serving
 from tests.oci.images import push_image_with_umoci, write_plugin_executable
 from tests.oci.registries import Registry
 from tests.server import free_port
@@ -34,13 +35,6 @@ class Storage:
 
     url: str = ""
     authorization_seen: list[str | None] = field(default_factory=list)
-
-
-async def _start(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
 
 
 @pytest.fixture
@@ -78,12 +72,10 @@ async def redirecting(basic_registry: Registry) -> AsyncIterator[tuple[str, Stor
     storage_app, front_app = web.Application(), web.Application()
     storage_app.router.add_route("GET", "/storage/{tail:.*}", blob_from_storage)
     front_app.router.add_route("*", "/{tail:.*}", front)
-    runners = [await _start(storage_app, storage_port), await _start(front_app, front_port)]
     try:
-        yield f"127.0.0.1:{front_port}", storage
+        async with serving(storage_app, storage_port), serving(front_app, front_port) as front_host:
+            yield front_host, storage
     finally:
-        for runner in runners:
-            await runner.cleanup()
         await session.close()
 
 
@@ -125,14 +117,12 @@ async def flaky(registry: Registry) -> AsyncIterator[tuple[str, list[int]]]:
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(status=answer.status, headers=out, body=await answer.read())
 
-    port = free_port()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", front)
-    runner = await _start(app, port)
     try:
-        yield f"127.0.0.1:{port}", sent
+        async with serving(app) as host:
+            yield host, sent
     finally:
-        await runner.cleanup()
         await session.close()
 
 
