@@ -7,7 +7,8 @@ export PATH := $(BIN):$(PATH)
 DEBIAN_PACKAGES := golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev \
 	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev protobuf-compiler \
 	protoc-gen-go protoc-gen-go-grpc postgresql curl \
-	docker-registry skopeo umoci apache2-utils
+	docker-registry skopeo umoci apache2-utils \
+	buildah docker-compose
 DEMO_PLUGIN := file://$(CURDIR)/examples/plugins/header-enricher/plugin.py
 
 .PHONY: install system-deps run test lint proto bench clean
