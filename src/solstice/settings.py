@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     control_url: str = Field(
         "", description="The control plane an edge syncs from, e.g. http://control:3000."
     )
-    edge_token: str = Field("", description="An edge-scoped API token of the control plane.")
+    edge_token: str = Field(
+        "",
+        description="An edge-scoped API token: what an edge sends, and one more a control plane accepts.",
+    )
     edge_namespace: str = Field(
         "", pattern=r"^[A-Za-z0-9_.-]{0,100}$", description="The edge's namespace; empty: global items only."
     )

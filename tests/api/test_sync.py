@@ -148,3 +148,19 @@ def test_snapshots_carry_what_an_edge_needs_to_serve(
     assert app["llm_ids"] == [llm["id"]] and len(app["key_hashes"]) == 1
     entry = next(p for p in snapshot["plugins"] if p["slug"] == plugin["slug"])
     assert entry["config"] == {"header": "X-From"} and entry["command"] == f"file://{TESTBED}"
+
+
+def test_the_edge_token_variable_is_an_edge_token_on_the_control_plane(tmp_path: Path) -> None:
+    """One Secret, SOLSTICE_EDGE_TOKEN, configures both sides (docker-compose, Kubernetes)."""
+    shared = "sol_edge_shared_secret_0123456789"
+    server = Server(tmp_path, env={"SOLSTICE_EDGE_TOKEN": shared}).wait_ready()
+    try:
+        assert sync(server, shared, "e1", "").status_code == 200
+        assert sync(server, shared + "x", "e1", "").status_code == 401
+        listed = httpx.get(f"{server.url}/api/v1/plugins", headers={"Authorization": f"Bearer {shared}"})
+        assert listed.status_code == 403
+        with server.client() as client:
+            edges = client.get("/api/v1/edges").json()
+        assert [edge["id"] for edge in edges] == ["e1"]
+    finally:
+        server.stop()

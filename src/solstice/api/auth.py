@@ -32,9 +32,9 @@ async def authenticate(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Problem(401, "missing bearer token; send 'Authorization: Bearer <token>'", _CHALLENGE)
     state = request.app.state
-    configured = state.settings.admin_token
-    if configured and hmac.compare_digest(token.encode(), configured.encode()):
-        return Principal("SOLSTICE_ADMIN_TOKEN", "admin")
+    configured = _configured_principal(state.settings.admin_token, state.settings.edge_token, token)
+    if configured is not None:
+        return configured
     async with state.sessions() as session:
         row = await find_token(session, token)
         if row is None:
@@ -50,6 +50,19 @@ async def authenticate(request: Request) -> Principal:
             await touch_token(session, row.id)
             await session.commit()
         return Principal(f"token:{row.name}#{row.id}", row.scope)
+
+
+def _configured_principal(admin: str, edge: str, token: str) -> Principal | None:
+    """The principal of a token set in the environment: one Secret can feed a control plane and its edges."""
+    found = None
+    # Both comparisons always run, so timing does not tell which variable a guess is close to.
+    for name, scope, value in (
+        ("SOLSTICE_ADMIN_TOKEN", "admin", admin),
+        ("SOLSTICE_EDGE_TOKEN", "edge", edge),
+    ):
+        if value and hmac.compare_digest(token.encode(), value.encode()) and found is None:
+            found = Principal(name, scope)
+    return found
 
 
 async def require_read(principal: Principal = Depends(authenticate)) -> Principal:
