@@ -29,15 +29,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PAGES = [p for p in ["quickstart.md", "deploy-file.md", "deploy-grpc.md", "deploy-oci.md"] if (DOCS / p).exists()]
+PAGES = [
+    p for p in ["quickstart.md", "deploy-file.md", "deploy-grpc.md", "deploy-oci.md"] if (DOCS / p).exists()
+]
 # What a checkout holds that the pages use.
 CHECKOUT = ["examples", "Makefile", "pyproject.toml", "src", "README.md", ".venv"]
 PORTS = (3000, 5000)
 MARK = "@@solstice-docs-block@@"
 
-PREAMBLE = f"""\
+PREAMBLE = """\
 set -euo pipefail
-curl() {{ command curl --silent --show-error --fail-with-body "$@"; }}
+curl() { command curl --silent --show-error --fail-with-body "$@"; }
 # Whatever a page leaves running is stopped when the page ends, by PID.
 trap 'for pid in $(jobs -p); do kill -TERM "$pid" 2>/dev/null || true; done; wait' EXIT
 """
