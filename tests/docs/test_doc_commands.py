@@ -5,7 +5,8 @@ Each page runs as one bash script, in a fresh directory that looks like a checko
 "from a checkout" and mean it. A page is Markdown; what the harness reads from it:
 
 - every ```sh block, in order, in one shell (`set -euo pipefail`, so a failing command fails the
-  test; `curl` fails on HTTP errors, as if `--fail-with-body` were given);
+  test; `curl` fails on HTTP errors, as if `--fail-with-body` were given, unless it is asked
+  for the status code with `-w`);
 - a ```text or ```json block right after a ```sh block is that block's output: each of its lines
   must appear, in order, in what the block printed, compared without whitespace (so pretty JSON
   matches compact JSON). Lines of only brackets or `...` are layout and are not compared;
@@ -18,8 +19,10 @@ fails loudly when something else holds them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -36,10 +39,15 @@ PAGES = [
 CHECKOUT = ["examples", "Makefile", "pyproject.toml", "src", "README.md", ".venv"]
 PORTS = (3000, 5000)
 MARK = "@@solstice-docs-block@@"
+PAGE_TIMEOUT_S = 180
 
 PREAMBLE = """\
 set -euo pipefail
-curl() { command curl --silent --show-error --fail-with-body "$@"; }
+# curl fails on HTTP errors, unless the page reads the status itself with -w.
+curl() {
+  case " $* " in *" -w "*|*" --write-out "*) command curl --silent --show-error "$@" ;;
+  *) command curl --silent --show-error --fail-with-body "$@" ;; esac
+}
 # Whatever a page leaves running is stopped when the page ends, by PID.
 trap 'for pid in $(jobs -p); do kill -TERM "$pid" 2>/dev/null || true; done; wait' EXIT
 """
@@ -121,11 +129,24 @@ def check_output(block: Block, printed: str, page: str) -> None:
         position = found + len(needle)
 
 
+def _stop_session(shell: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL, to every process still in the page's session."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, sig)
+        try:
+            shell.wait(10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def _busy(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.timeout(PAGE_TIMEOUT_S + 60)
 @pytest.mark.parametrize("page", PAGES)
 def test_every_command_of_the_page_runs(page: str, tmp_path: Path) -> None:
     blocks = blocks_of(DOCS / page)
@@ -145,10 +166,18 @@ def test_every_command_of_the_page_runs(page: str, tmp_path: Path) -> None:
         "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
     }
     (tmp_path / "home").mkdir()
-    done = subprocess.run(
-        ["bash", "-c", script_of(blocks)], cwd=checkout, env=env,
-        capture_output=True, text=True, timeout=240,
+    # Its own session, so everything the page started is stopped with it, even on a timeout.
+    shell = subprocess.Popen(
+        ["bash", "-c", script_of(blocks)], cwd=checkout, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    try:
+        stdout, stderr = shell.communicate(timeout=PAGE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = "", f"the page did not finish within {PAGE_TIMEOUT_S} s"
+    finally:
+        _stop_session(shell)
+    done = subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
     sections = re.split(rf"^{re.escape(MARK)} ", done.stdout, flags=re.MULTILINE)[1:]
     printed = {}
     for section in sections:
