@@ -154,6 +154,10 @@ def test_every_command_of_the_page_runs(page: str, tmp_path: Path) -> None:
     busy = [port for port in PORTS if _busy(port)]
     if busy:
         pytest.fail(f"ports {busy} are in use; the documentation pages need them free", pytrace=False)
+    installed = ROOT / ".venv" / ".installed"
+    if not installed.exists() or installed.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
+        # The quick start's `make install` would otherwise install from this temporary checkout.
+        pytest.fail("the virtualenv is older than pyproject.toml; run `make install` first", pytrace=False)
     checkout = tmp_path / "solstice"
     checkout.mkdir()
     for name in CHECKOUT:
