@@ -65,10 +65,12 @@ async def test_basic_auth_from_environment(basic_registry: Registry, tmp_path: P
     exe = write_plugin_executable(tmp_path / "p", "basic")
     push_image_with_umoci(basic_registry, "plugins/b:v1", exe)
     ref = parse_reference(f"oci://{basic_registry.host}/plugins/b:v1?auth=LOCAL")
-    with pytest.raises(RegistryAuthError, match="requires authentication"):
+    with pytest.raises(RegistryAuthError, match="requires authentication") as refused:
         await make_puller(tmp_path / "anon").pull(
             parse_reference(f"oci://{basic_registry.host}/plugins/b:v1")
         )
+    # The message names the variable prefix that would be read for this host:port.
+    assert f"NAME is '127_0_0_1_{basic_registry.port}'" in str(refused.value)
     env = {
         "OCI_PLUGINS_REGISTRY_LOCAL_USERNAME": basic_registry.user,
         "OCI_PLUGINS_REGISTRY_LOCAL_PASSWORD": basic_registry.password,

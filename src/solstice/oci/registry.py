@@ -28,7 +28,7 @@ import httpcore
 import httpx
 
 from solstice.oci import media
-from solstice.oci.credentials import Credential
+from solstice.oci.credentials import Credential, env_names
 from solstice.oci.errors import (
     ContentError,
     NotFoundError,
@@ -444,7 +444,7 @@ class RegistryClient:
         if self.credential is None:
             return RegistryAuthError(
                 f"registry {self.host} requires authentication; set OCI_PLUGINS_REGISTRY_<NAME>_* "
-                f"variables for it (NAME is {self.host.upper().replace('.', '_')!r} or the name given "
+                f"variables for it (NAME is {env_names(self.host)[0]!r} or the name given "
                 "by ?auth=) or add it to Docker's config.json",
                 status=401,
             )
