@@ -422,6 +422,31 @@ def test_the_go_example_runs_under_solstice(env: Env, go_plugin: Path) -> None:
     assert alone.stderr.splitlines()[0] in read("writing-plugins-go.md")
 
 
+def test_the_go_example_serves_grpc_standalone(env: Env, go_plugin: Path) -> None:
+    """`request-guard -listen ADDR`: the reference page's gRPC wrapper, used as grpc://ADDR."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(go_plugin), "-listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stderr is not None
+        assert f"request-guard serving gRPC on 127.0.0.1:{port}" in server.stderr.readline()
+        slug = f"request-guard-grpc-{uuid.uuid4().hex[:6]}"
+        answer = create(env.dev, {
+            "name": slug, "command": f"grpc://127.0.0.1:{port}", "hook_type": "pre_auth",
+            "config": {"blocked_words": ["secret"]},
+        })  # fmt: skip
+        assert answer.status_code == 201 and answer.json()["status"] == "healthy", answer.text
+        route = Route(env.dev, [{"plugin": slug}])
+        assert route.call("my secret").status_code == 403
+        assert route.call("hello").status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(30)
+    assert code == 0
+    assert "-listen 127.0.0.1:50051" in read("writing-plugins-go.md")
+
+
 # -- docs/troubleshooting.md -------------------------------------------------------------------------
 
 

@@ -3,6 +3,9 @@
 // It blocks requests whose body is larger than max_body_bytes or contains one of
 // blocked_words (case-insensitive). Config: {"blocked_words": ["secret"], "max_body_bytes": 65536}
 //
+// Started by Solstice (file:// or oci://) it speaks go-plugin's handshake. With -listen ADDR (or
+// SOLSTICE_PLUGIN_LISTEN) it is a plain gRPC server for grpc://ADDR instead.
+//
 // Build (GOPATH mode, no module proxy needed):
 //
 //	GOPATH=$REPO/go:/usr/share/gocode GO111MODULE=off go build -o request-guard ./examples/plugins/go-request-guard
@@ -12,13 +15,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	pluginv1 "solstice/pluginv1"
@@ -137,10 +148,43 @@ func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.Clien
 	return nil, fmt.Errorf("request-guard is a plugin, not a host")
 }
 
+// serveStandalone is the reference page's gRPC wrapper: the same service on a TCP listener, plus
+// the standard health service under the name Solstice checks ("plugin"), drained on SIGTERM.
+func serveStandalone(addr string, impl *guard) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	server := grpc.NewServer()
+	pluginv1.RegisterPluginServer(server, impl)
+	healthServer := health.NewServer()
+	healthServer.SetServingStatus("plugin", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(server, healthServer)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-stop
+		healthServer.Shutdown()
+		server.GracefulStop()
+	}()
+	log.Printf("request-guard serving gRPC on %s", lis.Addr())
+	return server.Serve(lis)
+}
+
 func main() {
+	listen := flag.String("listen", os.Getenv("SOLSTICE_PLUGIN_LISTEN"),
+		"serve plain gRPC on this address (for grpc://) instead of running under a host")
+	flag.Parse()
+	impl := &guard{}
+	if *listen != "" {
+		if err := serveStandalone(*listen, impl); err != nil {
+			log.Fatalf("request-guard: %v", err)
+		}
+		return
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: handshake,
-		Plugins:         map[string]plugin.Plugin{"solstice": &grpcPlugin{impl: &guard{}}},
+		Plugins:         map[string]plugin.Plugin{"solstice": &grpcPlugin{impl: impl}},
 		GRPCServer:      plugin.DefaultGRPCServer,
 	})
 }
