@@ -169,6 +169,11 @@ def test_plugins_follow_their_namespace_and_survive_the_control_plane(
         listed = {e["id"]: e for e in client.get("/api/v1/edges").json()}
         assert {e["namespace"] for e in listed.values()} == {"team-a", "team-b"}
 
+        # Reloading the plugin on the control plane reloads it on the edge that runs it too.
+        before = set(child_pids(edge_a.proc.pid))  # type: ignore[union-attr]
+        assert client.post("/api/v1/plugins/guard/reload").status_code == 200
+        wait_until(lambda: set(child_pids(edge_a.proc.pid)) - before, 10, edge_a.read_log)  # type: ignore[union-attr]
+
         # A reload request restarts the edge's plugins (a new process), here for the namespace.
         before = set(child_pids(edge_a.proc.pid))  # type: ignore[union-attr]
         assert client.post("/api/v1/namespaces/team-a/reload").json() == {"edges": 1}

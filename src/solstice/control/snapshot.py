@@ -43,6 +43,8 @@ def _plugin(row: PluginRow) -> dict[str, Any]:
         "namespace": row.namespace or "",
         # For oci:// plugins the digest the control plane resolved: a change makes edges reload.
         "digest": row.digest,
+        # Bumped by every change and by POST /plugins/{id}/reload: edges reload with the control plane.
+        "revision": row.revision,
     }
 
 

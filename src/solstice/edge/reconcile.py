@@ -52,17 +52,18 @@ class Reconciler:
         self.state = state
         self.version: str | None = None
         self._specs: dict[str, PluginSpec] = {}
-        self._digests: dict[str, str | None] = {}
+        self._marks: dict[str, tuple[str | None, int | None]] = {}
         self._generation: int | None = None
 
     async def apply(self, snapshot: Mapping[str, Any]) -> None:
         """Load, reload and unload plugins as the snapshot says, and switch the routes."""
         wanted = specs_from_snapshot(snapshot)
-        digests = {p["slug"]: p.get("digest") for p in snapshot.get("plugins", [])}
+        # What besides the spec asks for a fresh instance: a new digest, or a reload on the control plane.
+        marks = {p["slug"]: (p.get("digest"), p.get("revision")) for p in snapshot.get("plugins", [])}
         generation = int(snapshot.get("reload_generation") or 0)
         reload_all = self._generation is not None and generation != self._generation
         for slug, spec in wanted.items():
-            changed = spec != self._specs.get(slug) or digests.get(slug) != self._digests.get(slug)
+            changed = spec != self._specs.get(slug) or marks.get(slug) != self._marks.get(slug)
             if slug in self._specs and not (changed or reload_all):
                 continue
             try:
@@ -74,13 +75,13 @@ class Reconciler:
                 # A failed start stays loaded (and retried); a failed reload keeps the old instance.
                 log.warning("plugin did not start", plugin=slug, error=str(exc))
             self._specs[slug] = spec
-            self._digests[slug] = digests.get(slug)
+            self._marks[slug] = marks.get(slug)
         self.state.config = config_from_snapshot(snapshot)
         for slug in [s for s in self._specs if s not in wanted]:
             with contextlib.suppress(PluginNotLoadedError):
                 await self.host.unload(slug)
             del self._specs[slug]
-            self._digests.pop(slug, None)
+            self._marks.pop(slug, None)
         self._generation = generation
         self.version = str(snapshot.get("version") or "")
         log.info("configuration applied", version=self.version, plugins=len(wanted))
