@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import child_pids
+from tests.conftest import child_pids, terminate
 
 ADMIN_TOKEN = "sol_test_admin_token_0123456789abcdefghij"
 
@@ -95,15 +95,9 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the server and wait for it; SIGKILL if it does not exit in time."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, sig, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def json(self, response: httpx.Response) -> Any:
         """The JSON body of a response, with the server log attached when it is not JSON."""

@@ -15,17 +15,17 @@ import httpx
 
 from tests.conftest import TESTBED, child_pids, pid_alive
 from tests.server import Server
-from tests.test_edge import Edge
+from tests.test_edge import PLUGINS_YAML, Edge
 
 PROMPT = "one two three four five six"
 CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
 
 
-def stream_across_a_sigterm(url: str, key: str, send_sigterm: Callable[[], None]) -> str:
+def stream_across_a_sigterm(url: str, llm: str, key: str, send_sigterm: Callable[[], None]) -> str:
     """Start a streamed completion, signal the server after its first chunk, return the whole text."""
     text = []
     with httpx.stream(
-        "POST", f"{url}/llm/slow/v1/chat/completions", json=CHAT,
+        "POST", f"{url}/llm/{llm}/v1/chat/completions", json=CHAT,
         headers={"Authorization": f"Bearer {key}"}, timeout=30,
     ) as answer:  # fmt: skip
         assert answer.status_code == 200, answer.read()
@@ -58,7 +58,7 @@ def test_serve_drains_a_request_in_flight_then_stops_plugins(tmp_path: Path) -> 
         plugins = server.plugin_pids()
         assert plugins, server.log()
         text = stream_across_a_sigterm(
-            server.url, app.json()["key"], lambda: server.proc.send_signal(signal.SIGTERM)
+            server.url, "slow", app.json()["key"], lambda: server.proc.send_signal(signal.SIGTERM)
         )
     finally:
         code = server.stop()
@@ -67,34 +67,18 @@ def test_serve_drains_a_request_in_flight_then_stops_plugins(tmp_path: Path) -> 
     assert not any(pid_alive(pid) for pid in plugins)
 
 
-EDGE_CONFIG = """
-plugins:
-  - slug: guard
-    command: file://{plugin}
-    hook_types: [pre_auth]
-llms:
-  - slug: slow
-    vendor: mock
-    options: {{chunk_delay_ms: 250}}
-    plugins:
-      - plugin: guard
-apps:
-  - name: demo
-    llms: [slow]
-    keys_env: [DEMO_KEY]
-"""
-
-
 def test_edge_drains_a_request_in_flight_then_stops_plugins(tmp_path: Path) -> None:
     config = tmp_path / "plugins.yaml"
-    config.write_text(EDGE_CONFIG.format(plugin=TESTBED))
+    config.write_text(PLUGINS_YAML.format(plugin=TESTBED, options="{chunk_delay_ms: 250}"))
     edge = Edge(tmp_path / "edge", None, "", "", env={"DEMO_KEY": "sk-demo-123"}, config=config).start()
     assert edge.proc is not None
     proc = edge.proc
     try:
         plugins = child_pids(proc.pid)
         assert plugins, edge.read_log()
-        text = stream_across_a_sigterm(edge.url, "sk-demo-123", lambda: proc.send_signal(signal.SIGTERM))
+        text = stream_across_a_sigterm(
+            edge.url, "mock", "sk-demo-123", lambda: proc.send_signal(signal.SIGTERM)
+        )
         code = proc.wait(30)
     finally:
         edge.stop()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TESTBED, child_pids, pid_alive
+from tests.conftest import TESTBED, child_pids, pid_alive, terminate
 from tests.server import Server, free_port
 
 
@@ -88,13 +88,8 @@ class Edge:
         return found
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         self.log.close()
 
 
@@ -260,6 +255,7 @@ plugins:
 llms:
   - slug: mock
     vendor: mock
+    options: {options}
     plugins:
       - plugin: guard
 apps:
@@ -273,7 +269,7 @@ def test_an_edge_serves_a_watched_config_file(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex[:8]
     plugin_file = marker_copy(tmp_path, marker)
     config = tmp_path / "plugins.yaml"
-    config.write_text(PLUGINS_YAML.format(plugin=plugin_file))
+    config.write_text(PLUGINS_YAML.format(plugin=plugin_file, options="{}"))
     edge = Edge(tmp_path / "edge", None, "", "", env={"DEMO_KEY": "sk-demo-123"}, config=config).start()
     try:
         status = edge.ready()

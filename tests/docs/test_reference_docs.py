@@ -41,7 +41,7 @@ from pydantic_core import PydanticUndefined
 
 from solstice.cli.client import ClientConfig
 from solstice.settings import Settings
-from tests.conftest import ROOT, Standalone
+from tests.conftest import ROOT, Standalone, terminate
 from tests.oci.registries import Registry
 from tests.server import ADMIN_TOKEN, Server, free_port
 
@@ -669,13 +669,7 @@ class Edge:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log.close()
 
 
