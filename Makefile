@@ -8,7 +8,8 @@ DEBIAN_PACKAGES := golang-go golang-github-hashicorp-go-plugin-dev golang-google
 	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev protobuf-compiler \
 	protoc-gen-go protoc-gen-go-grpc postgresql curl \
 	docker-registry skopeo umoci apache2-utils \
-	buildah docker-compose
+	buildah docker-compose mmdebstrap
+DOCKER_OFFLINE := build/docker
 DEMO_PLUGIN := file://$(CURDIR)/examples/plugins/header-enricher/plugin.py
 
 .PHONY: install system-deps run test lint proto bench clean
@@ -39,8 +40,14 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 
-test: install system-deps lint
+test: install system-deps $(DOCKER_OFFLINE)/.prepared lint
 	$(BIN)/pytest
+
+# tests/deploy/test_docker.py builds the Dockerfile with no network: from a Debian base image and a
+# wheelhouse of the installed versions, made here (the base once; `rm -r build/docker` refreshes it).
+$(DOCKER_OFFLINE)/.prepared: $(VENV)/.installed deploy/docker/prepare-offline-build.sh | system-deps
+	deploy/docker/prepare-offline-build.sh $(DOCKER_OFFLINE) $(PY)
+	touch $@
 
 proto: install
 	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src \
