@@ -164,3 +164,25 @@ def test_the_edge_token_variable_is_an_edge_token_on_the_control_plane(tmp_path:
         assert [edge["id"] for edge in edges] == ["e1"]
     finally:
         server.stop()
+
+
+def test_stopping_the_control_plane_answers_long_polls_at_once(tmp_path: Path) -> None:
+    """A long-poll would hold the drain for its whole wait; the stop answers it with 304 instead."""
+    server = Server(tmp_path).wait_ready()
+    try:
+        with server.client() as client:
+            token = client.post("/api/v1/tokens", json={"name": "e", "scope": "edge"}).json()["token"]
+        version = sync(server, token, "poller", "").headers["etag"]
+        answers: list[httpx.Response] = []
+        poll = threading.Thread(target=lambda: answers.append(sync(server, token, "waiter", "", version, 60)))
+        poll.start()
+        with server.client() as client:  # the heartbeat comes first: once listed, the poll is waiting
+            while "waiter" not in [edge["id"] for edge in client.get("/api/v1/edges").json()]:
+                time.sleep(0.05)
+        # Well under the poll's 60 s: a stop that waited for the poll would be killed and not exit 0.
+        code = server.stop(timeout=30)
+        poll.join(30)
+    finally:
+        server.stop()
+    assert code == 0, server.log()
+    assert [answer.status_code for answer in answers] == [304]

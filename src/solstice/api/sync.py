@@ -65,7 +65,7 @@ async def sync(
         if snapshot["version"] != known:
             return JSONResponse(snapshot, headers={"ETag": etag, "Cache-Control": "no-store"})
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or feed.closing:
             return Response(status_code=304, headers={"ETag": etag})
         await feed.wait(seen, remaining)
         async with request.app.state.sessions() as session:

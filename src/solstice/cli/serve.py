@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
 
 from solstice.api.app import create_app
 from solstice.commands import CommandError, parse_command
+from solstice.control.changes import ChangeFeed
 from solstice.host import PluginSpec
 from solstice.logs import configure_logging
 from solstice.security.policy import Policy, PolicyError
@@ -40,7 +45,31 @@ def parse_plugin_option(value: str) -> PluginSpec:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, except that a drained stop on SIGTERM or SIGINT exits with status 0."""
+    """uvicorn, except that a drained stop on SIGTERM or SIGINT exits with status 0.
+
+    The stop also ends edges' long-polls at once (they would hold the drain for their whole wait).
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Future[None]] = set()
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        feed = getattr(getattr(self._app, "state", None), "changes", None)
+        if feed is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._close_feed, feed)
+
+    def _close_feed(self, feed: ChangeFeed) -> None:
+        task = asyncio.ensure_future(feed.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -95,7 +124,7 @@ def _run(app: object, settings: Settings, message: str) -> int:
         http="httptools",
         server_header=False,
     )
-    server = _Server(config)
+    server = _Server(config, app)
     log.info(message, url=f"http://{settings.host}:{settings.port}")
     server.run()
     return 0 if server.started else 1
