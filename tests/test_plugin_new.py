@@ -53,7 +53,7 @@ def test_new_project_passes_its_own_tests_lint_and_makefile(tmp_path: Path) -> N
 
     # The project's own tests, through its Makefile, with this interpreter.
     tested = subprocess.run(
-        [tool("make"), "test", f"PYTHON={sys.executable}"],
+        [tool("make"), "--no-print-directory", "test", f"PYTHON={sys.executable}"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -76,7 +76,7 @@ def test_new_project_passes_its_own_tests_lint_and_makefile(tmp_path: Path) -> N
 
     # The pipeline's commands, as make would run them (the build itself is tests/test_plugin_build.py's).
     planned = subprocess.run(
-        [tool("make"), "-n", "push", "REGISTRY=registry.example.com", "VERSION=1.2.3"],
+        [tool("make"), "--no-print-directory", "-n", "push", "REGISTRY=registry.example.com", "VERSION=1.2.3"],
         cwd=project, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert planned.returncode == 0, planned.stderr
