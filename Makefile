@@ -40,8 +40,10 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 
+# Two workers, whole files each: module fixtures stay shared, and the docs pages (fixed ports) stay
+# on one worker. Most tests wait on processes, so two workers halve the time on two cores.
 test: install system-deps $(DOCKER_OFFLINE)/.prepared lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # tests/deploy/test_docker.py builds the Dockerfile with no network: from a Debian base image and a
 # wheelhouse of the installed versions, made here (the base once; `rm -r build/docker` refreshes it).
