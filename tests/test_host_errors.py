@@ -120,3 +120,35 @@ async def test_unreachable_oci_registry_is_a_clear_start_error(tmp_path: Path) -
     assert f"oci://127.0.0.1:{port}/plugins/p:v1 could not be pulled" in message
     assert "unreachable" in message
     assert (tmp_path / "oci-cache" / "plugins").is_dir()
+
+
+DIES_IN_CONFIGURE = """#!/usr/bin/env python3
+import sys
+
+from solstice.sdk import Plugin, serve
+
+
+class Dies(Plugin):
+    name = "dies"
+
+    async def pre_auth(self, ctx, request):
+        raise NotImplementedError
+
+    def configure(self, config):
+        sys.exit(7)
+
+
+if __name__ == "__main__":
+    serve(Dies())
+"""
+
+
+async def test_a_plugin_that_dies_while_configured_says_so(host: PluginHost, tmp_path: Path) -> None:
+    path = tmp_path / "dies.py"
+    path.write_text(DIES_IN_CONFIGURE)
+    path.chmod(0o755)
+    with pytest.raises(PluginExitedError) as info:
+        await host.load(PluginSpec(slug="p", command=f"file://{path}"))
+    assert str(info.value).startswith(f"plugin {path} exited with code 7 during configure; last output: ")
+    # Its dying words reach the host: the SDK hands captured output to stderr as it goes down.
+    assert str(info.value).endswith("SystemExit: 7")

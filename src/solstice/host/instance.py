@@ -31,6 +31,9 @@ from solstice.protocol import gp, gp_grpc, pb
 from solstice.protocol.transport import GRPC_OPTIONS
 from solstice.settings import BASE_PLUGIN_ENV, Settings
 
+# How long a failed start call waits to see whether the plugin process died.
+_EXIT_SETTLE_S = 1.0
+
 _RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -119,7 +122,21 @@ class PluginInstance:
         except PluginCallError as exc:
             if exc.code == "INVALID_ARGUMENT":
                 raise PluginConfigError(f"plugin {self.spec.slug} rejected its config: {exc}") from None
+            if exc.code in ("CANCELLED", "UNAVAILABLE"):  # what a peer that died mid-call leaves
+                await self._raise_if_exited(exc.hook)
             raise PluginStartError(str(exc)) from None
+
+    async def _raise_if_exited(self, hook: str) -> None:
+        """A call cut short by the plugin's death says so, with its exit code and last output."""
+        if self.process is None:
+            return
+        # The call fails as the connection drops, a moment before the exit is seen.
+        code = await self.process.wait_exit(_EXIT_SETTLE_S)
+        if code is not None:
+            tail = " | ".join(self.process.output.tail()[-5:]) or "(no output)"
+            raise PluginExitedError(
+                f"plugin {self.process.path} exited with code {code} during {hook}; last output: {tail}"
+            )
 
     async def _check_before(self, deadline: float, timeout: float) -> str | None:
         return await self.client.check_health(max(min(timeout, deadline - time.monotonic()), 0.05))

@@ -205,7 +205,7 @@ class LocalProcess:
             ) from None
         if raw.endswith(b"\n"):
             return raw.decode("utf-8", "replace")
-        code = await self._wait_exit(timeout=2.0)
+        code = await self.wait_exit(timeout=2.0)
         if code is None:
             raise ProtocolMismatchError(
                 f"plugin {self.path} closed its stdout without printing a handshake line"
@@ -241,7 +241,8 @@ class LocalProcess:
 
         loop.add_reader(fd, exited)
 
-    async def _wait_exit(self, timeout: float) -> int | None:
+    async def wait_exit(self, timeout: float) -> int | None:
+        """The exit status if the process exits within `timeout` seconds, else None."""
         with contextlib.suppress(TimeoutError):
             return await asyncio.wait_for(self.wait(), timeout)
         return None
@@ -272,7 +273,7 @@ class LocalProcess:
         else:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.terminate()
-        if await self._wait_exit(max(deadline - time.monotonic(), 0.0)) is None:
+        if await self.wait_exit(max(deadline - time.monotonic(), 0.0)) is None:
             await self.kill()
         self._cleanup_dir()
 

@@ -112,10 +112,13 @@ async def serve_launched(plugin: Plugin, env: Mapping[str, str]) -> int:
     sys.stdout.flush()
     capture.start(loop)
     watcher = asyncio.create_task(_watch_parent(stop, os.getppid()))
-    await stop.wait()
+    try:
+        await stop.wait()
+    finally:
+        # Also when a handler ends the process (sys.exit): its last words must reach the host.
+        capture.close()
     watcher.cancel()
     await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
-    capture.close()
     await server.stop(_LAUNCHED_GRACE_S)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)

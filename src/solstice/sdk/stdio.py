@@ -35,6 +35,9 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
         self._pending: list[gp.StdioData] = []
         self._pending_bytes = 0
         self._attached = False
+        # Set by close(): from then on output goes straight to the original stderr, which the host
+        # drains, because the stream may never be read again (the plugin may be dying).
+        self._closing = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start capturing; call once, after the handshake line was printed."""
@@ -56,11 +59,17 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     def close(self) -> None:
-        """Give fds 1 and 2 back, deliver what was captured, then end the open StreamStdio call."""
-        if not self._saved or self._loop is None:
+        """Give fds 1 and 2 back, hand what was captured to the original stderr, end the stream."""
+        if not self._saved or self._loop is None or self._closing:
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        self._closing = True
+        # What was captured but not streamed yet goes first, so the order is kept.
+        while self._queue is not None and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                self._write_fallback(item.data)
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # closes the pipes' last write ends: the pumps reach EOF
         for pump in self._pumps:
@@ -77,6 +86,9 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
 
     def _pump(self, read_fd: int, channel: int) -> None:
         while data := os.read(read_fd, _READ_SIZE):
+            if self._closing:
+                self._write_fallback(data)
+                continue
             try:
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._deliver, channel, data)
@@ -85,6 +97,9 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
         os.close(read_fd)
 
     def _deliver(self, channel: int, data: bytes) -> None:
+        if self._closing:
+            self._write_fallback(data)
+            return
         item = gp.StdioData(channel=channel, data=data)
         queue = self._queue
         if queue is not None and queue.qsize() < _QUEUE_LIMIT - 1:
