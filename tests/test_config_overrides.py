@@ -54,7 +54,10 @@ async def test_a_rejected_override_fails_the_reload_and_keeps_the_old(host: Plug
 async def test_restarted_remote_plugin_gets_overrides_on_use(standalone) -> None:
     server = standalone(IP_FILTER)
     spec = PluginSpec(
-        slug="ipf", command=server.command, config={"deny": []}, overrides={"strict": {"deny": ["203.0.113.0/24"]}}
+        slug="ipf",
+        command=server.command,
+        config={"deny": []},
+        overrides={"strict": {"deny": ["203.0.113.0/24"]}},
     )
     async with PluginHost(fast_settings(plugin_health_interval=3600)) as host:
         await host.load(spec)

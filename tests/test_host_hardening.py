@@ -51,14 +51,18 @@ async def test_crash_of_a_wrapper_is_noticed_and_its_child_killed(tmp_path) -> N
         grandchildren = child_pids(first.pid)
         assert len(grandchildren) == 1
         os.kill(first.pid, signal.SIGKILL)  # the shell dies; its child still holds the pipes
-        await wait_for(lambda: host.status("w").restarts == 1 and host.status("w").state == PluginState.HEALTHY)
+        await wait_for(
+            lambda: host.status("w").restarts == 1 and host.status("w").state == PluginState.HEALTHY
+        )
         assert not pid_alive(grandchildren[0])
 
 
 async def test_cancelled_reload_still_stops_the_old_instance() -> None:
     async with PluginHost(fast_settings()) as host:
         first = await host.load(PluginSpec(slug="t", command=f"file://{TESTBED}", config={"slow_ms": 1500}))
-        call = asyncio.create_task(host.client("t").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/slow")))
+        call = asyncio.create_task(
+            host.client("t").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/slow"))
+        )
         await asyncio.sleep(0.2)
         reload = asyncio.create_task(host.reload("t"))
         await wait_for(lambda: host.status("t").pid != first.pid, timeout=15)

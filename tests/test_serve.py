@@ -46,7 +46,9 @@ def test_serve_starts_plugins_and_stops_cleanly_on_sigterm(tmp_path: Path, go_pl
 def test_restart_keeps_plugins_and_starts_the_active_ones(tmp_path: Path) -> None:
     server = Server(tmp_path).wait_ready()
     with server.client() as client:
-        active = client.post("/api/v1/plugins", json={"name": "a", "command": f"file://{TESTBED}", "hook_type": "pre_auth"}).json()
+        active = client.post(
+            "/api/v1/plugins", json={"name": "a", "command": f"file://{TESTBED}", "hook_type": "pre_auth"}
+        ).json()
         idle = client.post(
             "/api/v1/plugins",
             json={"name": "b", "command": f"file://{TESTBED}", "hook_type": "pre_auth", "is_active": False},
@@ -86,7 +88,9 @@ def test_generated_admin_token_is_printed_once_and_only_its_hash_stored(tmp_path
     assert len(printed) == 1
     token = printed[0].strip().removeprefix("SOLSTICE_TOKEN=")
     assert token.startswith("sol_") and len(token) > 40
-    database = (tmp_path / "solstice.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("solstice.db-*"))
+    database = (tmp_path / "solstice.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("solstice.db-*")
+    )
     assert token.encode() not in database
     stored = sqlite3.connect(tmp_path / "solstice.db").execute("SELECT scope FROM api_tokens").fetchall()
     assert stored == [("admin",)]
@@ -102,7 +106,9 @@ def test_generated_admin_token_is_printed_once_and_only_its_hash_stored(tmp_path
 
 
 def test_bad_plugin_option_is_refused() -> None:
-    done = subprocess.run([*SOLSTICE, "serve", "--plugin", "file://./x"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*SOLSTICE, "serve", "--plugin", "file://./x"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "file:///usr/local/bin/x" in done.stderr
 

@@ -28,7 +28,12 @@ def test_fifty_concurrent_creates_and_reloads(api: Server, go_plugin: Path) -> N
         limits = httpx.Limits(max_connections=COUNT)
         async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=120, limits=limits) as client:
             bodies = [
-                {"name": f"{prefix}-{i}", "command": f"file://{go_plugin}", "hook_type": "pre_auth", "namespace": namespace}
+                {
+                    "name": f"{prefix}-{i}",
+                    "command": f"file://{go_plugin}",
+                    "hook_type": "pre_auth",
+                    "namespace": namespace,
+                }
                 for i in range(COUNT - 3)
             ]
             # The same explicit slug twice at once: exactly one create may win.
@@ -38,7 +43,9 @@ def test_fifty_concurrent_creates_and_reloads(api: Server, go_plugin: Path) -> N
             created = await _all([client.post("/api/v1/plugins", json=b) for b in bodies])
             slugs = [r.json()["slug"] for r in created if r.status_code == 201]
             reloads = await _all([client.post(f"/api/v1/plugins/{s}/reload") for s in slugs * 2])
-            listed = await _all([client.get("/api/v1/plugins", params={"namespace": namespace, "limit": 500})])
+            listed = await _all(
+                [client.get("/api/v1/plugins", params={"namespace": namespace, "limit": 500})]
+            )
             return created, reloads, listed
 
     created, reloads, listed = asyncio.run(run())

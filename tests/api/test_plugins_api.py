@@ -297,6 +297,7 @@ def test_reloads_under_api_load_fail_no_request(api: Server) -> None:
 
     async def run() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=60) as client:
+
             async def reads() -> list[httpx.Response]:
                 return [await client.get(f"/api/v1/plugins/{plugin['id']}/health") for _ in range(60)]
 

@@ -36,7 +36,8 @@ def test_changes_on_one_server_reach_the_other(postgres: Postgres, tmp_path: Pat
         second.wait_ready()
         with first.client() as client:
             created = client.post(
-                "/api/v1/plugins", json={"name": "Shared", "command": f"file://{TESTBED}", "hook_type": "pre_auth"}
+                "/api/v1/plugins",
+                json={"name": "Shared", "command": f"file://{TESTBED}", "hook_type": "pre_auth"},
             )
         assert created.status_code == 201
         _eventually(lambda: _pid(second, "shared") is not None)

@@ -40,11 +40,15 @@ class Route:
         self.app_id = app.json()["id"]
         self.key = app.json()["key"]
 
-    def call(self, path: str = "v1/chat/completions", key: str | None = None, **kwargs: Any) -> httpx.Response:
+    def call(
+        self, path: str = "v1/chat/completions", key: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         body = kwargs.pop("json", {"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
         secret = self.key if key is None else key
         headers = {**({"Authorization": f"Bearer {secret}"} if secret else {}), **kwargs.pop("headers", {})}
-        return httpx.post(f"{self.server.url}/llm/{self.slug}/{path}", json=body, headers=headers, timeout=60, **kwargs)
+        return httpx.post(
+            f"{self.server.url}/llm/{self.slug}/{path}", json=body, headers=headers, timeout=60, **kwargs
+        )
 
 
 def plugin(server: Server, hook: str | list[str], command: str | None = None, **fields: Any) -> str:

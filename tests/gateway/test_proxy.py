@@ -44,7 +44,11 @@ def test_plain_call_and_openai_style_errors(gw: Server) -> None:
 
 def test_traceparent_reaches_the_plugin_context(gw: Server) -> None:
     tagger = plugin(gw, "post_auth")
-    headers = echo_headers(Route(gw, chain=[{"plugin": tagger}]).call("v1/echo", headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}))
+    headers = echo_headers(
+        Route(gw, chain=[{"plugin": tagger}]).call(
+            "v1/echo", headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+        )
+    )
     assert headers["x-seen-traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert headers["traceparent"] == headers["x-seen-traceparent"], "and is forwarded upstream"
 
@@ -52,7 +56,9 @@ def test_traceparent_reaches_the_plugin_context(gw: Server) -> None:
 def test_request_id_and_traceparent_reach_plugins(gw: Server) -> None:
     enricher = plugin(gw, "post_auth", command=f"file://{EXAMPLES / 'header-enricher' / 'plugin.py'}")
     route = Route(gw, chain=[{"plugin": enricher}])
-    headers = echo_headers(route.call("v1/echo", headers={"X-Request-ID": "req-42", "traceparent": "00-abc-def-01"}))
+    headers = echo_headers(
+        route.call("v1/echo", headers={"X-Request-ID": "req-42", "traceparent": "00-abc-def-01"})
+    )
     assert headers["x-request-id"] == "req-42"
     assert headers["x-solstice-app"] == str(route.app_id)
     assert "authorization" not in headers, "the app key never goes upstream"
@@ -80,8 +86,12 @@ def test_per_llm_config_override(gw: Server) -> None:
 
 
 def test_block_by_pre_auth_plugins_python_and_go(gw: Server, go_plugin: Path) -> None:
-    ip_filter = plugin(gw, "pre_auth", command=f"file://{EXAMPLES / 'ip-filter' / 'plugin.py'}",
-                       config={"deny": ["127.0.0.0/8"]})
+    ip_filter = plugin(
+        gw,
+        "pre_auth",
+        command=f"file://{EXAMPLES / 'ip-filter' / 'plugin.py'}",
+        config={"deny": ["127.0.0.0/8"]},
+    )
     blocked = Route(gw, chain=[{"plugin": ip_filter}]).call()
     assert blocked.status_code == 403
     assert "127.0.0.1 is denied" in blocked.json()["error"]["message"]
@@ -116,8 +126,11 @@ def test_timeouts_follow_each_failure_policy(gw: Server) -> None:
 
 
 def test_on_response_rewrites_buffered_and_streamed_answers(gw: Server, record_file: Path) -> None:
-    tagger = plugin(gw, "on_response", config={"response_header": "seen", "upper_chunks": True,
-                                               "record_file": str(record_file)})
+    tagger = plugin(
+        gw,
+        "on_response",
+        config={"response_header": "seen", "upper_chunks": True, "record_file": str(record_file)},
+    )
     route = Route(gw, chain=[{"plugin": tagger}])
     buffered = route.call()
     assert buffered.headers["x-on-response"] == "seen"
@@ -140,14 +153,21 @@ def test_data_collection_receives_usage(gw: Server, record_file: Path) -> None:
     route = Route(gw, chain=[{"plugin": collector}])
     for _ in range(3):
         assert route.call().status_code == 200
-    assert route.call(json={"stream": True, "messages": [{"role": "user", "content": "one two three"}]}).status_code == 200
+    assert (
+        route.call(
+            json={"stream": True, "messages": [{"role": "user", "content": "one two three"}]}
+        ).status_code
+        == 200
+    )
     deadline = time.monotonic() + 10
     while (record_file.read_text().count("record") if record_file.exists() else 0) < 4:
         assert time.monotonic() < deadline, "records did not arrive"
         time.sleep(0.05)
     lines = record_file.read_text().splitlines()
     assert lines.count(f"record status=200 model=m prompt=2 completion=2 total=4 app={route.app_id}") == 3
-    assert f"record status=200 model=solstice-mock-1 prompt=3 completion=3 total=6 app={route.app_id}" in lines
+    assert (
+        f"record status=200 model=solstice-mock-1 prompt=3 completion=3 total=6 app={route.app_id}" in lines
+    )
 
 
 def test_plugin_killed_during_traffic_recovers(gw: Server) -> None:
@@ -207,7 +227,9 @@ def test_openai_endpoints_and_key_revocation(gw: Server) -> None:
     assert completion.json()["choices"][0]["text"] == "echo: say this"
     embedding = route.call("v1/embeddings", json={"model": "m", "input": "vector me"})
     assert len(embedding.json()["data"][0]["embedding"]) == 16
-    models = httpx.get(f"{gw.url}/llm/{route.slug}/v1/models", headers={"Authorization": f"Bearer {route.key}"})
+    models = httpx.get(
+        f"{gw.url}/llm/{route.slug}/v1/models", headers={"Authorization": f"Bearer {route.key}"}
+    )
     assert models.json()["data"][0]["id"] == "solstice-mock-1"
     with gw.client() as client:
         app = client.get(f"/api/v1/apps/{route.app_id}").json()
@@ -223,7 +245,12 @@ def test_hop_by_hop_headers_are_not_forwarded(gw: Server) -> None:
     headers = echo_headers(
         Route(gw).call(
             "v1/echo",
-            headers={"Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "h", "Proxy-Authorization": "x", "X-Kept": "1"},
+            headers={
+                "Connection": "keep-alive, X-Secret-Hop",
+                "X-Secret-Hop": "h",
+                "Proxy-Authorization": "x",
+                "X-Kept": "1",
+            },
         )
     )
     assert "proxy-authorization" not in headers and "connection" not in headers
@@ -235,7 +262,9 @@ def test_auth_plugin_answers_obey_the_rules_of_registered_apps(gw: Server) -> No
     route = Route(gw)
     other = Route(gw)
     with gw.client() as client:
-        idle = client.post("/api/v1/apps", json={"name": "idle", "llms": [route.slug], "is_active": False}).json()
+        idle = client.post(
+            "/api/v1/apps", json={"name": "idle", "llms": [route.slug], "is_active": False}
+        ).json()
     for app_id, status in ((idle["id"], 401), (other.app_id, 403), (route.app_id, 200), (987654, 200)):
         auth = plugin(gw, "auth", config={"app_id": str(app_id)})
         with gw.client() as client:
@@ -248,10 +277,22 @@ def test_deleting_an_llm_removes_it_from_apps(gw: Server) -> None:
     with gw.client() as client:
         assert client.delete(f"/api/v1/llms/{route.slug}").status_code == 204
         assert client.get(f"/api/v1/apps/{route.app_id}").json()["llm_ids"] == []
-        assert client.post("/api/v1/llms", json={"name": "replacement", "slug": f"{route.slug}-new", "vendor": "mock"}).status_code == 201
-        assert "already exists" in client.post("/api/v1/llms", json={"name": "x", "slug": f"{route.slug}-new", "vendor": "mock"}).json()["detail"]
+        assert (
+            client.post(
+                "/api/v1/llms", json={"name": "replacement", "slug": f"{route.slug}-new", "vendor": "mock"}
+            ).status_code
+            == 201
+        )
+        assert (
+            "already exists"
+            in client.post(
+                "/api/v1/llms", json={"name": "x", "slug": f"{route.slug}-new", "vendor": "mock"}
+            ).json()["detail"]
+        )
     denied = httpx.post(
-        f"{gw.url}/llm/{route.slug}-new/v1/chat/completions", json={}, headers={"Authorization": f"Bearer {route.key}"}
+        f"{gw.url}/llm/{route.slug}-new/v1/chat/completions",
+        json={},
+        headers={"Authorization": f"Bearer {route.key}"},
     )
     assert denied.status_code == 403
 
