@@ -102,7 +102,7 @@ class PluginInstance:
         delay = 0.02
         while (problem := await self._check_before(deadline, settings.plugin_health_timeout)) is not None:
             if self.process is not None and self.process.returncode is not None:
-                tail = " | ".join(self.process.output.tail()[-5:]) or "(no output)"
+                tail = self.process.output.last_lines()
                 raise PluginExitedError(
                     f"plugin {self.process.path} exited with code {self.process.returncode} "
                     f"right after its handshake; last output: {tail}"
@@ -133,7 +133,7 @@ class PluginInstance:
         # The call fails as the connection drops, a moment before the exit is seen.
         code = await self.process.wait_exit(_EXIT_SETTLE_S)
         if code is not None:
-            tail = " | ".join(self.process.output.tail()[-5:]) or "(no output)"
+            tail = self.process.output.last_lines()
             raise PluginExitedError(
                 f"plugin {self.process.path} exited with code {code} during {hook}; last output: {tail}"
             )

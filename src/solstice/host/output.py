@@ -81,6 +81,10 @@ class PluginOutput:
         """The most recent non-empty output lines, oldest first."""
         return list(self._tail)
 
+    def last_lines(self, count: int = 5) -> str:
+        """The last `count` lines joined for an error message, or "(no output)"."""
+        return " | ".join(list(self._tail)[-count:]) or "(no output)"
+
     def _emit(self, stream: str, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")
         if not line.strip():

@@ -213,7 +213,7 @@ class LocalProcess:
         await asyncio.gather(*self._readers, return_exceptions=True)
         self.output.feed("stdout", raw)
         self.output.flush()
-        tail = " | ".join(self.output.tail()[-5:]) or "(no output)"
+        tail = self.output.last_lines()
         raise PluginExitedError(
             f"plugin {self.path} exited with code {code} before the handshake; last output: {tail}"
         )

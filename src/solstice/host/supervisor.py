@@ -325,7 +325,7 @@ class PluginSupervisor:
         code = await instance.process.wait()
         if self._closed or instance is not self._instance:
             return  # stopped or replaced on purpose
-        tail = " | ".join(instance.process.output.tail()[-3:]) or "(no output)"
+        tail = instance.process.output.last_lines(3)
         lived = time.time() - instance.started_at
         self._instance = None
         pid = instance.process.pid
