@@ -14,6 +14,7 @@ from solstice.cli.client import (
     api,
     cell,
     console,
+    fail,
     print_json,
     print_object,
     ref_path,
@@ -28,7 +29,12 @@ _PREFIX = "/api/v1/tokens"
 
 @app.command()
 def create(
-    name: Annotated[str, typer.Option("--name", help="Who or what uses the token.", show_default=False)],
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Who or what uses the token.", show_default=False)
+    ] = None,
+    name_option: Annotated[
+        str | None, typer.Option("--name", help="The same as NAME, for older scripts.", show_default=False)
+    ] = None,
     scope: Annotated[
         str, typer.Option("--scope", help="admin (may change things), read, or edge (may only sync an edge).")
     ] = "read",
@@ -37,6 +43,7 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a token and print its secret, which the server never shows again."""
+    name = _one_name(name, name_option)
     with api(url, token) as client:
         created = client.request("POST", _PREFIX, body={"name": name, "scope": scope})
     if as_json:
@@ -49,6 +56,16 @@ def create(
     # On a line of its own and unstyled, so it copies cleanly.
     out.print(Text(f"  {secret}"), highlight=False)
     out.print()
+
+
+def _one_name(argument: str | None, option: str | None) -> str:
+    """The token's name, given as NAME or (as scripts written before NAME did) as --name."""
+    if argument is not None and option is not None and argument != option:
+        fail(f"the token's name is given twice ({argument!r} and --name {option!r}); give it once, as NAME")
+    name = argument if argument is not None else option
+    if name is None:
+        fail("a token needs a name; run solstice tokens create NAME --scope SCOPE")
+    return name
 
 
 @app.command("list")
