@@ -7,6 +7,10 @@ import sys
 
 import structlog
 
+# Libraries whose debug records carry SQL parameters or HTTP headers, which hold secrets (an LLM's
+# upstream key, registry credentials): they log at WARNING at most, whatever SOLSTICE_LOG_LEVEL says.
+QUIET_LIBRARIES = ("sqlalchemy", "aiosqlite", "asyncpg", "httpcore", "hpack", "h2", "grpc", "aiohttp")
+
 
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
     """Route structlog and stdlib logging to stderr at `level`, rendered as text or JSON."""
@@ -40,3 +44,5 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

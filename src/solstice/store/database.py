@@ -11,6 +11,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from solstice import safejson
 from solstice.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -54,12 +55,14 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured database; creates the SQLite directory if needed."""
     url = database_url(settings)
+    # A stored JSON value that cannot be read back is shown as unreadable instead of failing the query.
+    json_io: dict[str, Any] = {"json_serializer": safejson.dumps, "json_deserializer": safejson.stored_loads}
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **json_io)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json_io)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
