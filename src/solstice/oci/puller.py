@@ -25,6 +25,7 @@ from solstice.metrics import OCI_CACHE_HITS, OCI_PULL_BYTES, OCI_PULLS
 from solstice.oci import credentials, layers, media, signing
 from solstice.oci import platform as platforms
 from solstice.oci.cache import Cache, Entry, entry_key
+from solstice.oci.descriptors import check_digest
 from solstice.oci.errors import (
     ContentError,
     NotFoundError,
@@ -36,7 +37,7 @@ from solstice.oci.errors import (
     SignatureRequiredError,
 )
 from solstice.oci.keys import PublicKey, key_id, public_keys_from_environ
-from solstice.oci.reference import DIGEST, OciReference
+from solstice.oci.reference import OciReference
 from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
 from solstice.security.connect import CheckedBackend
 from solstice.security.policy import Policy
@@ -314,10 +315,8 @@ class Puller:
         manifest, chosen = top, ""
         if top.is_index:
             entry = platforms.select(top.data, wanted, where)
-            child = str(entry.get("digest"))
-            if not DIGEST.fullmatch(child):
-                # Fetched by digest or not at all: a tag here would escape the index's integrity.
-                raise ContentError(f"the {wanted} entry of index {where} has no sha256 digest ({child!r})")
+            # Fetched by digest or not at all: a tag here would escape the index's integrity.
+            child = check_digest(entry.get("digest"), f"the {wanted} entry of index {where}")
             manifest = await client.manifest(ref.repository, child)
             chosen = wanted
         elif top.media_type not in media.MANIFESTS:

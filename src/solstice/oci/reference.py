@@ -14,7 +14,7 @@ OPTIONS = ("arch", "pubkey", "auth")
 _LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?")
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 # What a digest starts with; anything else after an `@` may be a password.
 _ALGORITHMS = ("sha256:", "sha384:", "sha512:")
@@ -96,7 +96,7 @@ def parse_reference(raw: str) -> OciReference:
                 f"repository {repository!r} in {raw!r} is invalid: use lowercase letters, digits "
                 "and separators (. _ -) between slashes"
             )
-    if tag is not None and not _TAG.fullmatch(tag):
+    if tag is not None and not TAG.fullmatch(tag):
         raise InvalidReferenceError(
             f"tag {tag!r} in {raw!r} is invalid: use up to 128 letters, digits, '_', '.' or '-', "
             "not starting with '.' or '-'"

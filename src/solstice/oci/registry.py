@@ -29,13 +29,14 @@ import httpx
 
 from solstice.oci import media
 from solstice.oci.credentials import Credential, env_names
+from solstice.oci.descriptors import check_digest, check_document, hasher_for, is_digest
 from solstice.oci.errors import (
     ContentError,
     NotFoundError,
     RegistryAuthError,
     RegistryError,
 )
-from solstice.oci.reference import DIGEST
+from solstice.oci.reference import DIGEST, TAG
 
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_REDIRECTS = 5
@@ -148,24 +149,28 @@ class RegistryClient:
         if DIGEST.fullmatch(ref):
             return ref
         headers = {"Accept": media.MANIFEST_ACCEPT}
-        async with self._open("HEAD", f"/v2/{repository}/manifests/{ref}", repository, headers) as answer:
+        path = f"/v2/{repository}/manifests/{_checked_ref(ref, repository)}"
+        async with self._open("HEAD", path, repository, headers) as answer:
             digest = answer.headers.get("docker-content-digest", "")
         if DIGEST.fullmatch(digest):
             return digest
         return (await self.manifest(repository, ref)).digest
 
     async def manifest(self, repository: str, ref: str) -> Manifest:
-        """A manifest or index by tag or digest; by digest, its bytes must hash to that digest."""
+        """A manifest or index by tag or digest; by digest, its bytes must hash to that digest.
+
+        Every descriptor it holds is checked before a caller can use one in a request.
+        """
         headers = {"Accept": media.MANIFEST_ACCEPT}
-        path = f"/v2/{repository}/manifests/{ref}"
+        path = f"/v2/{repository}/manifests/{_checked_ref(ref, repository)}"
         async with self._open("GET", path, repository, headers) as answer:
             raw = await _read_capped(answer, MAX_MANIFEST_BYTES, f"manifest {repository}:{ref}")
             content_type = answer.headers.get("content-type", "").split(";")[0].strip()
         digest = sha256_digest(raw)
-        if DIGEST.fullmatch(ref) and digest != ref:
+        if is_digest(ref) and _digest_of(raw, ref) != ref:
             raise ContentError(
                 f"registry {self.host} sent a manifest for {repository}@{ref} whose digest is "
-                f"{digest}; the content was rejected"
+                f"{_digest_of(raw, ref)}; the content was rejected"
             )
         try:
             document = json.loads(raw)
@@ -173,14 +178,16 @@ class RegistryClient:
             raise ContentError(f"manifest {repository}:{ref} on {self.host} is not JSON") from None
         if not isinstance(document, dict):
             raise ContentError(f"manifest {repository}:{ref} on {self.host} is not a JSON object")
+        check_document(document, f"manifest {self.host}/{repository}@{digest}")
         media_type = document.get("mediaType") or content_type
         return Manifest(digest, media_type, raw)
 
     async def blob_bytes(self, repository: str, digest: str, max_bytes: int) -> bytes:
         """A small blob (config, signature payload) in memory, after checking its digest."""
-        async with self._open("GET", f"/v2/{repository}/blobs/{digest}", repository) as answer:
+        path = f"/v2/{repository}/blobs/{check_digest(digest, f'a blob of {repository}')}"
+        async with self._open("GET", path, repository) as answer:
             data = await _read_capped(answer, max_bytes, f"blob {digest}")
-        if sha256_digest(data) != digest:
+        if _digest_of(data, digest) != digest:
             raise ContentError(f"blob {digest} of {repository} on {self.host} does not match its digest")
         return data
 
@@ -191,10 +198,11 @@ class RegistryClient:
 
         On any failure `dest` is removed, so nothing unverified is left for a caller to use.
         """
-        hasher = hashlib.sha256()
+        path = f"/v2/{repository}/blobs/{check_digest(digest, f'a blob of {repository}')}"
+        hasher = hasher_for(digest)
         size = 0
         try:
-            async with self._open("GET", f"/v2/{repository}/blobs/{digest}", repository) as answer:
+            async with self._open("GET", path, repository) as answer:
                 declared = int(answer.headers.get("content-length") or 0)
                 if declared > max_bytes:
                     raise ContentError(_too_large(f"blob {digest}", declared, max_bytes))
@@ -209,7 +217,7 @@ class RegistryClient:
                             progress(len(chunk))
                     out.flush()
                     await asyncio.to_thread(os.fsync, out.fileno())
-            if "sha256:" + hasher.hexdigest() != digest:
+            if f"{hasher.name}:{hasher.hexdigest()}" != digest:
                 raise ContentError(
                     f"blob {digest} of {repository} on {self.host} does not match its digest; "
                     "it was discarded"
@@ -230,10 +238,9 @@ class RegistryClient:
     async def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
         """Manifests whose subject is `digest`, from the referrers API; None when it is missing."""
         headers = {"Accept": media.OCI_INDEX}
+        path = f"/v2/{repository}/referrers/{check_digest(digest, f'a manifest of {repository}')}"
         try:
-            async with self._open(
-                "GET", f"/v2/{repository}/referrers/{digest}", repository, headers
-            ) as answer:
+            async with self._open("GET", path, repository, headers) as answer:
                 data = await _read_capped(answer, MAX_MANIFEST_BYTES, f"referrers of {digest}")
                 content_type = answer.headers.get("content-type", "")
         except NotFoundError:
@@ -241,13 +248,15 @@ class RegistryClient:
         if not content_type.startswith(media.OCI_INDEX):
             return None
         document = _json_object(data, f"the referrers of {digest} on {self.host}")
+        check_document(document, f"the referrers of {self.host}/{repository}@{digest}")
         return _dicts(document.get("manifests"))
 
     async def exists(self, repository: str, ref: str) -> bool:
         """Whether a manifest exists under `ref`."""
         headers = {"Accept": media.MANIFEST_ACCEPT}
+        path = f"/v2/{repository}/manifests/{_checked_ref(ref, repository)}"
         try:
-            async with self._open("HEAD", f"/v2/{repository}/manifests/{ref}", repository, headers):
+            async with self._open("HEAD", path, repository, headers):
                 return True
         except NotFoundError:
             return False
@@ -256,8 +265,9 @@ class RegistryClient:
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         """Whether the repository already holds a blob (so a push can skip it)."""
+        path = f"/v2/{repository}/blobs/{check_digest(digest, f'a blob of {repository}')}"
         try:
-            async with self._open("HEAD", f"/v2/{repository}/blobs/{digest}", repository, push=True):
+            async with self._open("HEAD", path, repository, push=True):
                 return True
         except NotFoundError:
             return False
@@ -296,7 +306,7 @@ class RegistryClient:
     async def put_manifest(self, repository: str, ref: str, raw: bytes, media_type: str) -> str:
         """Store a manifest or index under a tag or its digest; returns its digest."""
         headers = {"Content-Type": media_type}
-        path = f"/v2/{repository}/manifests/{ref}"
+        path = f"/v2/{repository}/manifests/{_checked_ref(ref, repository)}"
         async with self._open("PUT", path, repository, headers, content=raw, push=True):
             pass
         return sha256_digest(raw)
@@ -600,6 +610,20 @@ async def _file_chunks(path: Path, progress: Progress | None) -> AsyncIterator[b
             if progress:
                 progress(len(chunk))
             yield chunk
+
+
+def _checked_ref(ref: str, repository: str) -> str:
+    """A tag or digest that is safe in a manifest URL; anything else is refused before a request."""
+    if TAG.fullmatch(ref):
+        return ref
+    return check_digest(ref, f"a manifest reference of {repository}")
+
+
+def _digest_of(data: bytes, like: str) -> str:
+    """The digest of `data` with the algorithm of the digest `like`."""
+    hasher = hasher_for(like)
+    hasher.update(data)
+    return f"{hasher.name}:{hasher.hexdigest()}"
 
 
 def _too_large(what: str, size: int, limit: int) -> str:
