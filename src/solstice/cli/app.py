@@ -22,6 +22,17 @@ app.add_typer(oci.app, name="oci")
 app.add_typer(oci.keys_app, name="keys")
 app.add_typer(develop.app, name="plugin")
 
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host", help="Address to bind, e.g. 0.0.0.0 in a container. Default: SOLSTICE_HOST or 127.0.0.1."
+    ),
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option("--port", min=1, max=65535, help="Port to listen on. Default: SOLSTICE_PORT or 3000."),
+]
+
 
 @app.command()
 def serve(
@@ -33,13 +44,15 @@ def serve(
             help="Load a plugin at start: [SLUG=]COMMAND, file:///abs/path or grpc://host:port; repeatable.",
         ),
     ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
     """Run the control plane: the plugin host and the plugins given with --plugin."""
     # Imported here: the server stack (FastAPI, SQLAlchemy, gRPC) takes about a second to import,
     # which every client command such as `solstice plugins list` would otherwise pay.
     from solstice.cli.serve import run_serve
 
-    raise typer.Exit(run_serve(plugin or []))
+    raise typer.Exit(run_serve(plugin or [], host, port))
 
 
 @app.command()
@@ -54,11 +67,13 @@ def edge(
         Path | None,
         typer.Option("--config", help="Serve LLMs, apps and plugins from this YAML file (watched) instead."),
     ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
     """Run an edge gateway: the LLM proxy with plugins, configured by a control plane or a file."""
     from solstice.cli.serve import run_edge
 
-    raise typer.Exit(run_edge(control_url, namespace, config))
+    raise typer.Exit(run_edge(control_url, namespace, config, host, port))
 
 
 @app.command("mock-llm")

@@ -53,13 +53,13 @@ class ClientConfig(BaseSettings):
 
 UrlOption = Annotated[
     str | None,
-    typer.Option("--url", help=f"Server URL [env: SOLSTICE_URL; default {DEFAULT_URL}].", show_default=False),
+    typer.Option("--url", help=f"Server URL (env: SOLSTICE_URL; default {DEFAULT_URL}).", show_default=False),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token",
-        help="API token [env: SOLSTICE_TOKEN, which keeps it out of shell history and ps].",
+        help="API token (env: SOLSTICE_TOKEN, which keeps it out of shell history and ps).",
         show_default=False,
     ),
 ]

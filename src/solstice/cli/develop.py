@@ -97,7 +97,7 @@ def new(
         list[str] | None,
         typer.Option(
             "--hook",
-            help=f"A hook to implement; repeatable. One of {', '.join(HOOK_TYPES)} [default: pre_auth].",
+            help=f"A hook to implement; repeatable. One of {', '.join(HOOK_TYPES)} (default: pre_auth).",
             show_default=False,
         ),
     ] = None,
@@ -133,13 +133,13 @@ def build(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Where to write the executable [default: dist/NAME].", show_default=False
+            "--output", "-o", help="Where to write the executable (default: dist/NAME).", show_default=False
         ),
     ] = None,
     name: Annotated[
         str | None,
         typer.Option(
-            help="The executable's name [default: the directory of plugin.py, else the file's stem].",
+            help="The executable's name (default: the directory of plugin.py, else the file's stem).",
             show_default=False,
         ),
     ] = None,

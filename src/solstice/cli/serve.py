@@ -20,7 +20,9 @@ from solstice.api.app import create_app
 from solstice.commands import CommandError, parse_command
 from solstice.control.changes import ChangeFeed
 from solstice.host import PluginSpec
+from solstice.httpserver import BindError, HttpLimits, bind_sockets, limited_protocol
 from solstice.logs import configure_logging
+from solstice.oci.keys import KeyFormatError, public_keys_from_environ
 from solstice.security.policy import Policy, PolicyError
 from solstice.settings import Settings, SettingsError, get_settings
 
@@ -82,18 +84,37 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def run_serve(plugin_options: list[str]) -> int:
+def _settings(**overrides: object) -> Settings:
+    """The settings, with the command line's options (those given) over the environment's."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return get_settings().model_copy(update=given)
+
+
+def _start_problem(settings: Settings) -> str | None:
+    """What stops either runtime from starting, in one sentence, or None."""
+    try:
+        Policy.from_settings(settings)  # a bad PLUGIN_COMMAND_ALLOWLIST stops the start, not a load
+    except PolicyError as exc:
+        return str(exc)
+    try:
+        # A key file that is missing or unreadable would otherwise surface only at the first pull.
+        public_keys_from_environ(settings.environ)
+    except KeyFormatError as exc:
+        return str(exc)
+    return None
+
+
+def run_serve(plugin_options: list[str], host: str | None = None, port: int | None = None) -> int:
     """Run `solstice serve` to completion and return the exit status."""
     try:
-        settings = get_settings()
+        settings = _settings(host=host, port=port)
     except SettingsError as exc:
         sys.stderr.write(f"solstice: {exc}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        Policy.from_settings(settings)  # a bad PLUGIN_COMMAND_ALLOWLIST stops the start, not a load
-    except PolicyError as exc:
-        sys.stderr.write(f"solstice: {exc}\n")
+    problem = _start_problem(settings)
+    if problem:
+        sys.stderr.write(f"solstice: {problem}\n")
         return 2
     try:
         specs = [parse_plugin_option(value) for value in plugin_options]
@@ -114,6 +135,12 @@ def run_serve(plugin_options: list[str]) -> int:
 
 def _run(app: object, settings: Settings, message: str) -> int:
     """Serve `app` until SIGINT/SIGTERM; uvicorn drains requests and runs the shutdown."""
+    try:
+        # Bound before the application starts: a taken port stops us before any plugin runs.
+        sockets = bind_sockets(settings.host, settings.port)
+    except BindError as exc:
+        sys.stderr.write(f"solstice: {exc}\n")
+        return 1
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
@@ -121,20 +148,31 @@ def _run(app: object, settings: Settings, message: str) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
-        http="httptools",
+        http=limited_protocol(HttpLimits.from_settings(settings)),
         server_header=False,
     )
     server = _Server(config, app)
     log.info(message, url=f"http://{settings.host}:{settings.port}")
-    server.run()
+    try:
+        server.run(sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0 if server.started else 1
 
 
-def run_edge(control_url: str | None, namespace: str | None, config: Path | None = None) -> int:
+def run_edge(
+    control_url: str | None,
+    namespace: str | None,
+    config: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> int:
     """Run `solstice edge` to completion and return the exit status."""
-    overrides = {"control_url": control_url, "edge_namespace": namespace, "edge_config": config}
     try:
-        settings = get_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        settings = _settings(
+            control_url=control_url, edge_namespace=namespace, edge_config=config, host=host, port=port
+        )
     except SettingsError as exc:
         sys.stderr.write(f"solstice: {exc}\n")
         return 2
@@ -171,10 +209,9 @@ def _edge_problem(settings: Settings) -> str | None:
 
 
 def _common_edge_problem(settings: Settings) -> str | None:
-    try:
-        Policy.from_settings(settings)
-    except PolicyError as exc:
-        return str(exc)
+    problem = _start_problem(settings)
+    if problem:
+        return problem
     cache = settings.edge_oci_cache_dir
     try:
         cache.mkdir(parents=True, exist_ok=True)
