@@ -58,6 +58,19 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )
 
+    http_max_header_bytes: int = Field(
+        64 << 10,
+        ge=1024,
+        description="Largest request head (request line and headers) a client may send; larger ones get 431.",
+    )
+    http_header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a whole request head; then 408 and close."
+    )
+    http_body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a client has to send a whole request body after its head; then 408 and close.",
+    )
     gateway_max_body_bytes: int = Field(10 << 20, ge=1, description="Largest request body the proxy accepts.")
     gateway_max_response_bytes: int = Field(
         32 << 20, ge=1, description="Largest buffered upstream answer; streams are not limited."
