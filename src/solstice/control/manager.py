@@ -234,11 +234,16 @@ class PluginManager:
 
         async def bring_up(row: PluginRow) -> None:
             async with limit, self._locks[row.slug]:
-                current = await self._fresh_or_none(row.id)
-                if current is None or not current.is_active:
-                    return
-                if self._applied.get(current.slug) != current.revision:
-                    await self._apply(current)
+                try:
+                    current = await self._fresh_or_none(row.id)
+                    if current is None or not current.is_active:
+                        return
+                    if self._applied.get(current.slug) != current.revision:
+                        await self._apply(current)
+                except Exception:
+                    # One plugin must not stop start-up or reconciliation of the others;
+                    # it is tried again at the next reconcile.
+                    log.exception("plugin could not be applied", plugin=row.slug)
 
         await asyncio.gather(*(bring_up(row) for row in stale))
         await self.notify()
@@ -278,6 +283,13 @@ class PluginManager:
             await self.host.load(spec)
         except PluginError as exc:
             log.warning("plugin did not start", plugin=row.slug, error=str(exc))
+        except Exception as exc:
+            # The host turns start failures into PluginError; anything else still fails only this
+            # plugin, and is tried again at the next reconcile (its revision stays unapplied).
+            log.exception("plugin start failed unexpectedly", plugin=row.slug)
+            error = f"plugin {row.slug} could not be started: {exc}"
+            await self._record_status(row, PluginState.FAILED.value, error)
+            return
         self._applied[row.slug] = row.revision
         status, error = self._host_status(row.slug)
         await self._record_status(row, status, error, self._learned(row))

@@ -74,6 +74,9 @@ class Reconciler:
             except PluginError as exc:
                 # A failed start stays loaded (and retried); a failed reload keeps the old instance.
                 log.warning("plugin did not start", plugin=slug, error=str(exc))
+            except Exception:
+                # One plugin must not stop the others from being applied.
+                log.exception("plugin could not be applied", plugin=slug)
             self._specs[slug] = spec
             self._marks[slug] = marks.get(slug)
         self.state.config = config_from_snapshot(snapshot)

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,11 +25,12 @@ from solstice.host.errors import (
     PluginUnreachableError,
 )
 from solstice.host.output import PluginOutput
-from solstice.host.process import LocalProcess, check_executable
+from solstice.host.process import LocalProcess, open_executable
 from solstice.host.spec import PluginSpec
 from solstice.oci.puller import Pulled
 from solstice.protocol import gp, gp_grpc, pb
 from solstice.protocol.transport import GRPC_OPTIONS
+from solstice.security.paths import CheckedFile
 from solstice.settings import BASE_PLUGIN_ENV, Settings
 
 # How long a failed start call waits to see whether the plugin process died.
@@ -193,15 +195,20 @@ def check_config(spec: PluginSpec, schema_json: str, config: Mapping[str, Any], 
         )
 
 
-async def verify_checksum(path: str, expected: str) -> None:
-    """Raise a start error when the file's SHA-256 differs from `expected`."""
+async def verify_checksum(executable: CheckedFile, expected: str) -> None:
+    """Raise a start error when the open file's SHA-256 differs from `expected`.
+
+    The descriptor is hashed, not the path: the file hashed is the file that is executed.
+    """
     wanted = expected.lower().removeprefix("sha256:")
+    path = executable.path
 
     def digest() -> str:
         sha = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                sha.update(chunk)
+        offset = 0
+        while chunk := os.pread(executable.fd, 1 << 20, offset):
+            sha.update(chunk)
+            offset += len(chunk)
         return sha.hexdigest()
 
     try:
@@ -215,14 +222,25 @@ async def verify_checksum(path: str, expected: str) -> None:
         )
 
 
-async def start_local(spec: PluginSpec, path: str, settings: Settings) -> PluginInstance:
-    """Start a file:// plugin, handshake, connect and configure it."""
-    check_executable(path)
-    if spec.checksum:
-        await verify_checksum(path, spec.checksum)
-    process = LocalProcess(path, PluginOutput(spec.slug))
-    base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))
-    handshake = await process.start(base_env, settings.plugin_handshake_timeout)
+async def start_local(
+    spec: PluginSpec, path: str, settings: Settings, resolved: bool = False
+) -> PluginInstance:
+    """Start a file:// plugin, handshake, connect and configure it.
+
+    The file is opened once: its checks, its checksum and the exec all use that descriptor.
+    `resolved` says the policy checked `path` as the end of its symlinks: it must still be.
+    """
+    with open_executable(path) as executable:
+        if resolved and executable.path != path:
+            raise PluginStartError(
+                f"plugin path {path} changed while it was being started (it now leads to "
+                f"{executable.path}); try again"
+            )
+        if spec.checksum:
+            await verify_checksum(executable, spec.checksum)
+        process = LocalProcess(path, PluginOutput(spec.slug))
+        base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))
+        handshake = await process.start(base_env, settings.plugin_handshake_timeout, executable)
     channel = grpc.aio.insecure_channel(handshake.target, options=GRPC_OPTIONS)
     client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
     instance = PluginInstance(spec, channel, client, handshake.target, process)

@@ -25,6 +25,12 @@ _PREFIXES = {f"[{name.upper()}]": level for name, level in _LEVELS.items()}
 # Keys a plugin's JSON log line may not set: the host's own record fields.
 _RESERVED = frozenset({"event", "plugin", "stream", "log_level", "level", "timestamp", "exc_info"})
 _PANIC_PREFIXES = ("panic: ", "fatal error: ", "Traceback (most recent call last)")
+# Lines that say why a process died: Go's panic and runtime errors. (A Python exception line is
+# found as the first unindented line after a traceback header.)
+_DEATH_PREFIXES = ("panic: ", "fatal error: ")
+_TRACEBACK = "Traceback (most recent call last)"
+# Explanations kept besides the tail, however much output followed them.
+_MAX_EXPLANATIONS = 2
 
 
 def _classify(line: str) -> tuple[int, str, dict[str, object]]:
@@ -57,6 +63,10 @@ class PluginOutput:
         self._partial: dict[str, bytes] = {}
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._panicking = False
+        # The first lines explaining a death, each with its line number, and the line count.
+        self._explanations: list[tuple[int, str]] = []
+        self._in_traceback = False
+        self._lines = 0
 
     def feed(self, stream: str, data: bytes) -> None:
         """Accept a chunk from `stream` ("stdout" or "stderr"); complete lines are logged."""
@@ -82,17 +92,41 @@ class PluginOutput:
         return list(self._tail)
 
     def last_lines(self, count: int = 5) -> str:
-        """The last `count` lines joined for an error message, or "(no output)"."""
-        return " | ".join(list(self._tail)[-count:]) or "(no output)"
+        """The last `count` lines joined for an error message, or "(no output)".
+
+        A line that explains a death (a Go `panic:` or `fatal error:` line, a Python exception
+        line) comes first even when more output followed it: the last lines of a crash are often
+        stack frames that do not say what went wrong.
+        """
+        last = list(self._tail)[-count:]
+        first_shown = self._lines - len(last)
+        earlier = [line for number, line in self._explanations if number < first_shown]
+        if earlier:
+            return " | ".join([*earlier, "…", *last])
+        return " | ".join(last) or "(no output)"
 
     def _emit(self, stream: str, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")
         if not line.strip():
             return
         self._tail.append(line)
+        self._note_explanation(line)
+        self._lines += 1
         level, message, extra = _classify(line)
         if self._panicking or line.startswith(_PANIC_PREFIXES):
             # Everything after a panic header is the trace: keep it at error level.
             self._panicking = True
             level = max(level, logging.ERROR)
         self._log.log(level, message, plugin=self.slug, stream=stream, **extra)
+
+    def _note_explanation(self, line: str) -> None:
+        if line.startswith(_TRACEBACK):
+            self._in_traceback = True
+            return
+        explains = line.startswith(_DEATH_PREFIXES)
+        if self._in_traceback and not line[:1].isspace():
+            # The first unindented line after the frames: `ValueError: bad config`.
+            self._in_traceback = False
+            explains = not line.startswith(("During handling", "The above exception"))
+        if explains and len(self._explanations) < _MAX_EXPLANATIONS:
+            self._explanations.append((self._lines, line))

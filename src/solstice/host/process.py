@@ -21,6 +21,7 @@ from solstice.host.errors import (
     PluginExitedError,
     PluginNotFoundError,
     PluginPermissionError,
+    PluginStartError,
     ProtocolMismatchError,
 )
 from solstice.host.output import PluginOutput
@@ -35,6 +36,13 @@ from solstice.protocol.handshake import (
     MAGIC_COOKIE_VALUE,
     HandshakeError,
     HandshakeLine,
+)
+from solstice.security.paths import (
+    CheckedFile,
+    UnsafePathError,
+    check_plugin_file,
+    describe_os_error,
+    open_checked,
 )
 
 log = structlog.get_logger("solstice.host")
@@ -88,10 +96,11 @@ def _socket_base() -> str:
     return base if len(base) <= _MAX_SOCKET_BASE else "/tmp"
 
 
-def check_executable(path: str) -> None:
-    """Raise a start error a user can act on when `path` cannot be executed."""
+def open_executable(path: str) -> CheckedFile:
+    """Open a plugin executable through checked directories, or raise a start error a user can
+    act on; the open file is what gets hashed and executed."""
     try:
-        info = os.stat(path)
+        checked = open_checked(path)
     except FileNotFoundError:
         raise PluginNotFoundError(
             f"plugin executable {path} does not exist; check the absolute path in the file:// command"
@@ -100,12 +109,55 @@ def check_executable(path: str) -> None:
         raise PluginPermissionError(
             f"Permission denied: cannot read {path}; check the permissions of its directories"
         ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise PluginNotFoundError(
-            f"plugin path {path} is not a regular file; point file:// at the executable"
-        )
-    if not os.access(path, os.X_OK):
-        raise PluginPermissionError(f"Permission denied: {path} is not executable; run chmod +x {path}")
+    except UnsafePathError as exc:
+        raise PluginStartError(f"refused by the security policy: {exc}") from None
+    except OSError as exc:
+        raise PluginNotFoundError(describe_os_error(path, exc)) from None
+    try:
+        if not stat.S_ISREG(checked.info.st_mode):
+            raise PluginNotFoundError(
+                f"plugin path {path} is not a regular file; point file:// at the executable"
+            )
+        try:
+            check_plugin_file(checked, path)
+        except UnsafePathError as exc:
+            raise PluginStartError(f"refused by the security policy: {exc}") from None
+        if not _executable(checked.info):
+            raise PluginPermissionError(f"Permission denied: {path} is not executable; run chmod +x {path}")
+    except BaseException:
+        checked.close()
+        raise
+    return checked
+
+
+def _executable(info: os.stat_result) -> bool:
+    """Whether this process may execute a file with `info` (what access(X_OK) answers)."""
+    uid = os.geteuid()
+    if uid == 0:
+        return bool(info.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == os.getegid() or info.st_gid in os.getgroups():
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def _exec_path(executable: CheckedFile, private_dir: str) -> str:
+    """A path the child can execute that is the open file itself.
+
+    /proc/self/fd/N resolves, in the child, to the descriptor it inherited: the very file that
+    was checked. A symlink to it, named after the real path inside the plugin's private
+    directory, keeps the real path visible in `ps` and makes a script's interpreter put the
+    script's real directory first on its import path.
+    """
+    through_fd = f"/proc/self/fd/{executable.fd}"
+    mirror = os.path.join(private_dir, "exec", executable.path.lstrip("/"))
+    try:
+        os.makedirs(os.path.dirname(mirror), mode=0o700, exist_ok=True)
+        os.symlink(through_fd, mirror)
+    except OSError:
+        return through_fd  # a name too long for a mirror: the descriptor alone still works
+    return mirror
 
 
 def plugin_environment(base: Mapping[str, str], socket_dir: str) -> dict[str, str]:
@@ -147,16 +199,22 @@ class LocalProcess:
         """The exit status, once the process has been reaped."""
         return self._proc.returncode if self._proc else None
 
-    async def start(self, base_env: Mapping[str, str], timeout: float) -> HandshakeLine:
-        """Spawn the executable and wait for its handshake line."""
-        check_executable(self.path)
+    async def start(
+        self, base_env: Mapping[str, str], timeout: float, executable: CheckedFile | None = None
+    ) -> HandshakeLine:
+        """Spawn the executable (the open file `executable`, else `path` opened now) and wait for
+        its handshake line."""
+        if executable is None:
+            with open_executable(self.path) as opened:
+                return await self.start(base_env, timeout, opened)
         _sweep_stale_socket_dirs()
         self._socket_dir = tempfile.mkdtemp(prefix=f"{_SOCKET_DIR_PREFIX}{os.getpid()}-", dir=_socket_base())
         os.chmod(self._socket_dir, 0o700)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *_death_signal_prefix(),
-                self.path,
+                _exec_path(executable, self._socket_dir),
+                pass_fds=(executable.fd,),
                 env=plugin_environment(base_env, self._socket_dir),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

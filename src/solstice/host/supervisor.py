@@ -234,12 +234,25 @@ class PluginSupervisor:
 
     async def _launch(self, spec: PluginSpec, restart: bool) -> PluginInstance:
         try:
+            return await self._launch_unguarded(spec, restart)
+        except PluginError:
+            raise
+        except Exception as exc:
+            # Whatever a start runs into is this plugin's failure (failed, last_error), never a
+            # crash of whoever started it, nor a plugin left "starting".
+            log.exception("plugin start failed unexpectedly", plugin=spec.slug)
+            raise PluginStartError(f"plugin {spec.slug} could not be started: {exc}") from None
+
+    async def _launch_unguarded(self, spec: PluginSpec, restart: bool) -> PluginInstance:
+        try:
             command = parse_command(spec.command)
         except CommandError as exc:
             raise PluginStartError(str(exc)) from None
         verdict = await self._check_policy(spec)
         if isinstance(command, FileCommand):
-            return await start_local(spec, verdict.path or command.path, self.settings)
+            return await start_local(
+                spec, verdict.path or command.path, self.settings, resolved=verdict.path is not None
+            )
         if isinstance(command, GrpcCommand):
             return await connect_remote(spec, command, self.settings, dial=verdict.dial)
         assert isinstance(command, OciCommand)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Literal
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
 from solstice.security.addresses import IPAddress, internal_reason, parse_ip_literal
 from solstice.security.allowlist import Allowlist, AllowlistError, host_of, parse_allowlist
+from solstice.security.paths import UnsafePathError, check_plugin_file, open_checked
 from solstice.security.resolve import ResolveError, Resolver, SystemResolver
 from solstice.settings import Settings
 
@@ -105,8 +105,7 @@ class Policy:
         path = command.path
         if stage == "load":
             # A ConfigMap mount is a chain of symlinks: the rules apply to where it ends.
-            path = os.path.realpath(command.path)
-            _check_file_mode(path, command.path)
+            path = _resolve_checked(command.path)
         if self.allowlist.configured and not self.allowlist.allows_path(path):
             shown = path if path == command.path else f"{command.path} (resolved to {path})"
             raise PolicyError(
@@ -229,19 +228,20 @@ def _grpc_target(addresses: list[IPAddress], port: int) -> str:
     return "ipv6:" + ",".join(f"[{str(a).replace('%', '%25')}]:{port}" for a in chosen)
 
 
-def _check_file_mode(path: str, given: str) -> None:
-    """A plugin executable others may rewrite could be swapped for anything: refuse it."""
+def _resolve_checked(given: str) -> str:
+    """Where a file:// path leads, once no other user can replace the file or a directory on
+    the way; a path that cannot be walked is left to the launcher, which says why."""
     try:
-        info = os.stat(path)
+        with open_checked(given) as checked:
+            check_plugin_file(checked, given)
+            return checked.path
+    except UnsafePathError as exc:
+        raise PolicyError(str(exc)) from None
     except OSError:
-        return  # missing or unreadable: the launcher says so in its own words
-    if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        mode = stat.S_IMODE(info.st_mode)
-        shown = path if path == given else f"{given} (resolved to {path})"
-        raise PolicyError(
-            f"plugin executable {shown} is writable by group or others (mode {mode:04o}); "
-            f"run chmod go-w {path}"
-        )
+        try:
+            return os.path.realpath(given)
+        except (OSError, ValueError):
+            return given
 
 
 def _listed(entries: Sequence[str]) -> str:

@@ -1,0 +1,95 @@
+"""A file:// path the operating system cannot use fails that one plugin, never the server."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from solstice.host import PluginHost, PluginSpec, PluginStartError, PluginState
+from tests.conftest import TESTBED, fast_settings
+from tests.server import Server
+
+
+def bad_paths(base: Path) -> dict[str, Path]:
+    """A symlink loop (ELOOP), a path through a regular file (ENOTDIR), an over-long name."""
+    base.mkdir(mode=0o755)
+    (base / "loop").symlink_to("loop")
+    regular = base / "plugin.py"
+    regular.write_text("#!/bin/sh\n")
+    regular.chmod(0o755)
+    return {
+        "loop": base / "loop",
+        "through-file": regular / "x",
+        "long-name": base / ("n" * 300),
+    }
+
+
+def good_plugin(base: Path) -> Path:
+    target = base / "testbed.py"
+    shutil.copy(TESTBED, target)
+    target.chmod(0o755)
+    return target
+
+
+@pytest.mark.parametrize("case", ["loop", "through-file", "long-name"])
+async def test_an_unusable_path_is_a_failed_start_naming_the_path(tmp_path: Path, case: str) -> None:
+    path = bad_paths(tmp_path / "plugins")[case]
+    async with PluginHost(fast_settings(plugin_max_start_failures=2)) as host:
+        with pytest.raises(PluginStartError) as info:
+            await host.load(PluginSpec(slug=case, command=f"file://{path}"))
+        assert str(path) in str(info.value)
+        status = host.status(case)
+        assert status.state == PluginState.FAILED and status.last_error == str(info.value)
+
+
+def wait_for_status(server: Server, slug: str, wanted: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    with server.client() as client:
+        while True:
+            plugin = server.json(client.get(f"/api/v1/plugins/{slug}"))
+            if plugin["status"] == wanted or time.monotonic() > deadline:
+                return plugin
+            time.sleep(0.1)
+
+
+def test_unusable_paths_fail_their_plugin_and_a_restart_still_gets_ready(tmp_path: Path) -> None:
+    paths = bad_paths(tmp_path / "plugins")
+    good = good_plugin(tmp_path / "plugins")
+    data = tmp_path / "data"
+    data.mkdir()
+    # The allowlist makes the API stage of the policy look at every path too.
+    env = {"PLUGIN_COMMAND_ALLOWLIST": f"{tmp_path}/plugins/*", "SOLSTICE_PLUGIN_MAX_START_FAILURES": "2"}
+    server = Server(data, env=env).wait_ready()
+    try:
+        with server.client() as client:
+            for slug, path in paths.items():
+                body = {"name": slug, "command": f"file://{path}", "hook_type": "pre_auth"}
+                created = client.post("/api/v1/plugins", json=body)
+                assert created.status_code == 201, f"{created.status_code} {created.text}\n{server.log()}"
+                plugin = server.json(created)
+                assert plugin["status"] == "failed", plugin
+                assert str(path) in plugin["last_error"], plugin
+            body = {"name": "good", "command": f"file://{good}", "hook_type": "pre_auth"}
+            assert server.json(client.post("/api/v1/plugins", json=body))["status"] == "healthy"
+    finally:
+        server.stop(signal.SIGKILL)
+
+    again = Server(data, env=env).wait_ready()
+    try:
+        assert wait_for_status(again, "good", "healthy")["status"] == "healthy", again.log()
+        for slug, path in paths.items():
+            plugin = wait_for_status(again, slug, "failed")
+            assert plugin["status"] == "failed" and str(path) in plugin["last_error"], plugin
+        ready = httpx.get(f"{again.url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        # The reconcile loop runs: a plugin added behind the API's back (a reload) still works.
+        with again.client() as client:
+            reloaded = client.post("/api/v1/plugins/good/reload")
+            assert reloaded.status_code == 200, reloaded.text
+    finally:
+        assert again.stop() == 0
