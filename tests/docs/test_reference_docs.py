@@ -237,6 +237,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             "SOLSTICE_EDGE_TOKEN": EDGE_TOKEN,
             "OCI_PLUGINS_REGISTRY_WRONG_USERNAME": registry.user or "",
             "OCI_PLUGINS_REGISTRY_WRONG_PASSWORD": "not-the-password",
+            "OCI_PLUGINS_REGISTRY_WRONG_HOST": registry.host,
         },
     )
     # strict: the default policy, signatures required, credentials and a public key configured.

@@ -33,6 +33,7 @@ async def test_entitlement_is_sent_as_basic_on_every_request(
     environ = {
         "OCI_PLUGINS_REGISTRY_REG_ENTITLEMENT": basic_registry.password or "",
         "OCI_PLUGINS_REGISTRY_REG_ENTITLEMENTUSERNAME": basic_registry.user or "",
+        "OCI_PLUGINS_REGISTRY_REG_HOST": basic_registry.host,
     }
     result = await pull(tmp_path, pushed(basic_registry, tmp_path) + "?auth=REG", environ)
     assert result.digest.startswith("sha256:")
@@ -49,6 +50,7 @@ async def test_static_bearer_token_from_an_env_variable(token_registry: Registry
     environ = {
         "OCI_PLUGINS_REGISTRY_REG_TOKENENV": "MY_REGISTRY_TOKEN",
         "MY_REGISTRY_TOKEN": answer.json()["token"],
+        "OCI_PLUGINS_REGISTRY_REG_HOST": token_registry.host,
     }
     before = len(server.requests)
     result = await pull(tmp_path, reference + "?auth=REG", environ)
@@ -63,6 +65,7 @@ async def test_username_and_password_exchange_a_token_for_the_named_scope(
     environ = {
         "OCI_PLUGINS_REGISTRY_REG_USERNAME": token_registry.user or "",
         "OCI_PLUGINS_REGISTRY_REG_PASSWORD": token_registry.password or "",
+        "OCI_PLUGINS_REGISTRY_REG_HOST": token_registry.host,
     }
     before = len(token_registry.token_server.requests)
     await pull(tmp_path, reference + "?auth=REG", environ)
@@ -86,7 +89,11 @@ async def test_wrong_password_names_the_source_never_the_secret(
 ) -> None:
     reference = pushed(basic_registry, tmp_path)
     secret = "not-the-password-9f8e7d"
-    environ = {"OCI_PLUGINS_REGISTRY_REG_USERNAME": "alice", "OCI_PLUGINS_REGISTRY_REG_PASSWORD": secret}
+    environ = {
+        "OCI_PLUGINS_REGISTRY_REG_USERNAME": "alice",
+        "OCI_PLUGINS_REGISTRY_REG_PASSWORD": secret,
+        "OCI_PLUGINS_REGISTRY_REG_HOST": basic_registry.host,
+    }
     with pytest.raises(RegistryAuthError) as info:
         await pull(tmp_path, reference + "?auth=REG", environ)
     assert "OCI_PLUGINS_REGISTRY_REG_*" in str(info.value)

@@ -166,6 +166,7 @@ def test_registry_credentials_come_from_the_environment(basic_registry: Registry
     creds = {
         "OCI_PLUGINS_REGISTRY_CI_USERNAME": str(basic_registry.user),
         "OCI_PLUGINS_REGISTRY_CI_PASSWORD": str(basic_registry.password),
+        "OCI_PLUGINS_REGISTRY_CI_HOST": basic_registry.host,
     }
     ok(cli("oci", "push", "plugin", f"{ref}?auth=CI", SOURCE_DATE_EPOCH="1700000000", **creds))
     assert "requires authentication" in error(finish(anonymous))

@@ -101,6 +101,7 @@ def test_the_fields_are_the_documented_ones() -> None:
         "PASSWORDENV",
         "TOKEN",
         "TOKENENV",
+        "HOST",
     }
 
 
@@ -251,7 +252,10 @@ def test_hosts_with_ports_or_dashes_use_the_sanitized_name(host: str, name: str)
 
 
 def test_auth_name_picks_its_own_variables() -> None:
-    environ = {**env("PROD", USERNAME="deploy", PASSWORD=SECRET), **env("LOCALHOST_5000", TOKEN=OTHER_SECRET)}
+    environ = {
+        **env("PROD", USERNAME="deploy", PASSWORD=SECRET, HOST="localhost:5000"),
+        **env("LOCALHOST_5000", TOKEN=OTHER_SECRET),
+    }
     credential = from_environment("localhost:5000", environ, auth_name="PROD")
     assert credential is not None
     assert (credential.kind, credential.username, credential.secret) == ("basic", "deploy", SECRET)
@@ -259,8 +263,23 @@ def test_auth_name_picks_its_own_variables() -> None:
 
 def test_auth_name_is_case_insensitive() -> None:
     # ?auth=prod and ?auth=PROD both name OCI_PLUGINS_REGISTRY_PROD_*.
-    credential = from_environment("r.io", env("PROD", TOKEN=SECRET), auth_name="prod")
+    credential = from_environment("r.io", env("PROD", TOKEN=SECRET, HOST="r.io"), auth_name="prod")
     assert credential is not None and credential.secret == SECRET
+
+
+def test_a_host_list_names_every_registry_a_set_belongs_to() -> None:
+    environ = env("PROD", TOKEN=SECRET, HOST="a.example, R.io:5000")
+    for host in ("a.example", "r.io:5000"):
+        assert from_environment(host, environ, auth_name="PROD") is not None
+    with pytest.raises(RegistryAuthError) as caught:
+        from_environment("r.io", environ, auth_name="PROD")
+    message = str(caught.value)
+    assert "OCI_PLUGINS_REGISTRY_PROD_HOST" in message and "registry r.io" in message
+    assert SECRET not in message
+
+
+def test_a_set_named_after_its_host_needs_no_host_list() -> None:
+    assert from_environment("r.io", env("R_IO", TOKEN=SECRET), auth_name="r_io") is not None
 
 
 def test_auth_name_does_not_fall_back_to_the_host_names() -> None:

@@ -31,6 +31,7 @@ async def test_each_edge_pulls_with_its_own_credentials_and_signature_policy(
     auth = {
         "OCI_PLUGINS_REGISTRY_LOCAL_USERNAME": basic_registry.user or "",
         "OCI_PLUGINS_REGISTRY_LOCAL_PASSWORD": basic_registry.password or "",
+        "OCI_PLUGINS_REGISTRY_LOCAL_HOST": basic_registry.host,
     }
     (tmp_path / "control").mkdir()
     control = Server(tmp_path / "control", env=auth).wait_ready()

@@ -74,6 +74,7 @@ async def test_basic_auth_from_environment(basic_registry: Registry, tmp_path: P
     env = {
         "OCI_PLUGINS_REGISTRY_LOCAL_USERNAME": basic_registry.user,
         "OCI_PLUGINS_REGISTRY_LOCAL_PASSWORD": basic_registry.password,
+        "OCI_PLUGINS_REGISTRY_LOCAL_HOST": basic_registry.host,
     }
     pulled = await make_puller(tmp_path, env).pull(ref)
     assert "basic" in run_output(pulled.path)
@@ -86,6 +87,7 @@ async def test_token_auth(token_registry: Registry, tmp_path: Path) -> None:
         "OCI_PLUGINS_REGISTRY_LOCAL_USERNAME": token_registry.user,
         "OCI_PLUGINS_REGISTRY_LOCAL_PASSWORDENV": "SECRET",
         "SECRET": token_registry.password,
+        "OCI_PLUGINS_REGISTRY_LOCAL_HOST": token_registry.host,
     }
     pulled = await make_puller(tmp_path, env).pull(
         parse_reference(f"oci://{token_registry.host}/plugins/t:v1?auth=local")

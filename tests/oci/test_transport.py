@@ -89,6 +89,7 @@ async def test_blob_redirects_are_followed_without_credentials(
     environ = {
         "OCI_PLUGINS_REGISTRY_FRONT_USERNAME": basic_registry.user or "",
         "OCI_PLUGINS_REGISTRY_FRONT_PASSWORD": basic_registry.password or "",
+        "OCI_PLUGINS_REGISTRY_FRONT_HOST": front,
     }
     config = OciConfig(tmp_path / "cache", client=ClientOptions(retries=0, timeout=5), environ=environ)
 

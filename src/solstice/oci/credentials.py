@@ -14,9 +14,11 @@ from solstice.oci.errors import RegistryAuthError
 
 PREFIX = "OCI_PLUGINS_REGISTRY_"
 DEFAULT_ENTITLEMENT_USERNAME = "token"
+# Which registries a set belongs to; required for a set named by ?auth= rather than by its host.
+HOST_FIELD = "HOST"
 FIELDS = (
     "ENTITLEMENT", "ENTITLEMENTENV", "ENTITLEMENTUSERNAME", "USERNAME", "PASSWORD", "PASSWORDENV",
-    "TOKEN", "TOKENENV",
+    "TOKEN", "TOKENENV", HOST_FIELD,
 )  # fmt: skip
 
 Kind = Literal["entitlement", "token", "basic"]
@@ -60,10 +62,15 @@ def env_names(host: str) -> list[str]:
 def from_environment(
     host: str, environ: Mapping[str, str], auth_name: str | None = None
 ) -> Credential | None:
-    """The credential the environment defines for `host` (or for `?auth=NAME`), if any."""
+    """The credential the environment defines for `host` (or for `?auth=NAME`), if any.
+
+    A set belongs to the registries in its _HOST variable, else to the host it is named after:
+    naming it for another registry is refused before anything is sent.
+    """
     for name in [auth_name.upper()] if auth_name else env_names(host):
         values = {f: environ[f"{PREFIX}{name}_{f}"] for f in FIELDS if f"{PREFIX}{name}_{f}" in environ}
         if values:
+            _check_host(name, host, environ)
             return _credential(name, values, environ)
     if auth_name:
         raise RegistryAuthError(
@@ -71,6 +78,30 @@ def from_environment(
             f"_PASSWORD, _TOKEN or _ENTITLEMENT"
         )
     return None
+
+
+def hosts_of(name: str, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The registries (host[:port], lower case) that OCI_PLUGINS_REGISTRY_<NAME>_HOST lists."""
+    text = environ.get(f"{PREFIX}{name}_{HOST_FIELD}", "")
+    return tuple(item.strip().lower() for item in text.split(",") if item.strip())
+
+
+def _check_host(name: str, host: str, environ: Mapping[str, str]) -> None:
+    """Refuse to use set `name` for `host` unless it lists that host or is named after it."""
+    hosts = hosts_of(name, environ)
+    if host.lower() in hosts or (not hosts and name in env_names(host)):
+        return
+    variable = f"{PREFIX}{name}_{HOST_FIELD}"
+    if hosts:
+        raise RegistryAuthError(
+            f"the credentials {PREFIX}{name}_* belong to {', '.join(hosts)} ({variable}), not to "
+            f"registry {host}, so they were not sent; use ?auth= only with its own registry or add "
+            f"{host} to {variable}"
+        )
+    raise RegistryAuthError(
+        f"the credentials {PREFIX}{name}_* name no registry, so they were not sent to {host}; set "
+        f"{variable}={host} if they belong to it"
+    )
 
 
 def _credential(name: str, values: dict[str, str], environ: Mapping[str, str]) -> Credential:

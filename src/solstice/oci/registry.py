@@ -384,7 +384,16 @@ class RegistryClient:
             if answer.status_code != 401:
                 return await self._check(answer, call.method, call.url)
             challenge = answer.headers.get("www-authenticate", "")
+            challenger = answer.request.url
             await answer.aclose()
+            if not self._is_registry(challenger):
+                # A host the registry redirected to may not steer our credentials anywhere.
+                raise RegistryAuthError(
+                    f"{challenger.host}, where registry {self.host} redirected {call.method} "
+                    f"{httpx.URL(call.url).path}, asked for authentication; credentials go only to "
+                    "the registry and its token service, so the request failed",
+                    status=401,
+                )
             scheme, params = _parse_challenge(challenge)
             # A 401 may name a wider scope than we asked for (several repositories, or push).
             wanted = params.get("scope") or call.scope
@@ -398,6 +407,11 @@ class RegistryClient:
                 self._basic = True
             else:
                 await self._fetch_token(params, wanted, call.scope)
+
+    def _is_registry(self, url: httpx.URL) -> bool:
+        """True when `url` is on the registry's own origin (its scheme, host and port)."""
+        origin = httpx.URL(self.base)
+        return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
 
     def _authorization(self, scope: str) -> str | None:
         token = self._tokens.get(scope)
@@ -420,6 +434,17 @@ class RegistryClient:
             url = url.copy_add_param("scope", item)
         headers: dict[str, str] = {}
         if self.credential is not None and self.credential.kind in ("basic", "entitlement"):
+            # The Docker token spec sends Basic credentials to the realm the registry names, which
+            # is often another host (auth.docker.io): never in clear text to a remote one.
+            if url.scheme != "https" and not may_use_http(
+                url.netloc.decode(), self.options.insecure_registries
+            ):
+                raise RegistryAuthError(
+                    f"registry {self.host} names the token service {url.scheme}://{url.netloc.decode()}, "
+                    "which is not https; its credentials were not sent (list that host in "
+                    "OCI_PLUGINS_INSECURE_REGISTRIES if plain HTTP is intended)",
+                    status=401,
+                )
             headers["Authorization"] = self.credential.basic_header()
         if self.options.url_guard:
             await self.options.url_guard(url)
@@ -466,19 +491,13 @@ class RegistryClient:
 
     async def _send_following(self, call: _Call, auth: str | None) -> httpx.Response:
         method = call.method
-        # The registry's own origin: an upload URL or redirect elsewhere gets no credentials.
-        origin = httpx.URL(self.base)
+        # Only the registry's own origin gets credentials: an upload URL or redirect elsewhere not.
         target = httpx.URL(call.url)
         for _ in range(MAX_REDIRECTS + 1):
             if self.options.url_guard:
                 await self.options.url_guard(target)
             sent = dict(call.headers)
-            same_origin = (target.scheme, target.host, target.port) == (
-                origin.scheme,
-                origin.host,
-                origin.port,
-            )
-            if auth and same_origin:
+            if auth and self._is_registry(target):
                 sent["Authorization"] = auth
             request = self._http.build_request(method, target, headers=sent, content=call.content)
             try:
