@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
+from solstice.api.schemas import INPUT
 from solstice.control.errors import InvalidError, NotFoundError
 from solstice.store import audit
 from solstice.store.apps import all_apps, create_key, get_app, keys_of, revoke_key
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
 class AppFields(BaseModel):
     """Writable app fields, all optional (PATCH)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     name: str | None = Field(None, min_length=1, max_length=200)
     llms: list[str | int] | None = Field(None, max_length=1000, description="LLM ids or slugs it may call.")
@@ -40,7 +41,7 @@ class AppCreate(AppFields):
 class KeyCreate(BaseModel):
     """Body of POST /{id}/keys."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     name: str = Field("", max_length=100)
 

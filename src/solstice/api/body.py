@@ -6,30 +6,38 @@ curl labels it application/x-www-form-urlencoded; the body is JSON all the same.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel
 
+from solstice import safejson
 from solstice.api.problems import Problem
 
 MAX_BODY_BYTES = 1 << 20
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, or a 400/413/422 problem."""
+    """The body as a JSON object, or a 400/413/422 problem.
+
+    Numbers must be finite and nesting at most safejson.MAX_DEPTH levels: either would be stored
+    and then break every reader of the value.
+    """
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise Problem(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     if not raw.strip():
         raise Problem(422, "request body is empty; send a JSON object")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, f"request body is not valid JSON: {exc}") from None
+        data = safejson.parse(raw)
+    except safejson.JSONValueError as exc:
+        raise Problem(400, f"request body {exc.reason}") from None
     if not isinstance(data, dict):
         raise Problem(422, f"request body must be a JSON object, not {type(data).__name__}")
+    try:
+        safejson.check(data)
+    except safejson.JSONValueError as exc:
+        raise Problem(422, f"{exc.path or 'request body'}: {exc.reason}") from None
     where = _nul_in(data, "")
     if where is not None:
         raise Problem(422, f"{where or 'a key'} contains a NUL character, which cannot be stored; remove it")

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
 from solstice.api.plugins import slugify
-from solstice.api.schemas import SLUG_PATTERN
+from solstice.api.schemas import INPUT, SLUG_PATTERN
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError
+from solstice.safejson import JSONObject, unreadable_reason
 from solstice.store import audit
 from solstice.store.apps import all_apps
 from solstice.store.llms import all_llms, chain_of, get_llm
@@ -26,7 +27,7 @@ Vendor = Literal["openai", "mock"]
 class LLMFields(BaseModel):
     """Writable LLM fields, all optional (PATCH)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     name: str | None = Field(None, min_length=1, max_length=200)
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
@@ -34,7 +35,7 @@ class LLMFields(BaseModel):
     upstream_url: str | None = Field(None, max_length=2048)
     api_key: str | None = Field(None, max_length=4096)
     is_active: bool | None = None
-    options: dict[str, Any] | None = None
+    options: JSONObject | None = None
     namespace: str | None = Field(
         None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$", description="Edge namespace; empty: global."
     )
@@ -77,12 +78,13 @@ class ChainEntryOut(BaseModel):
     config_override: dict[str, Any]
     timeout_ms: int | None
     failure_policy: str | None
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ChainIn(BaseModel):
     """Body of PUT /{id}/plugins: the whole chain, in order."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     plugins: list[ChainEntry] = Field(max_length=64)
 
@@ -186,6 +188,16 @@ async def delete(ref: str, request: Request, principal: Principal = Depends(requ
     return Response(status_code=204)
 
 
+def _unreadable_warnings(value: object, field: str, llm: str) -> list[str]:
+    reason = unreadable_reason(value)
+    if reason is None:
+        return []
+    return [
+        f"the stored {field} cannot be read (it {reason}); "
+        f"set the chain again with PUT /api/v1/llms/{llm}/plugins"
+    ]
+
+
 async def _chain(request: Request, llm: LLMRow) -> list[ChainEntryOut]:
     async with request.app.state.sessions() as session:
         rows = await chain_of(session, llm.id)
@@ -197,6 +209,7 @@ async def _chain(request: Request, llm: LLMRow) -> list[ChainEntryOut]:
             config_override=dict(entry.config_override or {}),
             timeout_ms=entry.timeout_ms,
             failure_policy=entry.failure_policy,
+            warnings=_unreadable_warnings(entry.config_override, "config_override", llm.slug),
         )
         for entry, plugin in rows
     ]

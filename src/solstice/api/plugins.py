@@ -29,6 +29,7 @@ from solstice.hooks import default_failure_policy
 from solstice.host import PluginNotLoadedError
 from solstice.oci.errors import InvalidReferenceError
 from solstice.oci.reference import parse_reference
+from solstice.safejson import unreadable_reason
 from solstice.security.policy import PolicyError
 from solstice.store.models import PluginRow
 from solstice.store.plugins import MAX_ID, PluginFilter, list_plugins, slug_taken
@@ -65,11 +66,21 @@ def render(row: PluginRow, manager: PluginManager) -> PluginOut:
         is_global=row.is_global,
         status=status,
         last_error=error,
-        warnings=list(row.warnings or []),
+        warnings=[*(row.warnings or []), *_unreadable(row)],
         digest=row.digest,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _unreadable(row: PluginRow) -> list[str]:
+    """A warning per stored JSON field that could not be read back (it is shown empty)."""
+    fields = {"config": row.config, "hook_types": row.hook_types, "env": row.env, "warnings": row.warnings}
+    return [
+        f"the stored {name} cannot be read (it {reason}); set it again with PUT /api/v1/plugins/{row.slug}"
+        for name, reason in ((n, unreadable_reason(v)) for n, v in fields.items())
+        if reason is not None
+    ]
 
 
 async def _check_command(manager: PluginManager, command: str, oci_reference: str | None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -45,6 +46,14 @@ def describe_validation(errors: list[Any]) -> str:
         return f"unknown field {field!r}; remove it (field names are case-sensitive)"
     if kind == "missing":
         return f"field {field!r} is required"
+    secret = any(word in field.lower() for word in ("key", "token", "secret", "password"))
+    if (
+        kind.endswith("_type")
+        and not secret
+        and isinstance(error.get("input"), bool | int | float | str | None)
+    ):
+        # Values are never coerced (true is not 1): say what was sent.
+        message = f"{message}, not {json.dumps(error['input'])[:40]}"
     if not field or field in message:
         return message
     return f"{field}: {message[0].lower() + message[1:]}"

@@ -9,12 +9,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from solstice.hooks import HOOK_TYPES
+from solstice.safejson import JSONObject
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 # Slugs that would collide with fixed routes under /api/v1/plugins/.
 RESERVED_SLUGS = frozenset({"health"})
+# Request bodies: unknown fields are errors, and values are never coerced (true is not 1, "5" is not 5).
+INPUT = ConfigDict(extra="forbid", strict=True)
 _VALID_HOOKS = ", ".join(HOOK_TYPES)
 
 
@@ -27,7 +30,7 @@ def _check_hook(value: str) -> str:
 class PluginFields(BaseModel):
     """Fields a client may write; every one optional (PATCH)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     slug: str | None = Field(None, pattern=SLUG_PATTERN)
@@ -43,7 +46,7 @@ class PluginFields(BaseModel):
     )
     plugin_type: Literal["gateway", "data_collector"] | None = None
     is_active: bool | None = None
-    config: dict[str, Any] | None = None
+    config: JSONObject | None = None
     namespace: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")
     checksum: str | None = None
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
@@ -182,7 +185,7 @@ class HealthReport(BaseModel):
 class TokenCreate(BaseModel):
     """Body of POST /api/v1/tokens."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT
 
     name: str = Field(min_length=1, max_length=100)
     scope: Literal["admin", "read", "edge"] = "read"

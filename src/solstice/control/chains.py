@@ -12,6 +12,7 @@ from solstice.control.errors import InvalidError, StartFailedError
 from solstice.control.manager import PluginManager
 from solstice.control.specs import spec_for
 from solstice.host import PluginConfigError, PluginError, PluginNotLoadedError, PluginSpec, PluginState
+from solstice.safejson import JSONObject
 from solstice.store import audit
 from solstice.store.llms import entries_for_plugin, replace_chain
 from solstice.store.models import LLMPluginRow, LLMRow, PluginRow
@@ -21,10 +22,10 @@ from solstice.store.plugins import get_plugin
 class ChainEntry(BaseModel):
     """One plugin in a chain, as a client sends it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     plugin: str | int = Field(description="Plugin id or slug.")
-    config_override: dict[str, object] = Field(default_factory=dict)
+    config_override: JSONObject = Field(default_factory=dict)
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
     failure_policy: Literal["fail_closed", "fail_open"] | None = None
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from solstice.control.snapshot import SNAPSHOT_FORMAT, version_of
 from solstice.edge.source import Apply, SyncStatus
 from solstice.hooks import HOOK_TYPES
+from solstice.safejson import MAX_DEPTH, JSONObject
 from solstice.store.apps import hash_key
 
 log = structlog.get_logger("solstice.edge")
@@ -32,14 +33,15 @@ class ConfigFileError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # As the API: values are never coerced (`timeout_ms: true` is not 1 ms).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FilePlugin(_Model):
     slug: str = Field(pattern=SLUG)
     command: str = Field(max_length=2048)
     hook_types: list[Literal[HOOK_TYPES]] = Field(min_length=1)  # type: ignore[valid-type]
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: JSONObject = Field(default_factory=dict)
     timeout_ms: int = Field(1000, ge=1, le=600_000)
     failure_policy: Literal["fail_closed", "fail_open"] | None = None
     env: list[str] = Field(default_factory=list)
@@ -50,7 +52,7 @@ class FilePlugin(_Model):
 
 class FileChainEntry(_Model):
     plugin: str
-    config_override: dict[str, Any] = Field(default_factory=dict)
+    config_override: JSONObject = Field(default_factory=dict)
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
     failure_policy: Literal["fail_closed", "fail_open"] | None = None
 
@@ -62,7 +64,7 @@ class FileLLM(_Model):
     upstream_url: str = ""
     api_key_env: str = ""
     is_active: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JSONObject = Field(default_factory=dict)
     plugins: list[FileChainEntry] = Field(default_factory=list)
 
 
@@ -95,12 +97,16 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]
         raise ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigFileError(
+            f"{path} is nested too deeply to read; values may nest at most {MAX_DEPTH} levels"
+        ) from None
     try:
         parsed = ConfigFile.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigFileError(f"{path}: {where}: {first['msg']}") from None
+        raise ConfigFileError(f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
     slugs = {p.slug for p in parsed.plugins}
     llm_ids = {llm.slug: number for number, llm in enumerate(parsed.llms, start=1)}
     llms = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
@@ -13,6 +12,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from solstice import safejson
 from solstice.gateway.collector import Collector
 from solstice.gateway.config import AppIdentity, Route, Step
 from solstice.gateway.errors import openai_error, plugin_failure
@@ -73,7 +73,7 @@ def _stream_usage(record: pb.ProxyRecord, body: bytes) -> None:
     for line in body.split(b"\n"):
         if line.startswith(b"data: ") and line[6:].strip() not in (b"", b"[DONE]"):
             try:
-                _usage(record, json.loads(line[6:]))
+                _usage(record, safejson.loads(line[6:]))
             except ValueError:
                 continue
 
@@ -174,9 +174,11 @@ class Gateway:
         body = b"".join(parts)
         if body and "json" in request.headers.get("content-type", "json"):
             try:
-                json.loads(body)
-            except ValueError as exc:
-                return b"", openai_error(400, f"request body is not valid JSON: {exc}", "invalid_json")
+                # Bounded like API bodies: plugins parse this body too, and deep nesting crashes parsers.
+                safejson.loads(body)
+            except safejson.JSONValueError as exc:
+                where = f"{exc.path}: " if exc.path else ""
+                return b"", openai_error(400, f"request body {where}{exc.reason}", "invalid_json")
         return body, None
 
     async def _authenticate(
@@ -229,7 +231,7 @@ class Gateway:
             return self._finish(route, ctx, record, started, _stopped(stop))
         if route.chains["data_collection"]:  # usage only matters to data_collection plugins
             with contextlib.suppress(ValueError):
-                _usage(record, json.loads(response.body))
+                _usage(record, safejson.loads(response.body))
             record.response_body = response.body
         out = Response(response.body, status_code=response.status)
         out.raw_headers = _raw(forwardable([(h.name, h.value) for h in response.headers]), len(response.body))

@@ -1,0 +1,70 @@
+"""plugins.yaml values obey the API's rules: finite numbers, bounded nesting, no booleans for numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from solstice.edge.configfile import ConfigFileError, snapshot_from_file
+
+PLUGIN = "plugins:\n  - slug: guard\n    command: file:///usr/local/bin/guard\n    hook_types: [pre_auth]\n"
+
+
+def _load(tmp_path: Path, text: str) -> dict[str, object]:
+    path = tmp_path / "plugins.yaml"
+    path.write_text(text)
+    return snapshot_from_file(path, {})
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_config_values_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigFileError) as caught:
+        _load(tmp_path, PLUGIN + f"    config: {{limit: {value}}}\n")
+    message = str(caught.value)
+    assert "plugins.0.config" in message and "finite" in message and "\n" not in message
+
+
+def test_override_and_options_values_are_checked_too(tmp_path: Path) -> None:
+    llm = "llms:\n  - slug: m\n    vendor: mock\n"
+    with pytest.raises(ConfigFileError, match=r"llms\.0\.options: .*finite"):
+        _load(tmp_path, PLUGIN + llm + "    options: {delay_ms: .nan}\n")
+    with pytest.raises(ConfigFileError, match=r"llms\.0\.plugins\.0\.config_override: .*64 levels"):
+        _load(
+            tmp_path,
+            PLUGIN
+            + llm
+            + "    plugins: [{plugin: guard, config_override: "
+            + "{a: " * 70
+            + "1"
+            + "}" * 70
+            + "}]\n",
+        )
+
+
+def test_nesting_past_the_parser_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError) as caught:
+        _load(tmp_path, PLUGIN + "    config: {a: " + "[" * 5000 + "]" * 5000 + "}\n")
+    assert "nested" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("    timeout_ms: true\n", "timeout_ms"),
+        ('    timeout_ms: "100"\n', "timeout_ms"),
+        ("    global: 1\n", "global"),
+    ],
+)
+def test_booleans_and_strings_are_not_numbers(tmp_path: Path, line: str, field: str) -> None:
+    with pytest.raises(ConfigFileError, match=field):
+        _load(tmp_path, PLUGIN + line)
+
+
+def test_good_values_load(tmp_path: Path) -> None:
+    snapshot = _load(
+        tmp_path,
+        PLUGIN + "    timeout_ms: 250\n    config: {limit: 1.5, deep: " + "[" * 30 + "]" * 30 + "}\n",
+    )
+    plugin = snapshot["plugins"][0]  # type: ignore[index]
+    assert plugin["timeout_ms"] == 250 and plugin["config"]["limit"] == 1.5
