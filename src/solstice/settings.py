@@ -124,6 +124,23 @@ class Settings(BaseSettings):
         description="Apply the internal-address rules to OCI registries and every URL the OCI client "
         "follows.",
     )
+    upstream_internal_allowlist: str = Field(
+        "",
+        description="Comma-separated hosts, host:port, IP addresses or CIDRs of internal LLM upstreams "
+        "permitted without ALLOW_INTERNAL_NETWORK_ACCESS (a local model server).",
+    )
+
+    # Encryption at rest of LLM upstream keys (and of the keys in an edge's snapshot file).
+    secret_key: str = Field(
+        "", description="The key that encrypts stored secrets (Fernet: 32 bytes, URL-safe base64)."
+    )
+    secret_key_file: Path | None = Field(
+        None,
+        description="A file holding SOLSTICE_SECRET_KEY; unset: <data_dir>/secret.key, made at first start.",
+    )
+    secret_keys_old: str = Field(
+        "", description="Comma-separated earlier keys, used only to decrypt while secrets are re-encrypted."
+    )
 
     # OCI plugins. The reference page's variable names come first; SOLSTICE_OCI_* also work.
     oci_cache_dir: Path | None = Field(

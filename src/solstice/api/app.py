@@ -20,6 +20,7 @@ from solstice.gateway.proxy import Gateway
 from solstice.gateway.state import GatewayState
 from solstice.host import PluginHost, PluginSpec
 from solstice.oci.puller import cache_dir_of
+from solstice.sealing import load_keyring
 from solstice.settings import Settings
 from solstice.store.database import create_engine, migrate, session_factory
 
@@ -44,8 +45,9 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        await migrate(engine)
-        sessions = session_factory(engine)
+        keyring = load_keyring(settings)
+        await migrate(engine, keyring)
+        sessions = session_factory(engine, keyring)
         generated = await ensure_admin_token(sessions, settings)
         if generated:
             # Printed once, on the terminal only: the store keeps just its hash.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -13,13 +14,22 @@ from solstice.api.body import documented, json_object
 from solstice.api.plugins import slugify
 from solstice.api.schemas import INPUT, SLUG_PATTERN
 from solstice.control.chains import ChainEntry, set_chain
-from solstice.control.errors import ConflictError, InvalidError, NotFoundError
+from solstice.control.errors import ConflictError, InvalidError, NotFoundError, RefusedError
 from solstice.safejson import JSONObject, unreadable_reason
+from solstice.sealing import keyring_of
+from solstice.security.upstreams import (
+    UpstreamAllowlistError,
+    UpstreamPolicy,
+    UpstreamRefused,
+    origin_of,
+    strip_credentials,
+)
 from solstice.store import audit
 from solstice.store.apps import all_apps
 from solstice.store.llms import all_llms, chain_of, get_llm
 from solstice.store.models import LLMRow
 
+log = structlog.get_logger("solstice.api")
 router = APIRouter(prefix="/api/v1/llms", tags=["llms"])
 Vendor = Literal["openai", "mock"]
 
@@ -44,7 +54,8 @@ class LLMFields(BaseModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"upstream_url {value!r} must start with http:// or https://")
+            # Credentials in the URL are refused by _check_upstream (400) and never echoed.
+            raise ValueError(f"upstream_url {strip_credentials(value)!r} must start with http:// or https://")
         return value.rstrip("/") if value else value
 
 
@@ -95,7 +106,8 @@ def _out(row: LLMRow) -> LLMOut:
         name=row.name,
         slug=row.slug,
         vendor=row.vendor,
-        upstream_url=row.upstream_url,
+        # Rows stored before credentials in URLs were refused must not echo them.
+        upstream_url=strip_credentials(row.upstream_url),
         has_api_key=bool(row.api_key),
         is_active=row.is_active,
         options=dict(row.options or {}),
@@ -116,6 +128,30 @@ def _check_vendor(vendor: str, upstream_url: str) -> None:
         raise InvalidError("an openai LLM needs upstream_url, e.g. https://api.openai.com/v1")
 
 
+async def _check_upstream(request: Request, url: str, slug: str) -> None:
+    """Credentials in the URL and internal addresses are refused (400), as for plugin commands."""
+    if not url:
+        return
+    try:
+        verdict = await UpstreamPolicy.from_settings(request.app.state.settings).check_url(url, "api")
+    except (UpstreamRefused, UpstreamAllowlistError) as exc:
+        raise RefusedError(str(exc)) from None
+    for warning in verdict.warnings:
+        log.warning(warning, llm=slug, upstream_url=url)
+
+
+def _check_key_follows(current: LLMRow, changes: dict[str, Any]) -> None:
+    """A stored key is sent only to the origin it was given for: a new origin needs it again."""
+    if "upstream_url" not in changes or "api_key" in changes or not current.api_key:
+        return
+    before, after = origin_of(current.upstream_url), origin_of(changes["upstream_url"])
+    if before != after:
+        raise InvalidError(
+            f"upstream_url moves LLM {current.slug} from {before or 'no upstream'} to {after}, and its "
+            'stored api_key is not sent to another host; send api_key again in the same request ("" for none)'
+        )
+
+
 @router.post("", status_code=201, response_model=LLMOut, openapi_extra=documented(LLMCreate))
 async def create(request: Request, principal: Principal = Depends(require_admin)) -> LLMOut:
     """Register an upstream LLM."""
@@ -123,10 +159,12 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
     _check_vendor(body.vendor, body.upstream_url or "")
     values = body.model_dump(exclude_none=True)
     values["slug"] = body.slug or slugify(body.name)
+    await _check_upstream(request, body.upstream_url or "", values["slug"])
     async with request.app.state.sessions.begin() as session:
         if await get_llm(session, values["slug"]) is not None:
             raise ConflictError(f"an LLM with slug {values['slug']!r} already exists; choose another slug")
-        row = LLMRow(**{"upstream_url": "", "api_key": "", "options": {}, **values})
+        values["api_key"] = keyring_of(session).seal(values.get("api_key", ""))
+        row = LLMRow(**{"upstream_url": "", "options": {}, **values})
         session.add(row)
         try:
             await session.flush()
@@ -162,9 +200,14 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     if "slug" in changes and changes["slug"] != current.slug:
         raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
     _check_vendor(changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url))
+    _check_key_follows(current, changes)
+    if "upstream_url" in changes:
+        await _check_upstream(request, changes["upstream_url"], current.slug)
     async with request.app.state.sessions.begin() as session:
         row = await session.get(LLMRow, current.id)
         assert row is not None
+        if "api_key" in changes:
+            changes["api_key"] = keyring_of(session).seal(changes["api_key"])
         for key, value in changes.items():
             setattr(row, key, value)
         await audit.record(session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes)))

@@ -10,12 +10,16 @@ import hashlib
 import json
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from solstice.sealing import Keyring, SecretKeyError, keyring_of
 from solstice.store.apps import all_apps, live_keys
 from solstice.store.llms import all_chain_entries, all_llms
 from solstice.store.models import AppRow, LLMRow, PluginRow
 from solstice.store.plugins import all_plugins
+
+log = structlog.get_logger("solstice.control")
 
 SNAPSHOT_FORMAT = 1
 
@@ -48,19 +52,31 @@ def _plugin(row: PluginRow) -> dict[str, Any]:
     }
 
 
-def _llm(row: LLMRow, chain: list[dict[str, Any]]) -> dict[str, Any]:
+def _llm(row: LLMRow, chain: list[dict[str, Any]], keyring: Keyring) -> dict[str, Any]:
     return {
         "id": row.id,
         "slug": row.slug,
         "name": row.name,
         "vendor": row.vendor,
         "upstream_url": row.upstream_url,
-        "api_key": row.api_key,
+        # Decrypted: the gateway and the edges send it upstream (an edge encrypts its copy on disk).
+        "api_key": _open_key(row, keyring),
         "is_active": row.is_active,
         "options": dict(row.options or {}),
         "namespace": row.namespace or "",
         "chain": chain,
     }
+
+
+def _open_key(row: LLMRow, keyring: Keyring) -> str:
+    try:
+        return keyring.open(row.api_key)
+    except SecretKeyError as exc:
+        # One unreadable key must not stop every route and every edge: this LLM goes without it.
+        log.error(
+            "an LLM's upstream key cannot be decrypted; it is sent without one", llm=row.slug, error=str(exc)
+        )
+        return ""
 
 
 def _app(row: AppRow, llm_ids: set[int], key_hashes: list[str]) -> dict[str, Any]:
@@ -78,6 +94,7 @@ async def build_snapshot(
     session: AsyncSession, namespace: str | None, reload_generation: int = 0
 ) -> dict[str, Any]:
     """The snapshot for the edges of `namespace` (None: everything), with its `version`."""
+    keyring = keyring_of(session)
     plugins = {p.id: p for p in await all_plugins(session) if _visible(namespace, p.namespace)}
     llms = [llm for llm in await all_llms(session) if _visible(namespace, llm.namespace)]
     chains: dict[int, list[dict[str, Any]]] = {}
@@ -104,7 +121,7 @@ async def build_snapshot(
         "reload_generation": reload_generation,
         "plugins": sorted((_plugin(p) for p in plugins.values()), key=lambda p: p["slug"]),
         "llms": sorted(
-            (_llm(llm, sorted(chains.get(llm.id, []), key=lambda e: e["position"])) for llm in llms),
+            (_llm(llm, sorted(chains.get(llm.id, []), key=lambda e: e["position"]), keyring) for llm in llms),
             key=lambda item: item["slug"],
         ),
         "apps": sorted((_app(a, llm_ids, keys.get(a.id, [])) for a in apps), key=lambda a: a["id"]),

@@ -23,6 +23,7 @@ from solstice.gateway.proxy import Gateway
 from solstice.gateway.state import ConfigHolder
 from solstice.host import PluginHost
 from solstice.oci.puller import config_from_settings
+from solstice.sealing import load_keyring
 from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.edge")
@@ -41,7 +42,7 @@ def create_edge_app(settings: Settings) -> FastAPI:
             source = FileSource(settings.edge_config, settings.environ, reconciler.apply)
             await source.load()
         else:
-            store = SnapshotStore(settings.data_dir)
+            store = SnapshotStore(settings.data_dir, load_keyring(settings))
             identity = edge_id(settings.data_dir, settings.edge_id)
             source = ControlPlaneSource(settings, identity, reconciler.apply, store.save)
             persisted = store.load()

@@ -8,11 +8,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
+import structlog
 from multidict import CIMultiDict
 
 from solstice.gateway import mock
 from solstice.gateway.config import Route
+from solstice.security.addresses import parse_ip_literal
+from solstice.security.upstreams import UpstreamPolicy, UpstreamRefused, UpstreamResolver, origin_of
 from solstice.settings import Settings
+
+log = structlog.get_logger("solstice.gateway")
 
 # Never forwarded in either direction (RFC 9110 7.6.1), plus what the proxy sets itself.
 HOP_BY_HOP = frozenset(
@@ -82,15 +87,22 @@ def forwardable(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
 class Upstream:
     """One pooled HTTP client (aiohttp) for every upstream; the mock vendor answers in process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: UpstreamPolicy | None = None) -> None:
         self.settings = settings
+        self.policy = policy or UpstreamPolicy.from_settings(settings)
         # Created on first use: an aiohttp session belongs to the running event loop.
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
+                # Names are resolved and checked by the upstream policy; only checked addresses are dialled.
+                connector=aiohttp.TCPConnector(
+                    limit=512,
+                    limit_per_host=256,
+                    keepalive_timeout=30,
+                    resolver=UpstreamResolver(self.policy),
+                ),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=self.settings.upstream_connect_timeout,
@@ -124,10 +136,17 @@ class Upstream:
         if route.api_key:
             outgoing["authorization"] = f"Bearer {route.api_key}"
         try:
+            await self._check_literal(route)
             response = await self._client().request(
                 method, url, headers=outgoing, data=body or None, allow_redirects=False,
                 skip_auto_headers=("User-Agent", "Content-Type"),
             )  # fmt: skip
+        except UpstreamRefused as exc:
+            # The reason names addresses and settings: for the log, not for the gateway's client.
+            log.error("upstream refused by the security policy", llm=route.slug, reason=str(exc))
+            raise UpstreamError(
+                502, f"upstream of LLM {route.slug} is refused by the security policy"
+            ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamError(504, f"upstream of LLM {route.slug} did not answer in time") from None
         except aiohttp.ClientError as exc:
@@ -149,6 +168,14 @@ class Upstream:
         finally:
             response.release()
         return UpstreamResponse(response.status, headers_out, body=data)
+
+    async def _check_literal(self, route: Route) -> None:
+        """aiohttp dials IP literals without asking the resolver: check those here."""
+        origin = origin_of(route.upstream_url)
+        if origin is None:
+            raise UpstreamRefused(f"upstream_url of LLM {route.slug} is not a usable http(s) URL")
+        if parse_ip_literal(origin.host) is not None:
+            await self.policy.check_host(origin.host, origin.port)
 
     async def _read_limited(self, route: Route, response: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.gateway_max_response_bytes

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -12,7 +14,10 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from solstice import safejson
+from solstice.sealing import Keyring, reseal_llm_keys
 from solstice.settings import Settings
+
+log = structlog.get_logger("solstice.store")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every Solstice server sharing a database.
@@ -57,6 +62,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = database_url(settings)
     # A stored JSON value that cannot be read back is shown as unreadable instead of failing the query.
     json_io: dict[str, Any] = {"json_serializer": safejson.dumps, "json_deserializer": safejson.stored_loads}
+    # Parameters hold secrets (an LLM's upstream key): never in an error message or a log record.
+    json_io["hide_parameters"] = True
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **json_io)
@@ -65,22 +72,32 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json_io)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    """Sessions that keep loaded rows usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: AsyncEngine, keyring: Keyring | None = None) -> async_sessionmaker[Any]:
+    """Sessions that keep loaded rows usable after commit, carrying the keyring of stored secrets."""
+    return async_sessionmaker(engine, expire_on_commit=False, info={"keyring": keyring})
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, keyring: Keyring | None) -> None:
     if connection.dialect.name == "postgresql":
         # Several servers may start at once against one database: migrate one at a time.
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    config.attributes["keyring"] = keyring
     command.upgrade(config, "head")
+    if keyring is not None:
+        # Completes a key rotation: values under a key now in SOLSTICE_SECRET_KEYS_OLD move to the new one.
+        unreadable = reseal_llm_keys(connection, keyring)
+        if unreadable:
+            log.error(
+                "the upstream keys of these LLMs were encrypted with a key this server does not have; "
+                "add it to SOLSTICE_SECRET_KEYS_OLD or set each api_key again",
+                llms=unreadable,
+            )
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest migration."""
+async def migrate(engine: AsyncEngine, keyring: Keyring | None = None) -> None:
+    """Bring the schema to the newest migration, and stored secrets under the keyring's current key."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(partial(_upgrade, keyring=keyring))
