@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from solstice.hooks import HOOK_TYPES
 from solstice.safejson import JSONObject
+from solstice.security.variables import refusal as secret_refusal
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -94,10 +96,10 @@ class PluginFields(BaseModel):
         for name in value or []:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"env entry {name!r} is not a variable name; list names like MY_API_KEY")
-            if name.upper().startswith("SOLSTICE_"):
-                raise ValueError(
-                    f"env entry {name!r} is one of Solstice's own settings and is never passed on"
-                )
+            # The server's environment: registry credentials may name the variables they read from.
+            refused = secret_refusal(name, os.environ)
+            if refused:
+                raise ValueError(refused)
         return value
 
 

@@ -20,6 +20,8 @@ from solstice.control.snapshot import SNAPSHOT_FORMAT, version_of
 from solstice.edge.source import Apply, SyncStatus
 from solstice.hooks import HOOK_TYPES
 from solstice.safejson import MAX_DEPTH, JSONObject
+from solstice.security.upstreams import UpstreamRefused, split_upstream_url
+from solstice.security.variables import refusal as secret_refusal
 from solstice.store.apps import hash_key
 
 log = structlog.get_logger("solstice.edge")
@@ -89,6 +91,24 @@ def _secret(environ: Mapping[str, str], name: str, what: str) -> str:
     return environ[name]
 
 
+def _check_secrets(path: Path, parsed: ConfigFile, environ: Mapping[str, str]) -> None:
+    """No plugin env names a secret (Solstice's, a registry's, or one this file reads keys from),
+    and no upstream_url carries credentials."""
+    read_here = {llm.api_key_env for llm in parsed.llms if llm.api_key_env}
+    read_here |= {name for app in parsed.apps for name in app.keys_env}
+    for plugin in parsed.plugins:
+        for name in plugin.env:
+            refused = secret_refusal(name, environ, read_here)
+            if refused:
+                raise ConfigFileError(f"{path}: plugin {plugin.slug}: {refused}")
+    for llm in parsed.llms:
+        if llm.upstream_url:
+            try:
+                split_upstream_url(llm.upstream_url)
+            except UpstreamRefused as exc:
+                raise ConfigFileError(f"{path}: llm {llm.slug}: {exc}") from None
+
+
 def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     """Read and check the file; the snapshot it describes (ConfigFileError says what is wrong)."""
     try:
@@ -108,6 +128,7 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigFileError(f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
     slugs = {p.slug for p in parsed.plugins}
+    _check_secrets(path, parsed, environ)
     llm_ids = {llm.slug: number for number, llm in enumerate(parsed.llms, start=1)}
     llms = []
     for llm in parsed.llms:

@@ -31,6 +31,7 @@ from solstice.oci.puller import Pulled
 from solstice.protocol import gp, gp_grpc, pb
 from solstice.protocol.transport import GRPC_OPTIONS
 from solstice.security.paths import CheckedFile
+from solstice.security.variables import passable
 from solstice.settings import BASE_PLUGIN_ENV, Settings
 
 # How long a failed start call waits to see whether the plugin process died.
@@ -239,7 +240,9 @@ async def start_local(
         if spec.checksum:
             await verify_checksum(executable, spec.checksum)
         process = LocalProcess(path, PluginOutput(spec.slug))
-        base_env = settings.host_environment((*BASE_PLUGIN_ENV, *spec.env))
+        base_env = settings.host_environment(
+            (*BASE_PLUGIN_ENV, *passable(spec.env, settings.environ, spec.slug))
+        )
         handshake = await process.start(base_env, settings.plugin_handshake_timeout, executable)
     channel = grpc.aio.insecure_channel(handshake.target, options=GRPC_OPTIONS)
     client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
