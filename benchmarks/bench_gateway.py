@@ -182,6 +182,8 @@ def serve_env(workdir: Path, port: int, token: str) -> dict[str, str]:
         "SOLSTICE_LOG_LEVEL": "warning",
         "SOLSTICE_PLUGIN_HEALTH_INTERVAL": QUIET_INTERVAL_S,
         "SOLSTICE_RECONCILE_INTERVAL": QUIET_INTERVAL_S,
+        # The mock upstream is a local model server on loopback: permit it by name.
+        "SOLSTICE_UPSTREAM_INTERNAL_ALLOWLIST": "127.0.0.1",
     }
 
 

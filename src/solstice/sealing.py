@@ -185,3 +185,12 @@ def keyring_of(session: Any) -> Keyring:
     if keyring is None:
         raise RuntimeError("this database session has no keyring; make sessions with session_factory()")
     return keyring
+
+
+def check_configured_keys(settings: Settings) -> None:
+    """SecretKeyError when a configured key (current or old) is unusable; makes no file."""
+    if settings.secret_key or settings.secret_key_file is not None:
+        load_keyring(settings)
+        return
+    old = [value for value in settings.secret_keys_old.split(",") if value.strip()]
+    Keyring.from_keys(generate_key(), old)

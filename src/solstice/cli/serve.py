@@ -23,7 +23,9 @@ from solstice.host import PluginSpec
 from solstice.httpserver import BindError, HttpLimits, bind_sockets, limited_protocol
 from solstice.logs import configure_logging
 from solstice.oci.keys import KeyFormatError, public_keys_from_environ
+from solstice.sealing import SecretKeyError, check_configured_keys
 from solstice.security.policy import Policy, PolicyError
+from solstice.security.upstreams import UpstreamAllowlistError, parse_upstream_allowlist
 from solstice.settings import Settings, SettingsError, get_settings
 
 log = structlog.get_logger("solstice.serve")
@@ -100,6 +102,11 @@ def _start_problem(settings: Settings) -> str | None:
         # A key file that is missing or unreadable would otherwise surface only at the first pull.
         public_keys_from_environ(settings.environ)
     except KeyFormatError as exc:
+        return str(exc)
+    try:
+        parse_upstream_allowlist(settings.upstream_internal_allowlist)
+        check_configured_keys(settings)  # the key that encrypts stored secrets, named but never shown
+    except (UpstreamAllowlistError, SecretKeyError) as exc:
         return str(exc)
     return None
 
