@@ -6,13 +6,18 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solstice.control.errors import ControlError
+from solstice.store.health import storage_failure
+
+log = structlog.get_logger("solstice.api")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -59,6 +64,11 @@ def describe_validation(errors: list[Any]) -> str:
     return f"{field}: {message[0].lower() + message[1:]}"
 
 
+def _store_location(request: Request) -> str:
+    settings = request.app.state.settings
+    return "the PostgreSQL server's storage" if settings.database_url else str(settings.data_dir)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem response."""
 
@@ -77,6 +87,28 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _validation(request: Request, exc: ValidationError) -> JSONResponse:
         return problem_response(422, describe_validation(exc.errors()))
+
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(OSError)
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        reason = storage_failure(exc)
+        if reason is None:
+            raise exc  # not a storage condition: the server error handler logs it
+        log.error("the store cannot write", reason=reason, path=request.url.path)
+        return problem_response(
+            503,
+            f"the server cannot write its data ({reason}); free disk space or make "
+            f"{_store_location(request)} writable, then retry",
+            {"Retry-After": "10"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still logs the traceback; the client gets the same shape as every other error.
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        return problem_response(
+            500, f"internal error (request id {request_id}); the server log has the details"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

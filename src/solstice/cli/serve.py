@@ -27,6 +27,7 @@ from solstice.sealing import SecretKeyError, check_configured_keys
 from solstice.security.policy import Policy, PolicyError
 from solstice.security.upstreams import UpstreamAllowlistError, parse_upstream_allowlist
 from solstice.settings import Settings, SettingsError, get_settings
+from solstice.store.database import data_dir_problem
 
 log = structlog.get_logger("solstice.serve")
 
@@ -94,6 +95,9 @@ def _settings(**overrides: object) -> Settings:
 
 def _start_problem(settings: Settings) -> str | None:
     """What stops either runtime from starting, in one sentence, or None."""
+    problem = data_dir_problem(settings)
+    if problem:
+        return problem
     try:
         Policy.from_settings(settings)  # a bad PLUGIN_COMMAND_ALLOWLIST stops the start, not a load
     except PolicyError as exc:

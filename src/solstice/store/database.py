@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import pwd
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from solstice import safejson
 from solstice.sealing import Keyring, reseal_llm_keys
 from solstice.settings import Settings
+from solstice.store.health import health_of
 
 log = structlog.get_logger("solstice.store")
 
@@ -68,8 +72,38 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **json_io)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json_io)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **json_io)
+    health_of(engine)  # watches every write from the first: /readyz reports a store that cannot write
+    return engine
+
+
+def data_dir_problem(settings: Settings) -> str | None:
+    """Why the data directory cannot hold the SQLite database, in one sentence, or None."""
+    if settings.database_url:
+        return None  # the database lives elsewhere; its own errors name it
+    directory = settings.data_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".solstice-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        database = directory / "solstice.db"
+        if database.exists() and not os.access(database, os.W_OK):
+            raise PermissionError(errno.EACCES, "the database file is read-only")
+    except OSError as exc:
+        return (
+            f"the data directory {directory} is not writable ({exc.strerror or exc}); make it writable "
+            f"by user {_user()} or set SOLSTICE_DATA_DIR to a writable directory"
+        )
+    return None
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def session_factory(engine: AsyncEngine, keyring: Keyring | None = None) -> async_sessionmaker[Any]:
