@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from typing import Any
 import grpc
 import jsonschema
 
+from solstice import safejson
 from solstice.commands import GrpcCommand
 from solstice.host.client import PluginClient
 from solstice.host.errors import (
@@ -183,7 +183,7 @@ def check_config(spec: PluginSpec, schema_json: str, config: Mapping[str, Any], 
     if not schema_json:
         return
     try:
-        schema = json.loads(schema_json)
+        schema = safejson.loads(schema_json)  # bounded: a plugin may report anything
         validator = jsonschema.Draft202012Validator(schema)
         error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     except (ValueError, jsonschema.exceptions.SchemaError) as exc:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 
 import structlog
+
+from solstice import safejson
 
 # A single line longer than this is split; go-plugin uses the same 64 KiB buffer.
 MAX_LINE_BYTES = 64 * 1024
@@ -37,7 +38,7 @@ def _classify(line: str) -> tuple[int, str, dict[str, object]]:
     """Level, message and extra fields of one output line (hclog JSON, level prefix or plain)."""
     if line.startswith("{"):
         try:
-            record = json.loads(line)
+            record = safejson.parse(line)  # a line nested too deep to parse is text, not a crash
         except ValueError:
             record = None
         if isinstance(record, dict) and "@message" in record:
