@@ -594,8 +594,7 @@ def crash_after_start(env: Env, quotes: Quotes) -> None:
     route = Route(env.dev, [{"plugin": slug}])
     failed = route.call("hello")
     assert failed.status_code == 503
-    detail = failed.json()["detail"]
-    quotes.add("fail_closed", mask(detail.split("fail_closed: ")[0] + "fail_closed: "))
+    quotes.add("fail_closed", mask(failed.json()["error"]["message"]))
 
     def crashed() -> dict[str, Any] | None:
         with env.dev.client() as client:

@@ -1,10 +1,8 @@
-"""OpenAI-style error answers of the proxy, and the plugin-failure problem answer."""
+"""OpenAI-style error answers of the proxy, the plugin-failure answer included."""
 
 from __future__ import annotations
 
 from starlette.responses import JSONResponse
-
-from solstice.api.problems import problem_response
 
 _TYPES = {
     400: "invalid_request_error",
@@ -26,8 +24,14 @@ def openai_error(status: int, message: str, code: str | None = None) -> JSONResp
     return JSONResponse(body, status_code=status)
 
 
-def plugin_failure(slug: str, hook: str, reason: str) -> JSONResponse:
-    """503 problem answer for a fail_closed plugin that could not decide."""
-    return problem_response(
-        503, f"plugin {slug} failed during {hook} and its failure policy is fail_closed: {reason}"
+def plugin_failure(slug: str, hook: str) -> JSONResponse:
+    """503 for a fail_closed plugin that could not decide: which plugin and hook, nothing more.
+
+    The reason (paths, the plugin's last output) is logged and kept in the plugin's last_error.
+    """
+    return openai_error(
+        503,
+        f"plugin {slug} failed during {hook} and its failure policy is fail_closed; "
+        "the request was not forwarded",
+        "plugin_failed",
     )

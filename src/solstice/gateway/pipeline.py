@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -12,6 +13,10 @@ from solstice.metrics import HOOK_FAIL_OPEN
 from solstice.protocol import pb
 
 log = structlog.get_logger("solstice.gateway")
+
+# RFC 9110 token characters; a value may hold no control character but tab (CR and LF split it).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class PluginFailure(Exception):
@@ -65,13 +70,22 @@ class Hooks:
         ctx.config_id = step.config_id
         try:
             method = getattr(self.host.client(step.slug), hook)
-            return await method(ctx, *args, timeout=step.timeout_ms / 1000)
+            answer = await method(ctx, *args, timeout=step.timeout_ms / 1000)
         except PluginError as exc:
             reason = str(exc)
+        else:
+            problem = answer_problem(answer)
+            if problem is None:
+                return answer
+            # An answer that cannot go on the wire is the plugin's failure, under its policy.
+            reason = f"plugin {step.slug} answered {hook} with {problem}"
+            log.error(reason, plugin=step.slug, hook=hook)
         if step.failure_policy == "fail_open":
             HOOK_FAIL_OPEN.labels(step.slug, hook).inc()
             log.warning("plugin failed; continuing (fail_open)", plugin=step.slug, hook=hook, error=reason)
             return None
+        # The client hears only which plugin and hook; the reason may hold paths and plugin output.
+        log.warning("plugin failed; request refused (fail_closed)", plugin=step.slug, hook=hook, error=reason)
         raise PluginFailure(step.slug, hook, reason)
 
     async def request_chain(
@@ -110,6 +124,39 @@ class Hooks:
                 step, "on_response", ctx, request, response, pb.RESPONSE_PHASE_COMPLETE, 0
             )
             _apply(answer, ctx, response)
+
+
+def answer_problem(answer: Any) -> str | None:
+    """Why a plugin's answer cannot be used (a bad status or header), or None; never quotes a value."""
+    if not isinstance(answer, pb.HookResponse):
+        return None
+    action = answer.WhichOneof("action")
+    if action == "block":
+        status = answer.block.status
+        if status and not 200 <= status <= 599:
+            return f"a block status of {status}; use 200-599 (0 means 403)"
+        headers = answer.block.headers
+    elif action == "modify":
+        headers = answer.modify.set_headers
+    else:
+        return None
+    for header in headers:
+        problem = _header_problem(header.name, header.value)
+        if problem:
+            return f"an invalid header {header.name[:100]!r}: {problem}"
+    return None
+
+
+def _header_problem(name: str, value: str) -> str | None:
+    if not _HEADER_NAME.fullmatch(name):
+        return "the name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+    if _BAD_VALUE.search(value):
+        return "its value holds a control character such as CR, LF or NUL"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return "its value has characters outside Latin-1; encode it (e.g. percent-encoding)"
+    return None
 
 
 def _apply(

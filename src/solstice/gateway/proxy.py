@@ -51,7 +51,7 @@ def _stopped(stop: Exception) -> Response:
         )
         return response
     if isinstance(stop, PluginFailure):
-        return plugin_failure(stop.slug, stop.hook, stop.reason)
+        return plugin_failure(stop.slug, stop.hook)
     assert isinstance(stop, Unauthorized | UpstreamError)
     return openai_error(stop.status, str(stop))
 
