@@ -113,6 +113,7 @@ async def test_plugin_gets_minimal_environment(host: PluginHost, monkeypatch, tm
         "PLUGIN_UNIX_SOCKET_DIR",
         "TMPDIR",
         "LC_CTYPE",
+        "SOLSTICE_PLUGIN_HOST_ID",
     }
     assert set(env) <= allowed, set(env) - allowed
 

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     plugin_drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )
+    plugin_cgroups: bool = Field(
+        True,
+        description="Run each local plugin in its own cgroup (v2), so nothing it starts outlives it.",
+    )
 
     http_max_header_bytes: int = Field(
         64 << 10,

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginStatus, PluginSupervisor
@@ -108,6 +109,8 @@ class PluginHost:
         self._oci_config = oci
         self._puller: Puller | None = None
         self.policy = policy or Policy.from_settings(self.settings, [cache_dir_of(self.settings)])
+        # A host killed with SIGKILL left its plugins' children running: end them now.
+        sweep_dead_hosts(self.settings.plugin_cgroups)
         # Called with a slug after a plugin restarted on its own (not by load or reload).
         self.restart_listeners: list[Callable[[str], Awaitable[None]]] = []
 

@@ -239,7 +239,7 @@ async def start_local(
             )
         if spec.checksum:
             await verify_checksum(executable, spec.checksum)
-        process = LocalProcess(path, PluginOutput(spec.slug))
+        process = LocalProcess(path, PluginOutput(spec.slug), cgroups=settings.plugin_cgroups)
         base_env = settings.host_environment(
             (*BASE_PLUGIN_ENV, *passable(spec.env, settings.environ, spec.slug))
         )

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import grpc
 import structlog
 
+from solstice.host.containment import HOST_ID_ENV, Containment, host_id, sweep_dead_hosts
 from solstice.host.errors import (
     HandshakeTimeoutError,
     PluginExitedError,
@@ -165,6 +166,8 @@ def plugin_environment(base: Mapping[str, str], socket_dir: str) -> dict[str, st
     env = dict(base)
     env.update(
         {
+            # Marks the process and what it starts, so a later host can sweep them if this one dies.
+            HOST_ID_ENV: host_id(),
             MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE,
             ENV_PROTOCOL_VERSIONS: str(APP_PROTOCOL_VERSION),
             ENV_MIN_PORT: str(_PORT_RANGE[0]),
@@ -180,9 +183,11 @@ def plugin_environment(base: Mapping[str, str], socket_dir: str) -> dict[str, st
 class LocalProcess:
     """One running plugin process, from spawn to reaped."""
 
-    def __init__(self, path: str, output: PluginOutput) -> None:
+    def __init__(self, path: str, output: PluginOutput, cgroups: bool = True) -> None:
         self.path = path
         self.output = output
+        self._cgroups = cgroups
+        self._containment: Containment | None = None
         self.handshake: HandshakeLine | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._socket_dir = ""
@@ -208,10 +213,13 @@ class LocalProcess:
             with open_executable(self.path) as opened:
                 return await self.start(base_env, timeout, opened)
         _sweep_stale_socket_dirs()
+        sweep_dead_hosts(self._cgroups)
         self._socket_dir = tempfile.mkdtemp(prefix=f"{_SOCKET_DIR_PREFIX}{os.getpid()}-", dir=_socket_base())
         os.chmod(self._socket_dir, 0o700)
+        self._containment = Containment(self._cgroups)
         try:
             self._proc = await asyncio.create_subprocess_exec(
+                *self._containment.prefix(),
                 *_death_signal_prefix(),
                 _exec_path(executable, self._socket_dir),
                 pass_fds=(executable.fd,),
@@ -224,12 +232,14 @@ class LocalProcess:
             )
         except PermissionError:
             self._cleanup_dir()
+            await self._containment.release()
             raise PluginPermissionError(
                 f"Permission denied: cannot execute {self.path}; run chmod +x {self.path} "
                 "and check the filesystem is not mounted noexec"
             ) from None
         except OSError as exc:
             self._cleanup_dir()
+            await self._containment.release()
             raise PluginExitedError(f"could not start {self.path}: {exc.strerror or exc}") from None
         self._watch_exit(self._proc.pid)
         assert self._proc.stderr is not None
@@ -310,6 +320,8 @@ class LocalProcess:
         assert self._proc is not None
         await self._exited.wait()
         self._kill_group()  # nothing the plugin started may outlive it, or hold its pipes open
+        if self._containment is not None:
+            await self._containment.release()  # what left the process group too
         code = await self._proc.wait()
         await asyncio.gather(*self._readers, return_exceptions=True)
         self.output.flush()
@@ -345,6 +357,8 @@ class LocalProcess:
         """SIGKILL the process and everything in its process group, and reap it."""
         if self._proc is not None:
             self._kill_group()
+            if self._containment is not None:
+                await self._containment.release()
             await self._proc.wait()
         if self._readers:
             # The pipes close with the process group; give the readers a moment to log the rest.
