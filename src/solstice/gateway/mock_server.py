@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from solstice import safejson
 from solstice.gateway import mock
 
 
@@ -19,7 +19,7 @@ def create_mock_app(delay_ms: int = 0) -> Starlette:
     async def endpoint(request: Request) -> Response:
         raw = await request.body()
         try:
-            payload = json.loads(raw) if raw else {}
+            payload = safejson.parse(raw) if raw else {}
         except ValueError as exc:
             return JSONResponse(
                 {"error": {"message": f"invalid JSON: {exc}", "type": "invalid_request_error"}}, 400

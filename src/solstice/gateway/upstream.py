@@ -11,6 +11,7 @@ import aiohttp
 import structlog
 from multidict import CIMultiDict
 
+from solstice import safejson
 from solstice.gateway import mock
 from solstice.gateway.config import Route
 from solstice.security.addresses import parse_ip_literal
@@ -210,7 +211,8 @@ class Upstream:
     ) -> UpstreamResponse:
         delay = float(route.options.get("delay_ms", 0)) / 1000
         try:
-            payload = json.loads(body) if body else {}
+            # Plugins may have rewritten the body: parse it as carefully as a client's.
+            payload = safejson.parse(body) if body else {}
         except ValueError:
             payload = {}
         if not isinstance(payload, dict):
