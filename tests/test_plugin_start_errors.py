@@ -93,3 +93,36 @@ def test_unusable_paths_fail_their_plugin_and_a_restart_still_gets_ready(tmp_pat
             assert reloaded.status_code == 200, reloaded.text
     finally:
         assert again.stop() == 0
+
+
+def test_an_edge_with_an_unusable_path_still_serves_the_other_plugins(tmp_path: Path) -> None:
+    from tests.test_edge import Edge  # the edge process helper
+
+    paths = bad_paths(tmp_path / "plugins")
+    good = good_plugin(tmp_path / "plugins")
+    entries = [(slug, path) for slug, path in paths.items()] + [("good", good)]
+    config = tmp_path / "plugins.yaml"
+    config.write_text(
+        "plugins:\n"
+        + "".join(
+            f"  - slug: {slug}\n    command: file://{path}\n    hook_types: [pre_auth]\n"
+            for slug, path in entries
+        )
+        + "llms:\n  - slug: mock\n    vendor: mock\n    plugins:\n      - plugin: good\n"
+        + "apps:\n  - name: demo\n    llms: [mock]\n    keys_env: [DEMO_KEY]\n"
+    )
+    edge = Edge(tmp_path / "edge", None, "", "", env={"DEMO_KEY": "sk-demo-123"}, config=config).start()
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(
+            f"{edge.url}/llm/mock/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer sk-demo-123"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text + edge.read_log()
+        log = edge.read_log()
+        for path in paths.values():
+            assert str(path) in log, log
+    finally:
+        edge.stop()
