@@ -197,6 +197,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OCI_PLUGINS_MAX_BLOB_BYTES", "SOLSTICE_OCI_MAX_BLOB_BYTES"),
         description="Largest layer (and extracted executable) accepted from a registry.",
     )
+    oci_max_decompressed_bytes: int = Field(
+        2 << 30,
+        ge=1,
+        validation_alias=AliasChoices(
+            "OCI_PLUGINS_MAX_DECOMPRESSED_BYTES", "SOLSTICE_OCI_MAX_DECOMPRESSED_BYTES"
+        ),
+        description="Bytes the tar layers of one pull may decompress to, in all; the pull stops beyond.",
+    )
     oci_cache_max_bytes: int = Field(
         2 << 30,
         ge=1,

@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shutil
-import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import zstandard
+from typing import Any
 
 from solstice.oci import media
 from solstice.oci.errors import ContentError
+from solstice.oci.tarstream import CHUNK, Budget, Member, TarStream
 
 MAX_CONFIG_BYTES = 4 << 20
+DEFAULT_MAX_DECOMPRESSED_BYTES = 2 << 30
 MAX_SYMLINK_HOPS = 16
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -126,33 +124,9 @@ class _Entry:
 
 
 @contextmanager
-def _open_tar(path: Path, compression: str | None) -> Iterator[tarfile.TarFile]:
+def _open_tar(path: Path, layer: Layer, budget: Budget, where: str) -> Iterator[TarStream]:
     with path.open("rb") as raw:
-        stream: IO[bytes] = raw
-        if compression == "zstd":
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
-        mode = "r|gz" if compression == "gzip" else "r|"
-        try:
-            with tarfile.open(fileobj=stream, mode=mode) as archive:  # type: ignore[call-overload]
-                yield archive
-        except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
-            raise ContentError(f"layer {path.name} is not a readable tar archive: {exc}") from None
-
-
-def _kind(member: tarfile.TarInfo) -> str:
-    if member.isreg():
-        return "file"
-    if member.isdir():
-        return "directory"
-    if member.issym():
-        return "symlink"
-    if member.islnk():
-        return "hardlink"
-    if member.ischr() or member.isblk():
-        return "device"
-    if member.isfifo():
-        return "fifo"
-    return "special file"
+        yield TarStream(raw, layer.compression, budget, where, path.name)
 
 
 @dataclass
@@ -163,20 +137,20 @@ class _Capture:
     max_bytes: int
     found: tuple[int, int] | None = None  # (layer, position) of the copied member
 
-    def offer(self, archive: tarfile.TarFile, member: tarfile.TarInfo, layer: int, position: int) -> None:
+    def offer(self, archive: TarStream, member: Member, layer: int, position: int) -> None:
         """Copy `member` if it may be the answer: the top-most layer holding the name wins."""
         if self.found is not None and self.found[0] != layer:
             return
-        if not member.isreg() or member.size > self.max_bytes:
+        if member.kind != "file" or member.size > self.max_bytes:
             return
-        source = archive.extractfile(member)
-        assert source is not None
         with self.path.open("wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+            archive.copy_to(out)
         self.found = (layer, position)
 
 
-def _overlay(plan: Plan, files: list[Path], capture: _Capture | None = None) -> dict[str, _Entry]:
+def _overlay(
+    plan: Plan, files: list[Path], budget: Budget, where: str, capture: _Capture | None = None
+) -> dict[str, _Entry]:
     """The merged view of every layer's headers, top layer first, whiteouts applied."""
     merged: dict[str, _Entry] = {}
     hidden: set[str] = set()
@@ -185,7 +159,7 @@ def _overlay(plan: Plan, files: list[Path], capture: _Capture | None = None) -> 
         layer_hidden: set[str] = set()
         layer_opaque: set[str] = set()
         layer: dict[str, _Entry] = {}
-        with _open_tar(files[index], plan.layers[index].compression) as archive:
+        with _open_tar(files[index], plan.layers[index], budget, where) as archive:
             for position, member in enumerate(archive):
                 name = _normal(member.name)
                 directory, base = posixpath.split(name)
@@ -195,11 +169,11 @@ def _overlay(plan: Plan, files: list[Path], capture: _Capture | None = None) -> 
                 if base.startswith(_WHITEOUT):
                     layer_hidden.add(posixpath.join(directory, base[len(_WHITEOUT) :]))
                     continue
-                kind = _kind(member)
+                kind = member.kind
                 if kind != "directory":
                     # A non-directory replaces a lower directory of its name and all it held.
                     layer_hidden.add(name)
-                target = member.linkname if (member.issym() or member.islnk()) else ""
+                target = member.linkname if kind in ("symlink", "hardlink") else ""
                 # Within one layer the last member of a name wins, as when the tar is unpacked.
                 layer[name] = _Entry(index, kind, target, member.size, position)
                 if capture is not None and name == plan.entrypoint:
@@ -259,15 +233,21 @@ def _resolve(merged: dict[str, _Entry], path: str, where: str, hops: int = 0) ->
     return final, entry
 
 
-def extract(plan: Plan, files: list[Path], dest: Path, max_bytes: int, where: str) -> None:
-    """Write the plugin executable to `dest` (mode 0755); `files` are the verified layer blobs."""
+def extract(
+    plan: Plan, files: list[Path], dest: Path, max_bytes: int, where: str, budget: Budget | None = None
+) -> None:
+    """Write the plugin executable to `dest` (mode 0755); `files` are the verified layer blobs.
+
+    `budget` bounds the bytes decompressed and stops the work (Cancelled) when its flag is set.
+    """
+    budget = budget or Budget(DEFAULT_MAX_DECOMPRESSED_BYTES)
     if plan.kind == "artifact":
-        shutil.copyfile(files[0], dest)
+        _copy(files[0], dest, budget)
         dest.chmod(0o755)
         return
     capture = _Capture(dest.with_name(dest.name + ".scan"), max_bytes)
     try:
-        merged = _overlay(plan, files, capture)
+        merged = _overlay(plan, files, budget, where, capture)
         name, entry = _resolve(merged, plan.entrypoint, where)
         if entry.size > max_bytes:
             raise ContentError(
@@ -280,14 +260,27 @@ def extract(plan: Plan, files: list[Path], dest: Path, max_bytes: int, where: st
             return
     finally:
         capture.path.unlink(missing_ok=True)
-    # The Entrypoint is reached through links: read its layer again for that member.
-    with _open_tar(files[entry.layer], plan.layers[entry.layer].compression) as archive:
+    # The Entrypoint is reached through links: read its layer again for that member. That layer
+    # was read within the limit once, so the second read has a limit of its own.
+    again = Budget(budget.limit, budget.stop)
+    with _open_tar(files[entry.layer], plan.layers[entry.layer], again, where) as archive:
         for position, member in enumerate(archive):
-            if position == entry.position and _normal(member.name) == name and member.isreg():
-                source = archive.extractfile(member)
-                assert source is not None
+            if position == entry.position and _normal(member.name) == name and member.kind == "file":
                 with dest.open("xb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
+                    archive.copy_to(out)
                 dest.chmod(0o755)
                 return
+            if position > entry.position:
+                break
     raise ContentError(f"layer {plan.layers[entry.layer].digest} of {where} lost its Entrypoint file")
+
+
+def _copy(source: Path, dest: Path, budget: Budget) -> None:
+    """Copy an artifact's executable, checking the stop flag between chunks."""
+    with source.open("rb") as reader, dest.open("xb") as out:
+        while True:
+            budget.check()
+            chunk = reader.read(CHUNK)
+            if not chunk:
+                return
+            out.write(chunk)

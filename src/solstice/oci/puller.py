@@ -12,6 +12,7 @@ import dataclasses
 import fnmatch
 import json
 import shutil
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ from solstice.oci.errors import (
 from solstice.oci.keys import PublicKey, key_id, public_keys_from_environ
 from solstice.oci.reference import OciReference
 from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
+from solstice.oci.tarstream import Budget
+from solstice.oci.worker import run_stoppable
 from solstice.security.connect import CheckedBackend
 from solstice.security.policy import Policy
 from solstice.settings import Settings
@@ -54,6 +57,7 @@ class OciConfig:
     require_signature: bool = False
     allowed_registries: tuple[str, ...] = ()
     max_blob_bytes: int = 512 << 20
+    max_decompressed_bytes: int = layers.DEFAULT_MAX_DECOMPRESSED_BYTES
     cache_max_bytes: int = 2 << 30
     client: ClientOptions = field(default_factory=ClientOptions)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -108,6 +112,7 @@ def config_from_settings(
         require_signature=settings.edge_oci_require_signature if edge else settings.oci_require_signature,
         allowed_registries=split_list(settings.oci_allowed_registries),
         max_blob_bytes=settings.oci_max_blob_bytes,
+        max_decompressed_bytes=settings.oci_max_decompressed_bytes,
         cache_max_bytes=settings.oci_cache_max_bytes,
         client=client,
         environ=settings.environ,
@@ -341,9 +346,8 @@ class Puller:
             entry_dir = workdir / "entry"
             entry_dir.mkdir()
             executable = entry_dir / "plugin"
-            await asyncio.to_thread(
-                layers.extract, plan, files, executable, self.config.max_blob_bytes, where
-            )
+            log.info("oci plugin extracting", reference=str(ref), digest=digest, layers=len(files))
+            await self._extract(plan, files, executable, where, digest)
             key = entry_key(digest, chosen or None)
             meta: dict[str, Any] = {
                 "reference": str(ref),
@@ -371,6 +375,17 @@ class Puller:
             verified_key=verified,
             key=key,
         )
+
+    async def _extract(
+        self, plan: layers.Plan, files: list[Path], executable: Path, where: str, digest: str
+    ) -> None:
+        """Extract in a thread that stops within one chunk when this pull is cancelled."""
+
+        def work(stop: threading.Event) -> None:
+            budget = Budget(self.config.max_decompressed_bytes, stop)
+            layers.extract(plan, files, executable, self.config.max_blob_bytes, where, budget)
+
+        await run_stoppable(f"oci-extract {digest[:19]}", work)
 
     async def _plan(
         self, client: RegistryClient, ref: OciReference, manifest: Manifest, wanted: str, where: str
