@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import grpc
 import structlog
 from prometheus_client import Histogram
 
@@ -134,10 +135,13 @@ class PluginSupervisor:
         child.observe(seconds)
 
     def count_error(self, hook: str, code: str) -> None:
-        """Record one failed hook call."""
+        """Record one failed hook call; an unreachable plugin is marked unhealthy at once."""
         HOOK_ERRORS.labels(self.spec.slug, hook, code).inc()
         if code == "DEADLINE_EXCEEDED":
             HOOK_TIMEOUTS.labels(self.spec.slug, hook).inc()
+        instance = self._instance
+        if code == "UNAVAILABLE" and instance is not None:
+            self._unreachable(instance, f"a {hook} call found it unreachable")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -314,6 +318,8 @@ class PluginSupervisor:
         self.last_error = None
         if instance.process is not None:
             self._spawn(self._watch(instance))
+        else:
+            self._spawn(self._watch_channel(instance))
         log.info("plugin started", plugin=self.spec.slug, target=instance.target, pid=_pid(instance))
 
     def _fail(self, error: str) -> None:
@@ -348,6 +354,41 @@ class PluginSupervisor:
         self._crash_streak = 1 if lived >= _STABLE_AFTER_S else self._crash_streak + 1
         self.state = PluginState.RESTARTING
         await self._restart(failures=0)
+
+    async def _watch_channel(self, instance: PluginInstance) -> None:
+        """Follow a grpc:// instance's connection: a lost one marks the plugin unhealthy at once,
+        and a regained one is checked and, when healthy, serves again without waiting for a check."""
+        channel = instance.channel
+        state = channel.get_state(try_to_connect=False)
+        while not self._closed and instance is self._instance:
+            if state == grpc.ChannelConnectivity.IDLE:
+                # A server that went away leaves the channel idle: dialing again tells whether it is there.
+                state = channel.get_state(try_to_connect=True)
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                self._unreachable(instance, "its connection was lost")
+            elif state == grpc.ChannelConnectivity.READY and self.state == PluginState.UNHEALTHY:
+                problem = await instance.client.check_health(self.settings.plugin_health_timeout)
+                if problem is None and instance is self._instance and self.state == PluginState.UNHEALTHY:
+                    await self._recover(instance)
+            elif state == grpc.ChannelConnectivity.SHUTDOWN:
+                return
+            try:
+                await channel.wait_for_state_change(state)
+            except (grpc.aio.UsageError, RuntimeError):
+                return  # the channel was closed
+            state = channel.get_state(try_to_connect=False)
+
+    def _unreachable(self, instance: PluginInstance, why: str) -> None:
+        """Mark the serving instance unhealthy now; a grpc:// plugin starts the reconnect path."""
+        if self._closed or instance is not self._instance:
+            return
+        if self.state != PluginState.UNHEALTHY:
+            self.state = PluginState.UNHEALTHY
+            self.last_error = f"plugin {self.spec.slug} is not reachable: {why}"
+            log.warning("plugin unhealthy", plugin=self.spec.slug, problem=why)
+        if instance.process is None and not self._reconnecting:
+            self._reconnecting = True
+            self._spawn(self._reconnect())
 
     async def _restart(self, failures: int) -> None:
         """Start the plugin again with back-off; local plugins give up after too many failures."""
@@ -424,7 +465,7 @@ class PluginSupervisor:
         try:
             await self.reload()
         except PluginError as exc:
-            self.last_error = f"health checks fail and reconnecting failed too: {exc}"
+            self.last_error = f"plugin {self.spec.slug} is not reachable and reconnecting failed: {exc}"
             log.warning("remote plugin still unreachable", plugin=self.spec.slug, error=str(exc))
         finally:
             self._reconnecting = False
