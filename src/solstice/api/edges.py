@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
 from solstice.api.auth import Principal, require_admin, require_read
-from solstice.api.sync import MAX_WAIT_S, NAMESPACE
+from solstice.api.sync import HEARTBEAT_S, NAMESPACE
 from solstice.control.errors import NotFoundError
 from solstice.control.snapshot import build_snapshot
 from solstice.store import audit
@@ -16,8 +16,10 @@ from solstice.store.edges import all_edges, request_reload
 
 router = APIRouter(prefix="/api/v1", tags=["edges"])
 
-# An edge long-polls for at most MAX_WAIT_S: silence for twice that means it is gone.
-OFFLINE_AFTER = timedelta(seconds=2 * MAX_WAIT_S + 10)
+# A connected edge's heartbeat is renewed every HEARTBEAT_S, even while its long-poll is held, and
+# it polls again at once after each answer: longer silence means its connection dropped and it did
+# not come back (stopped, or cut off).
+OFFLINE_AFTER = timedelta(seconds=HEARTBEAT_S + 15)
 
 
 class EdgeOut(BaseModel):

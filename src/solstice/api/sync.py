@@ -18,6 +18,9 @@ router = APIRouter(prefix="/api/v1", tags=["edges"])
 EDGE_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 NAMESPACE = r"^[A-Za-z0-9_.-]{0,100}$"
 MAX_WAIT_S = 60.0
+# While a long-poll is held, the edge's heartbeat is renewed this often if it is still connected;
+# an edge that went away stops renewing it (see OFFLINE_AFTER in api/edges.py).
+HEARTBEAT_S = 10.0
 
 
 def _edge_id(request: Request) -> str:
@@ -67,6 +70,11 @@ async def sync(
         remaining = deadline - time.monotonic()
         if remaining <= 0 or feed.closing:
             return Response(status_code=304, headers={"ETag": etag})
-        await feed.wait(seen, remaining)
+        await feed.wait(seen, min(remaining, HEARTBEAT_S))
+        if await request.is_disconnected():
+            return Response(status_code=304, headers={"ETag": etag})  # nobody reads it; no heartbeat
+        if feed.generation == seen:
+            generation = await _heartbeat(request, edge_id, namespace)  # still there, still waiting
+            continue
         async with request.app.state.sessions() as session:
             generation = await reload_generation(session, edge_id)

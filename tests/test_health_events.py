@@ -1,0 +1,116 @@
+"""Health follows events, not only the periodic check: a grpc:// server that dies is unhealthy at
+once (and healthy again when it is back), and a stopped edge soon shows offline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import TESTBED, Standalone, terminate
+from tests.server import Server, free_port
+
+# The periodic check runs once a minute here: only the events can change the status in time.
+SLOW_CHECKS = {"SOLSTICE_PLUGIN_HEALTH_INTERVAL": "60"}
+DEADLINE_S = 20.0
+# An edge's heartbeat is renewed every 10 s; 25 s of silence is offline.
+EDGE_DEADLINE_S = 60.0
+
+
+def wait_until(
+    predicate: Callable[[], Any], what: str, log: Callable[[], str], limit: float = DEADLINE_S
+) -> Any:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {limit} s:\n{log()[-3000:]}")
+
+
+def _status(server: Server, slug: str) -> dict[str, Any]:
+    with server.client() as client:
+        return client.get(f"/api/v1/plugins/{slug}").json()
+
+
+def test_a_dead_grpc_plugin_is_unhealthy_at_once_and_healthy_when_back(
+    tmp_path: Path, standalone: type[Standalone]
+) -> None:
+    remote = standalone(TESTBED)
+    server = Server(tmp_path, env=SLOW_CHECKS).wait_ready()
+    try:
+        with server.client() as client:
+            body = {"name": "remote", "command": remote.command, "hook_type": "pre_auth"}
+            created = client.post("/api/v1/plugins", json=body)
+        assert created.json()["status"] == "healthy", created.text
+        remote.stop(signal.SIGKILL)
+        wait_until(lambda: _status(server, "remote")["status"] == "unhealthy", "unhealthy", server.log)
+        assert "not reachable" in _status(server, "remote")["last_error"]
+
+        again = standalone(TESTBED, port=remote.port)
+        assert again.port == remote.port
+        wait_until(lambda: _status(server, "remote")["status"] == "healthy", "healthy again", server.log)
+    finally:
+        server.stop()
+
+
+def test_a_failed_call_marks_a_grpc_plugin_unhealthy(tmp_path: Path, standalone: type[Standalone]) -> None:
+    remote = standalone(TESTBED)
+    server = Server(tmp_path, env=SLOW_CHECKS).wait_ready()
+    try:
+        with server.client() as client:
+            body = {"name": "remote", "command": remote.command, "hook_type": "pre_auth"}
+            assert client.post("/api/v1/plugins", json=body).json()["status"] == "healthy"
+            client.post("/api/v1/llms", json={"name": "m", "vendor": "mock"}).raise_for_status()
+            client.put("/api/v1/llms/m/plugins", json={"plugins": [{"plugin": "remote"}]}).raise_for_status()
+        remote.stop(signal.SIGKILL)
+        answer = httpx.post(f"{server.url}/llm/m/v1/chat/completions", json={"messages": []}, timeout=30)
+        assert answer.status_code == 503
+        wait_until(lambda: _status(server, "remote")["status"] == "unhealthy", "unhealthy", server.log)
+    finally:
+        server.stop()
+
+
+def _edges(server: Server) -> list[dict[str, Any]]:
+    with server.client() as client:
+        return client.get("/api/v1/edges").json()
+
+
+def test_a_stopped_edge_shows_offline(tmp_path: Path) -> None:
+    (tmp_path / "control").mkdir()
+    control = Server(tmp_path / "control").wait_ready()
+    edge: subprocess.Popen[bytes] | None = None
+    try:
+        with control.client() as client:
+            token = client.post("/api/v1/tokens", json={"name": "edges", "scope": "edge"}).json()["token"]
+        port = free_port()
+        env = {
+            **os.environ, "SOLSTICE_PORT": str(port), "SOLSTICE_HOST": "127.0.0.1",
+            "SOLSTICE_DATA_DIR": str(tmp_path / "edge"), "SOLSTICE_EDGE_TOKEN": token,
+            "OCI_PLUGINS_CACHE_DIR": str(tmp_path / "edge" / "oci"), "SOLSTICE_EDGE_NAME": "leaving",
+        }  # fmt: skip
+        edge = subprocess.Popen(
+            [sys.executable, "-m", "solstice", "edge", "--control-url", control.url],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        online = wait_until(lambda: [e for e in _edges(control) if e["online"]], "edge online", control.log)
+        assert online[0]["name"] == "leaving"
+        assert terminate(edge) == 0
+        wait_until(
+            lambda: not any(e["online"] for e in _edges(control)),
+            "edge offline",
+            control.log,
+            EDGE_DEADLINE_S,
+        )
+    finally:
+        if edge is not None:
+            terminate(edge)
+        control.stop()
