@@ -128,6 +128,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
 def variables_read_outside_the_model() -> set[str]:
     """Names of environment variables the code reads other than through Settings fields."""
     from solstice.cli import oci as cli_oci
+    from solstice.host import containment
     from solstice.oci import credentials, keys
     from solstice.protocol import handshake
 
@@ -141,6 +142,7 @@ def variables_read_outside_the_model() -> set[str]:
         handshake.ENV_MIN_PORT,
         handshake.ENV_MAX_PORT,
         handshake.ENV_UNIX_SOCKET_DIR,
+        containment.HOST_ID_ENV,
     }
     # Literal reads anywhere in the source: environ["X"], environ.get("X"), os.getenv("X").
     pattern = re.compile(r"""(?:environ(?:\.get\(|\[)|getenv\()\s*["']([A-Z][A-Z0-9_]*)["']""")
