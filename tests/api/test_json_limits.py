@@ -171,3 +171,12 @@ def test_a_bad_stored_row_is_flagged_and_listing_still_works(api: Server, databa
     with api.client(token=edge) as edge_client:
         synced = edge_client.get("/api/v1/sync", headers={"X-Solstice-Edge-Id": "edge-json"})
     assert synced.status_code == 200, synced.text
+    plugins = {p["slug"]: p for p in synced.json()["plugins"]}
+    # An edge must fail the plugin rather than run a guard without its rules.
+    assert "cannot be read" in plugins[bad["slug"]]["unusable"]
+    assert "unusable" not in plugins[good["slug"]]
+    with api.client() as client:
+        activated = client.patch(f"/api/v1/plugins/{bad['slug']}", json={"is_active": True})
+        assert activated.status_code == 200, activated.text
+        assert activated.json()["status"] == "failed", activated.json()
+        assert "cannot be read" in activated.json()["last_error"]

@@ -13,10 +13,11 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from solstice.control.specs import unusable_reason
 from solstice.sealing import Keyring, SecretKeyError, keyring_of
 from solstice.store.apps import all_apps, live_keys
 from solstice.store.llms import all_chain_entries, all_llms
-from solstice.store.models import AppRow, LLMRow, PluginRow
+from solstice.store.models import AppRow, LLMPluginRow, LLMRow, PluginRow
 from solstice.store.plugins import all_plugins
 
 log = structlog.get_logger("solstice.control")
@@ -29,8 +30,8 @@ def _visible(namespace: str | None, item_namespace: str | None) -> bool:
     return namespace is None or not item_namespace or item_namespace == namespace
 
 
-def _plugin(row: PluginRow) -> dict[str, Any]:
-    return {
+def _plugin(row: PluginRow, entries: list[LLMPluginRow]) -> dict[str, Any]:
+    plugin = {
         "slug": row.slug,
         "name": row.name,
         "command": row.command,
@@ -50,6 +51,11 @@ def _plugin(row: PluginRow) -> dict[str, Any]:
         # Bumped by every change and by POST /plugins/{id}/reload: edges reload with the control plane.
         "revision": row.revision,
     }
+    unusable = unusable_reason(row, entries)
+    if unusable:
+        # The edge fails this plugin with the reason instead of running it without its settings.
+        plugin["unusable"] = unusable
+    return plugin
 
 
 def _llm(row: LLMRow, chain: list[dict[str, Any]], keyring: Keyring) -> dict[str, Any]:
@@ -98,9 +104,11 @@ async def build_snapshot(
     plugins = {p.id: p for p in await all_plugins(session) if _visible(namespace, p.namespace)}
     llms = [llm for llm in await all_llms(session) if _visible(namespace, llm.namespace)]
     chains: dict[int, list[dict[str, Any]]] = {}
+    entries_of: dict[int, list[LLMPluginRow]] = {}
     for entry in await all_chain_entries(session):
         plugin = plugins.get(entry.plugin_id)
         if plugin is not None:
+            entries_of.setdefault(entry.plugin_id, []).append(entry)
             chains.setdefault(entry.llm_id, []).append(
                 {
                     "plugin": plugin.slug,
@@ -119,7 +127,9 @@ async def build_snapshot(
         "format": SNAPSHOT_FORMAT,
         "namespace": namespace,
         "reload_generation": reload_generation,
-        "plugins": sorted((_plugin(p) for p in plugins.values()), key=lambda p: p["slug"]),
+        "plugins": sorted(
+            (_plugin(p, entries_of.get(p.id, [])) for p in plugins.values()), key=lambda p: p["slug"]
+        ),
         "llms": sorted(
             (_llm(llm, sorted(chains.get(llm.id, []), key=lambda e: e["position"]), keyring) for llm in llms),
             key=lambda item: item["slug"],

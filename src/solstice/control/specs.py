@@ -8,6 +8,7 @@ from typing import Any
 from solstice.control.configs import config_id_for, deep_merge
 from solstice.host import PluginHost, PluginNotLoadedError, PluginSpec
 from solstice.protocol import pb
+from solstice.safejson import unreadable_reason
 from solstice.store.models import LLMPluginRow, PluginRow
 
 
@@ -26,6 +27,25 @@ def overrides_for(row: PluginRow, entries: Sequence[LLMPluginRow]) -> dict[str, 
     return overrides
 
 
+def unusable_reason(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> str | None:
+    """Why a stored plugin must not run: a setting it needs could not be read back from the store."""
+    for name, value in (("config", row.config), ("env", row.env)):
+        reason = unreadable_reason(value)
+        if reason is not None:
+            return (
+                f"plugin {row.slug}'s stored {name} cannot be read (it {reason}); "
+                f"set it again with PUT /api/v1/plugins/{row.slug}"
+            )
+    for entry in entries:
+        reason = unreadable_reason(entry.config_override)
+        if reason is not None:
+            return (
+                f"plugin {row.slug}'s config_override in the chain of LLM {entry.llm_id} cannot be read "
+                f"(it {reason}); set the chain again with PUT /api/v1/llms/{entry.llm_id}/plugins"
+            )
+    return None
+
+
 def spec_for(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> PluginSpec:
     """The host spec of a stored plugin, with the overrides of the chain entries that use it."""
     return PluginSpec(
@@ -36,6 +56,7 @@ def spec_for(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> PluginSpec
         timeout_ms=row.timeout_ms,
         checksum=row.checksum,
         overrides=overrides_for(row, entries),
+        unusable=unusable_reason(row, entries),
     )
 
 

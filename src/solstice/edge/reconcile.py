@@ -39,6 +39,7 @@ def specs_from_snapshot(snapshot: Mapping[str, Any]) -> dict[str, PluginSpec]:
             timeout_ms=plugin.get("timeout_ms"),
             checksum=plugin.get("checksum"),
             overrides=overrides[slug],
+            unusable=plugin.get("unusable"),
         )
         for slug, plugin in plugins.items()
     }

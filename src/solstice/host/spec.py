@@ -22,6 +22,9 @@ class PluginSpec:
     checksum: str | None = None
     # More configurations by config_id (per-LLM overrides), sent besides `config` at start.
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Why the stored settings cannot be used (a value unreadable from the store): the plugin is
+    # failed with this as its error rather than started without them, as a guard without its rules.
+    unusable: str | None = None
 
     def config_for(self, config_id: str) -> Mapping[str, Any]:
         """The configuration named by `config_id` ("" is the plugin's own)."""

@@ -248,6 +248,8 @@ class PluginSupervisor:
             raise PluginStartError(f"plugin {spec.slug} could not be started: {exc}") from None
 
     async def _launch_unguarded(self, spec: PluginSpec, restart: bool) -> PluginInstance:
+        if spec.unusable:
+            raise PluginStartError(spec.unusable)
         try:
             command = parse_command(spec.command)
         except CommandError as exc:
