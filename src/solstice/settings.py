@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         description="Run each local plugin in its own cgroup (v2), so nothing it starts outlives it.",
     )
 
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds in-flight requests may finish after SIGTERM; then they are cancelled.",
+    )
     http_max_header_bytes: int = Field(
         64 << 10,
         ge=1024,

@@ -19,11 +19,14 @@ import httpx
 import psutil
 import pytest
 import zstandard
+from aiohttp import web
 
+from solstice.oci import media
 from solstice.oci.errors import ContentError, RegistryError
 from solstice.oci.puller import OciConfig, Puller
 from solstice.oci.reference import parse_reference
 from solstice.oci.registry import ClientOptions
+from tests.oci.fakes import serving
 from tests.oci.images import OCI_MANIFEST, sha256_digest
 from tests.oci.registries import Registry
 from tests.server import Server
@@ -272,5 +275,96 @@ def test_sigterm_stops_a_server_in_the_middle_of_an_extraction(registry: Registr
         except subprocess.TimeoutExpired:
             raise AssertionError(f"SIGTERM did not stop the server:\n{server.log()[-3000:]}") from None
         assert code == 0, server.log()[-3000:]
+    finally:
+        server.stop()
+
+
+@contextmanager
+def trickling_registry() -> Iterator[tuple[str, threading.Event]]:
+    """A registry whose one plugin (plugins/slow:v1) downloads at a byte per half second (half an hour).
+
+    Yields its host and an event set when the download has begun."""
+    downloading = threading.Event()
+    body = b"#!/bin/sh\n" + b"#" * 4096
+    layer = {"mediaType": media.PLUGIN_BINARY, "digest": sha256_digest(body), "size": len(body)}
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": media.OCI_EMPTY, "digest": media.EMPTY_JSON_DIGEST, "size": 2},
+            "layers": [layer],
+        }
+    ).encode()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/v2/":
+            return web.Response(text="{}")
+        if request.path.startswith("/v2/plugins/slow/manifests/"):
+            headers = {"Docker-Content-Digest": sha256_digest(manifest)}
+            return web.Response(body=manifest, content_type=OCI_MANIFEST, headers=headers)
+        if request.path == f"/v2/plugins/slow/blobs/{layer['digest']}":
+            response = web.StreamResponse(headers={"Content-Length": str(len(body))})
+            await response.prepare(request)
+            downloading.set()
+            for byte in body:
+                await response.write(bytes([byte]))
+                await asyncio.sleep(0.5)
+            return response
+        return web.Response(status=404, text='{"errors":[{"code":"BLOB_UNKNOWN","message":"no"}]}')
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    loop = asyncio.new_event_loop()
+    hosts: list[str] = []
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with serving(app) as host:
+            hosts.append(host)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not hosts:
+        assert time.monotonic() < deadline, "the trickling registry did not start"
+        time.sleep(0.05)
+    try:
+        yield hosts[0], downloading
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+
+
+def test_sigterm_cancels_an_api_request_waiting_on_a_pull(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    server = Server(
+        tmp_path / "data",
+        env={"OCI_PLUGINS_TOTAL_TIMEOUT": "3600", "SOLSTICE_SHUTDOWN_TIMEOUT": "2"},
+    )
+    answers: list[object] = []
+
+    def create(host: str) -> None:
+        body = {"name": "Slow", "command": f"oci://{host}/plugins/slow:v1", "hook_type": "pre_auth"}
+        try:
+            with server.client() as client:
+                answers.append(client.post("/api/v1/plugins", json=body, timeout=600).status_code)
+        except httpx.HTTPError as exc:  # the server closes the connection as it goes
+            answers.append(exc)
+
+    try:
+        with trickling_registry() as (host, downloading):
+            server.wait_ready()
+            creating = threading.Thread(target=create, args=(host,), daemon=True)
+            creating.start()
+            assert downloading.wait(timeout=60), f"no download started:\n{server.log()}"
+            server.proc.send_signal(signal.SIGTERM)
+            try:
+                code = server.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"SIGTERM did not stop the server:\n{server.log()[-3000:]}") from None
+            assert code == 0, server.log()[-3000:]
+            creating.join(timeout=30)
+            assert answers, "the create request never ended"
     finally:
         server.stop()

@@ -161,6 +161,9 @@ def _run(app: object, settings: Settings, message: str) -> int:
         lifespan="on",
         http=limited_protocol(HttpLimits.from_settings(settings)),
         server_header=False,
+        # Bounds the drain: a request stuck in a slow registry pull must not hold the exit for as
+        # long as OCI_PLUGINS_TOTAL_TIMEOUT; cancelled, it stops its pull and extraction.
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     server = _Server(config, app)
     log.info(message, url=f"http://{settings.host}:{settings.port}")
