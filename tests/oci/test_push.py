@@ -190,6 +190,7 @@ async def test_push_with_credentials_from_the_environment(
     environ = {
         "OCI_PLUGINS_REGISTRY_LOCAL_USERNAME": str(registry.user),
         "OCI_PLUGINS_REGISTRY_LOCAL_PASSWORD": str(registry.password),
+        "OCI_PLUGINS_REGISTRY_LOCAL_HOST": registry.host,
     }
     async with client_for(registry, environ) as client:
         digest = await push(client, "plugins/auth", "v1", [(exe, None)])

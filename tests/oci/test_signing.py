@@ -48,6 +48,7 @@ def client_for(registry: Registry) -> RegistryClient:
     environ = {
         "OCI_PLUGINS_REGISTRY_LOCAL_USERNAME": str(registry.user),
         "OCI_PLUGINS_REGISTRY_LOCAL_PASSWORD": str(registry.password),
+        "OCI_PLUGINS_REGISTRY_LOCAL_HOST": registry.host,
     }
     credential = credentials.resolve(registry.host, environ, "LOCAL") if registry.user else None
     return RegistryClient(registry.host, credential, OPTIONS)
