@@ -68,3 +68,32 @@ def test_good_values_load(tmp_path: Path) -> None:
     )
     plugin = snapshot["plugins"][0]  # type: ignore[index]
     assert plugin["timeout_ms"] == 250 and plugin["config"]["limit"] == 1.5
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """Nine lines that stand for 9**9 (387 million) strings once the aliases are written out."""
+    lines = ["    config:", "      bomb:", '        - &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, levels):
+        lines.append(f"        - &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    # Today's answer is immediate; before the bound, building this took minutes and gigabytes.
+    with pytest.raises(ConfigFileError) as caught:
+        _load(tmp_path, PLUGIN + _alias_bomb())
+    message = str(caught.value)
+    assert "aliases expand to more than 100,000 values" in message and "\n" not in message
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="refers to a value that contains it"):
+        _load(tmp_path, PLUGIN + "    config: {loop: &a [1, *a]}\n")
+
+
+def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
+    text = PLUGIN + "    config: &shared {limit: 3, tags: [a, b]}\n"
+    text += "  - slug: guard2\n    command: file:///usr/local/bin/guard\n    hook_types: [pre_auth]\n"
+    text += "    config: *shared\n"
+    plugins = _load(tmp_path, text)["plugins"]
+    assert [p["config"] for p in plugins] == [{"limit": 3, "tags": ["a", "b"]}] * 2  # type: ignore[index]

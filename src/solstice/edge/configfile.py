@@ -28,6 +28,9 @@ log = structlog.get_logger("solstice.edge")
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,99}$"
 POLL_S = 1.0
+# A few lines of nested YAML aliases can stand for billions of values ("billion laughs"): the
+# expanded size is counted on the parsed nodes before any value is built.
+MAX_YAML_VALUES = 100_000
 
 
 class ConfigFileError(ValueError):
@@ -109,10 +112,51 @@ def _check_secrets(path: Path, parsed: ConfigFile, environ: Mapping[str, str]) -
                 raise ConfigFileError(f"{path}: llm {llm.slug}: {exc}") from None
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _expanded_values(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` stands for once its aliases are written out (memoised per node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _TooLarge("an alias refers to a value that contains it")
+    open_nodes.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children: list[yaml.Node] = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = []
+    total = 1 + sum(_expanded_values(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    if total > MAX_YAML_VALUES:
+        raise _TooLarge(f"its aliases expand to more than {MAX_YAML_VALUES:,} values")
+    sizes[key] = total
+    return total
+
+
+def _load_yaml(text: str) -> Any:
+    """safe_load, refusing a document whose aliases expand past MAX_YAML_VALUES before building it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_values(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     """Read and check the file; the snapshot it describes (ConfigFileError says what is wrong)."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = _load_yaml(path.read_text()) or {}
+    except _TooLarge as exc:
+        raise ConfigFileError(f"{path} is refused: {exc}; write the values out or shorten the file") from None
     except OSError as exc:
         raise ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
