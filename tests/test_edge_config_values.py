@@ -97,3 +97,8 @@ def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
     text += "    config: *shared\n"
     plugins = _load(tmp_path, text)["plugins"]
     assert [p["config"] for p in plugins] == [{"limit": 3, "tags": ["a", "b"]}] * 2  # type: ignore[index]
+
+
+def test_mock_delay_options_are_bounded_numbers(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match=r"options\.delay_ms is \"abc\"; .* from 0 to 60000"):
+        _load(tmp_path, "llms:\n  - slug: m\n    vendor: mock\n    options: {delay_ms: abc}\n")

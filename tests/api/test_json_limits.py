@@ -83,15 +83,17 @@ def test_bodies_nested_past_the_parser_get_400(api: Server) -> None:
     with api.client() as client:
         llm = f"l-{uuid.uuid4().hex[:8]}"
         assert client.post("/api/v1/llms", json={"name": llm, "vendor": "mock"}).status_code == 201
-    response = httpx.post(
-        f"{api.url}/llm/{llm}/v1/chat/completions",
-        content=("[" * 5000 + "]" * 5000).encode(),
-        headers={"content-type": "application/json"},
-        timeout=60,
-    )
-    assert response.status_code == 400, response.text
-    message = response.json()["error"]["message"]
-    assert "nested" in message and "\n" not in message
+    # Media types are case-insensitive: application/JSON is JSON too.
+    for content_type in ("application/json", "Application/JSON; charset=utf-8"):
+        response = httpx.post(
+            f"{api.url}/llm/{llm}/v1/chat/completions",
+            content=("[" * 5000 + "]" * 5000).encode(),
+            headers={"content-type": content_type},
+            timeout=60,
+        )
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]["message"]
+        assert "nested" in message and "\n" not in message
 
 
 def test_booleans_and_strings_are_not_numbers(api: Server) -> None:
@@ -180,3 +182,19 @@ def test_a_bad_stored_row_is_flagged_and_listing_still_works(api: Server, databa
         assert activated.status_code == 200, activated.text
         assert activated.json()["status"] == "failed", activated.json()
         assert "cannot be read" in activated.json()["last_error"]
+
+
+def test_mock_delay_options_are_bounded_numbers(api: Server) -> None:
+    slug = f"l-{uuid.uuid4().hex[:8]}"
+    with api.client() as client:
+        for options in ({"delay_ms": "abc"}, {"delay_ms": [1]}, {"delay_ms": True}, {"chunk_delay_ms": 1e20}):
+            refused = client.post("/api/v1/llms", json={"name": slug, "vendor": "mock", "options": options})
+            detail = _problem(refused, 422)
+            assert "options." in detail and "0 to 60000" in detail, detail
+        created = client.post(
+            "/api/v1/llms", json={"name": slug, "vendor": "mock", "options": {"delay_ms": 5}}
+        )
+        assert created.status_code == 201, created.text
+        patched = client.patch(f"/api/v1/llms/{slug}", json={"options": {"delay_ms": "abc"}})
+        assert "0 to 60000" in _problem(patched, 422)
+        assert client.get(f"/api/v1/llms/{slug}").json()["options"] == {"delay_ms": 5}

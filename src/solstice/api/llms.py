@@ -15,6 +15,7 @@ from solstice.api.plugins import slugify
 from solstice.api.schemas import INPUT, SLUG_PATTERN
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, RefusedError
+from solstice.gateway import mock
 from solstice.safejson import JSONObject, unreadable_reason
 from solstice.sealing import keyring_of
 from solstice.security.upstreams import (
@@ -49,6 +50,11 @@ class LLMFields(BaseModel):
     namespace: str | None = Field(
         None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$", description="Edge namespace; empty: global."
     )
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else dict(mock.check_options(value))
 
     @field_validator("upstream_url")
     @classmethod

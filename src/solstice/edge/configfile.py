@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from solstice.control.snapshot import SNAPSHOT_FORMAT, version_of
 from solstice.edge.source import Apply, SyncStatus
+from solstice.gateway import mock
 from solstice.hooks import HOOK_TYPES
 from solstice.safejson import MAX_DEPTH, JSONObject
 from solstice.security.upstreams import UpstreamRefused, split_upstream_url
@@ -71,6 +72,11 @@ class FileLLM(_Model):
     is_active: bool = True
     options: JSONObject = Field(default_factory=dict)
     plugins: list[FileChainEntry] = Field(default_factory=list)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(mock.check_options(value))
 
 
 class FileApp(_Model):

@@ -10,6 +10,31 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 MODEL = "solstice-mock-1"
+# The LLM options the mock vendor reads, in milliseconds: a delay before the answer, and between
+# streamed chunks. A minute at most, so a typo cannot hold requests until clients give up.
+DELAY_OPTIONS = ("delay_ms", "chunk_delay_ms")
+MAX_DELAY_MS = 60_000
+
+
+def check_options(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The options, if the delays the mock reads are numbers of 0 to MAX_DELAY_MS; else ValueError."""
+    for name in DELAY_OPTIONS:
+        value = options.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_DELAY_MS:
+            raise ValueError(
+                f"options.{name} is {json.dumps(value)[:40]}; it must be a number of milliseconds "
+                f"from 0 to {MAX_DELAY_MS}"
+            )
+    return options
+
+
+def delay_seconds(options: Mapping[str, Any], name: str) -> float:
+    """A delay option in seconds; 0 for a value stored before options were checked."""
+    try:
+        check_options({name: options.get(name, 0)})
+    except ValueError:
+        return 0.0
+    return float(options.get(name, 0)) / 1000
 
 
 def _redact(name: str, value: str) -> str:

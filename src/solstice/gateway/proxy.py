@@ -172,7 +172,7 @@ class Gateway:
                 return b"", openai_error(413, f"request body is over the {limit} byte limit")
             parts.append(chunk)
         body = b"".join(parts)
-        if body and "json" in request.headers.get("content-type", "json"):
+        if body and "json" in request.headers.get("content-type", "json").lower():
             try:
                 # Bounded like API bodies: plugins parse this body too, and deep nesting crashes parsers.
                 safejson.loads(body)

@@ -209,7 +209,7 @@ class Upstream:
     async def _mock(
         self, route: Route, path: str, headers: Sequence[tuple[str, str]], body: bytes
     ) -> UpstreamResponse:
-        delay = float(route.options.get("delay_ms", 0)) / 1000
+        delay = mock.delay_seconds(route.options, "delay_ms")
         try:
             # Plugins may have rewritten the body: parse it as carefully as a client's.
             payload = safejson.parse(body) if body else {}
@@ -218,7 +218,7 @@ class Upstream:
         if not isinstance(payload, dict):
             payload = {}
         if payload.get("stream"):
-            chunks = mock.stream(path, payload, delay_s=float(route.options.get("chunk_delay_ms", 0)) / 1000)
+            chunks = mock.stream(path, payload, delay_s=mock.delay_seconds(route.options, "chunk_delay_ms"))
             if delay:
                 await asyncio.sleep(delay)
             return UpstreamResponse(200, [("content-type", "text/event-stream")], chunks=chunks)
