@@ -254,6 +254,16 @@ async def test_the_total_timeout_stops_the_extraction(registry: Registry, tmp_pa
     assert not extraction_threads()
 
 
+def _sigterm_stops(server: Server) -> None:
+    """Send SIGTERM and wait for a clean exit (status 0), with the server's log on failure."""
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"SIGTERM did not stop the server:\n{server.log()[-3000:]}") from None
+    assert code == 0, server.log()[-3000:]
+
+
 def test_sigterm_stops_a_server_in_the_middle_of_an_extraction(registry: Registry, tmp_path: Path) -> None:
     push_layer(registry, "plugins/long:v1", zero_file_layer(10 * GIB, GZIP), GZIP)
     (tmp_path / "data").mkdir()
@@ -269,12 +279,7 @@ def test_sigterm_stops_a_server_in_the_middle_of_an_extraction(registry: Registr
             assert server.proc.poll() is None, server.log()
             assert time.monotonic() < deadline, f"no extraction started:\n{server.log()}"
             time.sleep(0.05)
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            code = server.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"SIGTERM did not stop the server:\n{server.log()[-3000:]}") from None
-        assert code == 0, server.log()[-3000:]
+        _sigterm_stops(server)
     finally:
         server.stop()
 
@@ -358,12 +363,7 @@ def test_sigterm_cancels_an_api_request_waiting_on_a_pull(tmp_path: Path) -> Non
             creating = threading.Thread(target=create, args=(host,), daemon=True)
             creating.start()
             assert downloading.wait(timeout=60), f"no download started:\n{server.log()}"
-            server.proc.send_signal(signal.SIGTERM)
-            try:
-                code = server.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"SIGTERM did not stop the server:\n{server.log()[-3000:]}") from None
-            assert code == 0, server.log()[-3000:]
+            _sigterm_stops(server)
             creating.join(timeout=30)
             assert answers, "the create request never ended"
     finally:
