@@ -123,6 +123,19 @@ def internal_reason(address: IPAddress) -> str | None:
     return None
 
 
+def is_localhost(host: str) -> bool:
+    """Whether `host` is a localhost name (RFC 6761: loopback whatever a resolver answers)."""
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def internal_reason_for(host: str, address: IPAddress) -> str | None:
+    """Why `address`, reached by the name `host`, is internal (localhost names always are), or None."""
+    if is_localhost(host):
+        return "loopback (localhost)"
+    return internal_reason(address)
+
+
 def is_internal(address: IPAddress) -> bool:
     """Whether `address` is on an internal network (see internal_reason)."""
     return internal_reason(address) is not None

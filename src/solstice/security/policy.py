@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
-from solstice.security.addresses import IPAddress, internal_reason, parse_ip_literal
+from solstice.security.addresses import IPAddress, internal_reason_for, is_localhost, parse_ip_literal
 from solstice.security.allowlist import Allowlist, AllowlistError, host_of, parse_allowlist
 from solstice.security.paths import UnsafePathError, check_plugin_file, open_checked
 from solstice.security.resolve import ResolveError, Resolver, SystemResolver
@@ -151,13 +151,13 @@ class Policy:
         literal = parse_ip_literal(host)
         if literal is not None:
             return [literal]
-        if _is_localhost(host):
+        if is_localhost(host):
             # RFC 6761: localhost names are loopback whatever a resolver answers.
             return [ipaddress.IPv4Address("127.0.0.1")]
         return await self.resolver.resolve(host)
 
     def _internal(self, what: str, host: str, addresses: list[IPAddress], permitted: bool) -> _Checked:
-        found = [(a, reason) for a in addresses if (reason := _internal_or_localhost(host, a))]
+        found = [(a, reason) for a in addresses if (reason := internal_reason_for(host, a))]
         if not found or permitted:
             return _Checked(addresses)
         if self.allow_internal:
@@ -195,7 +195,7 @@ class Policy:
         if not self.block_internal_urls or self.allowlist.names_registry(host):
             return addresses
         for address in addresses:
-            reason = _internal_or_localhost(host, address)
+            reason = internal_reason_for(host, address)
             if reason:
                 resolved = "" if parse_ip_literal(host) else f" (resolves to {address})"
                 raise PolicyError(
@@ -205,17 +205,6 @@ class Policy:
                     "PLUGIN_COMMAND_ALLOWLIST (oci://HOST/*) if it is trusted"
                 )
         return addresses
-
-
-def _is_localhost(host: str) -> bool:
-    name = host.lower().rstrip(".")
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def _internal_or_localhost(host: str, address: IPAddress) -> str | None:
-    if _is_localhost(host):
-        return "loopback (localhost)"
-    return internal_reason(address)
 
 
 def _grpc_target(addresses: list[IPAddress], port: int) -> str:

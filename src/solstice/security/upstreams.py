@@ -19,7 +19,14 @@ from urllib.parse import SplitResult, urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from solstice.security.addresses import IPAddress, IPNetwork, in_networks, internal_reason, parse_ip_literal
+from solstice.security.addresses import (
+    IPAddress,
+    IPNetwork,
+    in_networks,
+    internal_reason_for,
+    is_localhost,
+    parse_ip_literal,
+)
 from solstice.security.resolve import ResolveError, Resolver, SystemResolver
 from solstice.settings import Settings
 
@@ -225,7 +232,7 @@ class UpstreamPolicy:
         """The addresses the gateway may connect to for `host`; UpstreamRefused, ResolveError."""
         what = shown or f"upstream {host}:{port}"
         addresses = await self._addresses(host)
-        found = [(a, reason) for a in addresses if (reason := _internal(host, a))]
+        found = [(a, reason) for a in addresses if (reason := internal_reason_for(host, a))]
         if not found or self.allowlist.permits(host, port, addresses):
             return UpstreamVerdict(addresses)
         if self.allow_internal and not self.block_internal_urls:
@@ -246,24 +253,13 @@ class UpstreamPolicy:
         literal = parse_ip_literal(host)
         if literal is not None:
             return [literal]
-        if _is_localhost(host):
+        if is_localhost(host):
             return [ipaddress.IPv4Address("127.0.0.1")]
         return await self.resolver.resolve(host)
 
 
 def _entry_for(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _is_localhost(host: str) -> bool:
-    name = host.lower().rstrip(".")
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def _internal(host: str, address: IPAddress) -> str | None:
-    if _is_localhost(host):
-        return "loopback (localhost)"
-    return internal_reason(address)
 
 
 class UpstreamResolver(AbstractResolver):
