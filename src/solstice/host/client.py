@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,6 +44,17 @@ class PluginClient:
             return await method(request, timeout=deadline)
         except grpc.aio.AioRpcError as exc:
             raise self._error(hook, exc, deadline) from None
+        except asyncio.CancelledError:
+            if _cancelled_from_outside():
+                raise
+            # grpc.aio cancels the calls still open on a channel that is closed, as the host
+            # does when it sees the plugin's process exit mid-call: a failed call, not ours to stop.
+            raise PluginCallError(
+                f"plugin {self.slug} is not reachable during {hook}: its connection was closed",
+                slug=self.slug,
+                hook=hook,
+                code=grpc.StatusCode.CANCELLED.name,
+            ) from None
 
     async def check_health(self, timeout: float) -> str | None:
         """None when the plugin reports SERVING for the go-plugin health service, else why not."""
@@ -51,6 +63,10 @@ class PluginClient:
             answer = await self._health.Check(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             return _describe_failure(exc)
+        except asyncio.CancelledError:
+            if _cancelled_from_outside():
+                raise
+            return "its connection was closed"
         if answer.status != health_pb2.HealthCheckResponse.SERVING:
             name = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
             return f"its health service reports {name}"
@@ -110,6 +126,12 @@ class PluginClient:
         message = pb.DataCollectionRequest(records=list(records), config_id=config_id)
         answer = await self._call("data_collection", self._stub.DataCollection, message, timeout)
         return answer.accepted
+
+
+def _cancelled_from_outside() -> bool:
+    """True when the running task itself is being cancelled (not just one gRPC call under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _describe_failure(exc: grpc.aio.AioRpcError) -> str:
