@@ -9,8 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pytest
 
@@ -20,6 +22,7 @@ from solstice.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 TESTBED = ROOT / "tests" / "plugins" / "testbed.py"
 EXAMPLES = ROOT / "examples" / "plugins"
+T = TypeVar("T")
 
 # Example plugins start with `#!/usr/bin/env python3`: make that the interpreter running the tests.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -165,10 +168,59 @@ def new_children(before: list[int]) -> list[int]:
     return [p for p in child_pids(os.getpid()) if p not in before and pid_alive(p)]
 
 
-async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> None:
-    """Poll `predicate()` until it is true or fail after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+# The end of a log shown when a wait fails: enough for the last few events, short enough to read.
+LOG_TAIL = 4000
+
+
+class _Poll(Generic[T]):
+    """One wait's deadline and failure message; wait_until and wait_for only differ in how they sleep."""
+
+    def __init__(
+        self, check: Callable[[], T], timeout: float, log: Callable[[], str] | None, what: str
+    ) -> None:
+        self.check, self.timeout, self.log, self.what = check, timeout, log, what
+        self.deadline = time.monotonic() + timeout
+
+    def attempt(self) -> T | None:
+        """The check's value if it is truthy, None to try again; raises once the deadline has passed."""
+        value = self.check()
+        if value:
+            return value
+        if time.monotonic() >= self.deadline:
+            detail = f":\n{self.log()[-LOG_TAIL:]}" if self.log is not None else ""
+            raise AssertionError(f"{self.what} did not happen within {self.timeout} s{detail}")
+        return None
+
+
+def wait_until(
+    check: Callable[[], T],
+    timeout: float = 30.0,
+    log: Callable[[], str] | None = None,
+    *,
+    what: str = "the condition",
+    interval: float = 0.05,
+) -> T:
+    """Poll `check()` until it returns a truthy value and return that; fail after `timeout` s, with `log`."""
+    poll = _Poll(check, timeout, log, what)
+    while True:
+        value = poll.attempt()
+        if value is not None:
+            return value
+        time.sleep(interval)
+
+
+async def wait_for(
+    check: Callable[[], T],
+    timeout: float = 30.0,
+    log: Callable[[], str] | None = None,
+    *,
+    what: str = "the condition",
+    interval: float = 0.05,
+) -> T:
+    """wait_until for coroutines: the same polling, sleeping on the event loop so it keeps running."""
+    poll = _Poll(check, timeout, log, what)
+    while True:
+        value = poll.attempt()
+        if value is not None:
+            return value
         await asyncio.sleep(interval)

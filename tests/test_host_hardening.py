@@ -9,6 +9,7 @@ import tempfile
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from solstice.commands import CommandError, parse_command
 from solstice.host import HandshakeTimeoutError, PluginHost, PluginSpec, PluginStartError, PluginState
@@ -25,6 +26,16 @@ def _descendants(pid: int) -> list[int]:
         found += children
         frontier = children
     return found
+
+
+def _inflight(host: PluginHost, slug: str) -> int:
+    """Calls holding the serving instance of `slug` (the count its drain waits on)."""
+    instance = host._get(slug)._instance
+    return instance.inflight if instance is not None else 0
+
+
+def _start_failures(slug: str) -> float:
+    return REGISTRY.get_sample_value("solstice_plugin_start_failures_total", {"plugin": slug}) or 0.0
 
 
 async def test_wrapper_without_exec_cannot_hang_the_host_or_leave_its_child(tmp_path) -> None:
@@ -63,7 +74,7 @@ async def test_cancelled_reload_still_stops_the_old_instance() -> None:
         call = asyncio.create_task(
             host.client("t").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/slow"))
         )
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: _inflight(host, "t") == 1, what="the slow call")
         reload = asyncio.create_task(host.reload("t"))
         await wait_for(lambda: host.status("t").pid != first.pid, timeout=15)
         reload.cancel()  # while the old instance drains its slow call
@@ -75,11 +86,13 @@ async def test_cancelled_reload_still_stops_the_old_instance() -> None:
 
 async def test_remote_plugin_down_at_load_is_retried_until_it_answers(standalone) -> None:
     port = free_port()
+    before = _start_failures("r")
     async with PluginHost(fast_settings(plugin_connect_timeout=0.3, plugin_max_start_failures=2)) as host:
         with pytest.raises(PluginStartError):
             await host.load(PluginSpec(slug="r", command=f"grpc://127.0.0.1:{port}"))
         assert host.status("r").state == PluginState.FAILED
-        await asyncio.sleep(1.0)  # past plugin_max_start_failures: remote plugins are not given up on
+        # Past plugin_max_start_failures, where a local plugin is given up on; a remote one is not.
+        await wait_for(lambda: _start_failures("r") - before > 2, what="a third failed start")
         standalone(port=port)
         await wait_for(lambda: host.status("r").state == PluginState.HEALTHY, timeout=15)
         answer = await host.client("r").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/noop"))

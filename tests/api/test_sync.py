@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TESTBED
+from tests.conftest import TESTBED, wait_until
 from tests.server import Server
 
 
@@ -53,6 +53,11 @@ def create_plugin(server: Server, namespace: str, **fields: Any) -> dict[str, An
     return answer.json()
 
 
+def edge_ids(server: Server) -> list[str]:
+    with server.client() as client:
+        return [edge["id"] for edge in client.get("/api/v1/edges").json()]
+
+
 def slugs(snapshot: dict[str, Any]) -> set[str]:
     return {p["slug"] for p in snapshot["plugins"]}
 
@@ -90,19 +95,29 @@ def test_long_poll_answers_304_when_nothing_changed_and_200_as_soon_as_something
     unchanged = sync(control, edge_token, "edge-c1", "team-c", etag, wait=1)
     assert unchanged.status_code == 304 and time.monotonic() - began >= 0.9
 
-    answers: list[httpx.Response] = []
-    poll = threading.Thread(
-        target=lambda: answers.append(sync(control, edge_token, "edge-c1", "team-c", etag, wait=30))
-    )
+    # Unwoken, the server re-reads the snapshot only every 10 s (its heartbeat) or at the 30 s wait's
+    # end: an answer within 5 s of the change is the wake-up's.
+    answers: list[tuple[float, httpx.Response]] = []
+
+    def long_poll() -> None:
+        answer = sync(control, edge_token, "edge-c2", "team-c", etag, wait=30)
+        answers.append((time.monotonic(), answer))
+
+    poll = threading.Thread(target=long_poll, daemon=True)
     poll.start()
-    time.sleep(0.5)
-    created_at = time.monotonic()
+    # Each sync is first a heartbeat: once edge-c2 is listed, its request is on the server, held.
+    wait_until(lambda: "edge-c2" in edge_ids(control), what="the long-poll's heartbeat")
+    assert not answers and poll.is_alive(), "nothing changed, yet the long-poll answered"
+    changed_at = time.monotonic()
     plugin = create_plugin(control, "team-c")
-    poll.join(timeout=30)
-    assert answers and answers[0].status_code == 200
-    assert time.monotonic() - created_at < 2.0
-    assert plugin["slug"] in slugs(answers[0].json())
-    assert answers[0].headers["etag"] != etag
+    poll.join(timeout=40)
+    assert answers, "the long-poll did not answer within its 30 s wait"
+    answered_at, answer = answers[0]
+    assert answer.status_code == 200, answer.text
+    assert answered_at - changed_at < 5, f"answered {answered_at - changed_at:.1f} s after the change"
+    assert plugin["slug"] in slugs(answer.json())
+    assert answer.headers["etag"] != etag
+    assert answer.headers["etag"] == sync(control, edge_token, "edge-c1", "team-c").headers["etag"]
 
 
 def test_edges_are_listed_with_the_version_they_run(control: Server, edge_token: str) -> None:
@@ -176,9 +191,8 @@ def test_stopping_the_control_plane_answers_long_polls_at_once(tmp_path: Path) -
         answers: list[httpx.Response] = []
         poll = threading.Thread(target=lambda: answers.append(sync(server, token, "waiter", "", version, 60)))
         poll.start()
-        with server.client() as client:  # the heartbeat comes first: once listed, the poll is waiting
-            while "waiter" not in [edge["id"] for edge in client.get("/api/v1/edges").json()]:
-                time.sleep(0.05)
+        # The heartbeat comes first: once listed, the poll is waiting.
+        wait_until(lambda: "waiter" in edge_ids(server), what="the long-poll's heartbeat", log=server.log)
         # Well under the poll's 60 s: a stop that waited for the poll would be killed and not exit 0.
         code = server.stop(timeout=30)
         poll.join(30)
