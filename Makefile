@@ -40,6 +40,7 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/lint-imports --no-cache
 
 # Two workers, whole files each: module fixtures stay shared, and the docs pages (fixed ports) stay
 # on one worker. Most tests wait on processes, so two workers halve the time on two cores.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from solstice.edge.configfile import ConfigFileError, snapshot_from_file
+from solstice.edge.plugins_yaml import ConfigFileError, snapshot_from_file
 
 PLUGIN = "plugins:\n  - slug: guard\n    command: file:///usr/local/bin/guard\n    hook_types: [pre_auth]\n"
 

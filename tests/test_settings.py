@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from solstice.oci.puller import config_from_settings
+from solstice.host.oci_config import config_from_settings
 from solstice.settings import Settings, SettingsError, get_settings
 
 

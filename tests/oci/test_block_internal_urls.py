@@ -10,13 +10,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from solstice.host.oci_config import config_from_settings, policy_backend
 from solstice.oci.errors import OciDisabledError
-from solstice.oci.puller import OciConfig, Puller, config_from_settings
+from solstice.oci.puller import OciConfig, Puller
 from solstice.oci.reference import parse_reference
 from solstice.oci.registry import ClientOptions
 from solstice.security.addresses import IPAddress
 from solstice.security.allowlist import parse_allowlist
-from solstice.security.connect import CheckedBackend
 from solstice.security.policy import Policy
 from solstice.security.resolve import ResolveError
 from tests.conftest import fast_settings
@@ -111,7 +111,7 @@ async def test_connections_go_to_the_checked_address_without_a_second_lookup(
     policy = Policy(parse_allowlist("oci://registry.test:*/*"), block_internal_urls=True, resolver=resolver)
     name = f"registry.test:{registry.port}"
     options = ClientOptions(
-        retries=0, timeout=5, insecure_registries=frozenset({name}), network_backend=CheckedBackend(policy)
+        retries=0, timeout=5, insecure_registries=frozenset({name}), network_backend=policy_backend(policy)
     )
     pulled = await Puller(OciConfig(tmp_path / "cache", client=options)).pull(
         parse_reference(f"oci://{name}/plugins/pin:v1")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from solstice.edge.configfile import ConfigFileError, snapshot_from_file
+from solstice.edge.plugins_yaml import ConfigFileError, snapshot_from_file
 from tests.conftest import TESTBED
 from tests.server import Server
 

@@ -179,7 +179,7 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
                 f"an LLM with slug {values['slug']!r} already exists; choose another slug"
             ) from None
         await audit.record(session, principal.name, "llm.create", row.slug, "ok")
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return _out(row)
 
 
@@ -217,7 +217,7 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
         for key, value in changes.items():
             setattr(row, key, value)
         await audit.record(session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes)))
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return _out(row)
 
 
@@ -233,7 +233,7 @@ async def delete(ref: str, request: Request, principal: Principal = Depends(requ
             if current.id in (app.llm_ids or []):
                 app.llm_ids = [i for i in app.llm_ids if i != current.id]
         await audit.record(session, principal.name, "llm.delete", current.slug, "ok")
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return Response(status_code=204)
 
 
@@ -280,5 +280,5 @@ async def put_chain(
     body = ChainIn.model_validate(await json_object(request))
     llm = await _find(request, ref)
     await set_chain(request.app.state.manager, llm, body.plugins, principal.name)
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return await _chain(request, llm)

@@ -16,10 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solstice.control.errors import ControlError
 from solstice.store.health import storage_failure
+from solstice.web.problems import problem_response
 
 log = structlog.get_logger("solstice.api")
-
-PROBLEM_JSON = "application/problem+json"
 
 
 class Problem(Exception):
@@ -30,12 +29,6 @@ class Problem(Exception):
         self.status = status
         self.detail = detail
         self.headers = headers or {}
-
-
-def problem_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON response of a problem."""
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def describe_validation(errors: list[Any]) -> str:

@@ -98,7 +98,7 @@ def _settings() -> Settings:
 
 def _config(settings: Settings) -> OciConfig:
     """The puller's configuration exactly as the server builds it, so both behave the same."""
-    from solstice.oci.puller import config_from_settings
+    from solstice.host.oci_config import config_from_settings
 
     return config_from_settings(settings)
 

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from solstice.api.app import create_app
+from solstice.api.application import create_app
 from solstice.commands import CommandError, parse_command
 from solstice.control.changes import ChangeFeed
 from solstice.host import PluginSpec
@@ -195,7 +195,7 @@ def run_edge(
     if problem:
         sys.stderr.write(f"solstice: {problem}\n")
         return 2
-    from solstice.edge.app import create_edge_app
+    from solstice.edge.application import create_edge_app
 
     return _run(create_edge_app(settings), settings, "starting solstice edge")
 
@@ -203,7 +203,7 @@ def run_edge(
 def _edge_problem(settings: Settings) -> str | None:
     """Why the edge cannot start, in one sentence, or None."""
     if settings.edge_config is not None:
-        from solstice.edge.configfile import ConfigFileError, snapshot_from_file
+        from solstice.edge.plugins_yaml import ConfigFileError, snapshot_from_file
 
         try:
             snapshot_from_file(settings.edge_config, settings.environ)

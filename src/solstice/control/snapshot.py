@@ -1,13 +1,7 @@
-"""The configuration an edge gateway runs: global items plus its namespace's, with a version.
-
-The version is a hash of the content, so it changes exactly when something an edge serves
-changes, and it doubles as the HTTP ETag of the sync endpoint.
-"""
+"""Builds the snapshot a gateway serves from the store: global items plus a namespace's."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import structlog
@@ -15,14 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from solstice.control.specs import unusable_reason
 from solstice.sealing import Keyring, SecretKeyError, keyring_of
+from solstice.snapshot import SNAPSHOT_FORMAT, version_of
 from solstice.store.apps import all_apps, live_keys
 from solstice.store.llms import all_chain_entries, all_llms
 from solstice.store.models import AppRow, LLMPluginRow, LLMRow, PluginRow
 from solstice.store.plugins import all_plugins
 
 log = structlog.get_logger("solstice.control")
-
-SNAPSHOT_FORMAT = 1
 
 
 def _visible(namespace: str | None, item_namespace: str | None) -> bool:
@@ -138,10 +131,3 @@ async def build_snapshot(
     }
     snapshot["version"] = version_of(snapshot)
     return snapshot
-
-
-def version_of(snapshot: dict[str, Any]) -> str:
-    """The content hash of a snapshot (without its own version field)."""
-    content = {k: v for k, v in snapshot.items() if k != "version"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from solstice.control.configs import config_id_for, deep_merge
 from solstice.host import PluginHost, PluginNotLoadedError, PluginSpec
 from solstice.protocol import pb
 from solstice.safejson import unreadable_reason
+from solstice.snapshot import config_id_for, deep_merge
 from solstice.store.models import LLMPluginRow, PluginRow
 
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import structlog
 
-from solstice.control.configs import config_id_for, deep_merge
-from solstice.gateway.config import config_from_snapshot
-from solstice.gateway.state import ConfigHolder
+from solstice.gateway.routes import ConfigHolder, config_from_snapshot
 from solstice.host import PluginError, PluginHost, PluginNotLoadedError, PluginSpec
+from solstice.snapshot import config_id_for, deep_merge
 
 log = structlog.get_logger("solstice.edge")
 

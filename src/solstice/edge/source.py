@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import structlog
 
-from solstice.control.snapshot import version_of
 from solstice.metrics import EDGE_CONFIG_STALE, EDGE_LAST_SYNC, EDGE_SYNC_FAILURES
 from solstice.settings import Settings
+from solstice.snapshot import version_of
 
 log = structlog.get_logger("solstice.edge")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from solstice.gateway.config import Step
+from solstice.gateway.routes import Step
 from solstice.host import PluginError, PluginHost
 from solstice.metrics import HOOK_FAIL_OPEN
 from solstice.protocol import pb

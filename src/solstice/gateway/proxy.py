@@ -13,16 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from solstice import safejson
+from solstice.appkeys import hash_key
 from solstice.gateway.collector import Collector
-from solstice.gateway.config import AppIdentity, Route, Step
-from solstice.gateway.errors import openai_error, plugin_failure
+from solstice.gateway.openai_errors import openai_error, plugin_failure
 from solstice.gateway.pipeline import Blocked, Hooks, PluginFailure, Unauthorized, apply_modify
-from solstice.gateway.state import ConfigHolder
+from solstice.gateway.routes import AppIdentity, ConfigHolder, Route, Step
 from solstice.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, forwardable
 from solstice.host import PluginHost, PluginNotLoadedError
 from solstice.protocol import pb
 from solstice.settings import Settings
-from solstice.store.apps import hash_key
 
 log = structlog.get_logger("solstice.gateway")
 

@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 from solstice import safejson
 from solstice.gateway import mock
-from solstice.gateway.config import Route
+from solstice.gateway.routes import Route
 from solstice.security.addresses import parse_ip_literal
 from solstice.security.upstreams import UpstreamPolicy, UpstreamRefused, UpstreamResolver, origin_of
 from solstice.settings import Settings

@@ -12,9 +12,10 @@ import structlog
 
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
+from solstice.host.oci_config import config_from_settings
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginStatus, PluginSupervisor
-from solstice.oci.puller import OciConfig, Puller, cache_dir_of, config_from_settings
+from solstice.oci.puller import OciConfig, Puller, cache_dir_of
 from solstice.protocol import pb
 from solstice.protocol.handshake import NOT_CONFIGURED
 from solstice.security.policy import Policy

@@ -42,8 +42,6 @@ from solstice.oci.reference import OciReference
 from solstice.oci.registry import ClientOptions, Manifest, Progress, RegistryClient
 from solstice.oci.tarstream import Budget
 from solstice.oci.worker import run_stoppable
-from solstice.security.connect import CheckedBackend
-from solstice.security.policy import Policy
 from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.oci")
@@ -86,37 +84,6 @@ def split_list(text: str) -> tuple[str, ...]:
 def cache_dir_of(settings: Settings) -> Path:
     """The control plane's OCI cache: AI_STUDIO_OCI_CACHE_DIR, else <data dir>/oci-cache."""
     return settings.oci_cache_dir or settings.data_dir / "oci-cache"
-
-
-def config_from_settings(
-    settings: Settings, *, cache_dir: Path | None = None, edge: bool = False
-) -> OciConfig:
-    """The puller's configuration from the settings: the control plane's, or with `edge` the edge
-    gateway's (OCI_PLUGINS_CACHE_DIR and OCI_PLUGINS_REQUIRE_SIGNATURE, signatures required by default).
-    """
-    if edge:
-        cache_dir = cache_dir or settings.edge_oci_cache_dir
-    # PLUGIN_BLOCK_INTERNAL_URLS: every connection the client makes (registry, token realm,
-    # redirect) goes to an address the security policy checked, resolved once.
-    backend = CheckedBackend(Policy.from_settings(settings)) if settings.plugin_block_internal_urls else None
-    client = ClientOptions(
-        network_backend=backend,
-        insecure_registries=frozenset(split_list(settings.oci_insecure_registries)),
-        ca_bundle=str(settings.oci_ca_bundle) if settings.oci_ca_bundle else None,
-        timeout=settings.oci_timeout,
-        total_timeout=settings.oci_total_timeout,
-        retries=settings.oci_retries,
-    )
-    return OciConfig(
-        cache_dir=cache_dir or cache_dir_of(settings),
-        require_signature=settings.edge_oci_require_signature if edge else settings.oci_require_signature,
-        allowed_registries=split_list(settings.oci_allowed_registries),
-        max_blob_bytes=settings.oci_max_blob_bytes,
-        max_decompressed_bytes=settings.oci_max_decompressed_bytes,
-        cache_max_bytes=settings.oci_cache_max_bytes,
-        client=client,
-        environ=settings.environ,
-    )
 
 
 class Puller:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from solstice.appkeys import APP_KEY_PREFIX, hash_key
 from solstice.store.models import AppKeyRow, AppRow, utcnow
 from solstice.store.plugins import MAX_ID
-
-APP_KEY_PREFIX = "sk-sol-"
-
-
-def hash_key(key: str) -> str:
-    """SHA-256 hex of an app key (keys carry 256 random bits)."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 async def get_app(session: AsyncSession, ref: str) -> AppRow | None:

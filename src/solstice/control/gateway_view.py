@@ -1,4 +1,4 @@
-"""Holds the current GatewayConfig; rebuilt from the store after each change, swapped in one step."""
+"""The control plane's gateway configuration: rebuilt from the store after each change."""
 
 from __future__ import annotations
 
@@ -8,19 +8,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from solstice.gateway.config import GatewayConfig, load_config
+from solstice.control.snapshot import build_snapshot
+from solstice.gateway.routes import ConfigHolder, config_from_snapshot
 
-log = structlog.get_logger("solstice.gateway")
-
-
-class ConfigHolder:
-    """What the proxy reads a configuration from; an edge sets `config` from its snapshots."""
-
-    def __init__(self) -> None:
-        self.config = GatewayConfig()
+log = structlog.get_logger("solstice.control")
 
 
-class GatewayState(ConfigHolder):
+class StoredGatewayConfig(ConfigHolder):
     """The gateway configuration requests read; refresh() replaces it atomically."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -44,7 +38,7 @@ class GatewayState(ConfigHolder):
             self._generation += 1
             try:
                 async with self._sessions() as session:
-                    self.config = await load_config(session)
+                    self.config = config_from_snapshot(await build_snapshot(session, None))
             except Exception:  # the change is stored: keep serving, the next reconcile pass retries
                 log.exception("gateway configuration could not be rebuilt; keeping the previous one")
         for listener in self.listeners:

@@ -10,8 +10,8 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from solstice.api.problems import problem_response
 from solstice.metrics import HTTP_DURATION, HTTP_REQUESTS
+from solstice.web.problems import problem_response
 
 log = structlog.get_logger("solstice.http")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

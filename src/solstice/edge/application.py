@@ -13,18 +13,18 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from solstice import __version__
-from solstice.api.app import PROXY_METHODS
-from solstice.api.middleware import RequestContextMiddleware
-from solstice.edge.configfile import FileSource
+from solstice.edge.plugins_yaml import FileSource
 from solstice.edge.reconcile import Reconciler
+from solstice.edge.snapshot_file import SnapshotStore, edge_id
 from solstice.edge.source import ControlPlaneSource
-from solstice.edge.store import SnapshotStore, edge_id
 from solstice.gateway.proxy import Gateway
-from solstice.gateway.state import ConfigHolder
+from solstice.gateway.routes import ConfigHolder
 from solstice.host import PluginHost
-from solstice.oci.puller import config_from_settings
+from solstice.host.oci_config import config_from_settings
 from solstice.sealing import load_keyring
 from solstice.settings import Settings
+from solstice.web.middleware import RequestContextMiddleware
+from solstice.web.proxy_route import mount_proxy
 
 log = structlog.get_logger("solstice.edge")
 
@@ -53,7 +53,7 @@ def create_edge_app(settings: Settings) -> FastAPI:
                 log.info("serving the persisted configuration", version=persisted.get("version"))
         gateway = Gateway(settings, holder, host)
         gateway.start()
-        app.state.proxy = gateway
+        app.state.gateway = gateway
         app.state.sync = source
         app.state.reconciler = reconciler
         syncing = asyncio.create_task(source.run())
@@ -87,10 +87,5 @@ def create_edge_app(settings: Settings) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    async def proxy(request: Request) -> Response:
-        return await request.app.state.proxy.handle(request)
-
-    app.router.add_route(
-        "/llm/{slug}/{path:path}", proxy, methods=list(PROXY_METHODS), include_in_schema=False
-    )
+    mount_proxy(app)
     return app

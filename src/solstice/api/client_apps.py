@@ -133,7 +133,7 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
         await session.flush()
         _, secret = await create_key(session, row.id, "initial")
         await audit.record(session, principal.name, "app.create", f"app:{row.id}", "ok")
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return AppCreated(**(await _out(request, row)).model_dump(), key=secret)
 
 
@@ -167,7 +167,7 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
         if llm_ids is not None:
             row.llm_ids = llm_ids
         await audit.record(session, principal.name, "app.update", f"app:{row.id}", "ok")
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return await _out(request, row)
 
 
@@ -180,7 +180,7 @@ async def delete(ref: str, request: Request, principal: Principal = Depends(requ
         if row is not None:
             await session.delete(row)
         await audit.record(session, principal.name, "app.delete", f"app:{current.id}", "ok")
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return Response(status_code=204)
 
 
@@ -192,7 +192,7 @@ async def add_key(ref: str, request: Request, principal: Principal = Depends(req
     async with request.app.state.sessions.begin() as session:
         row, secret = await create_key(session, app.id, body.name)
         await audit.record(session, principal.name, "app.key.create", f"app:{app.id}", "ok", body.name)
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return KeyCreated(**_key(row).model_dump(), key=secret)
 
 
@@ -207,5 +207,5 @@ async def revoke(
         if row is None:
             raise NotFoundError(f"app {app.id} has no key {key_id}")
         await audit.record(session, principal.name, "app.key.revoke", f"app:{app.id}", "ok", str(key_id))
-    await request.app.state.gateway.refresh()
+    await request.app.state.routes.refresh()
     return _key(row)

@@ -8,24 +8,24 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from solstice import __version__
-from solstice.api import apps, audit, edges, llms, ops, plugins, problems, sync, tokens
-from solstice.api.middleware import RequestContextMiddleware
+from solstice.api import audit, client_apps, edges, llms, ops, plugins, problems, sync, tokens
 from solstice.control.bootstrap import ensure_admin_token, ensure_plugins
 from solstice.control.changes import ChangeFeed
+from solstice.control.gateway_view import StoredGatewayConfig
 from solstice.control.manager import PluginManager
 from solstice.gateway.proxy import Gateway
-from solstice.gateway.state import GatewayState
 from solstice.host import PluginHost, PluginSpec
 from solstice.oci.puller import cache_dir_of
 from solstice.sealing import load_keyring
 from solstice.settings import Settings
 from solstice.store.database import create_engine, migrate, session_factory
+from solstice.web.middleware import RequestContextMiddleware
+from solstice.web.proxy_route import mount_proxy
 
 log = structlog.get_logger("solstice.api")
-PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _announce_oci_cache(settings: Settings) -> None:
@@ -60,18 +60,18 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         _announce_oci_cache(settings)
         host = PluginHost(settings)
         manager = PluginManager(settings, sessions, host)
-        state = GatewayState(sessions)
+        routes = StoredGatewayConfig(sessions)
         changes = ChangeFeed()
-        state.listeners.append(changes.changed)  # every change reaches waiting edges
-        await state.refresh()
-        manager.listeners.append(state.refresh)
-        gateway = Gateway(settings, state, host)
+        routes.listeners.append(changes.changed)  # every change reaches waiting edges
+        await routes.refresh()
+        manager.listeners.append(routes.refresh)
+        gateway = Gateway(settings, routes, host)
         gateway.start()
         app.state.settings = settings
         app.state.sessions = sessions
         app.state.manager = manager
-        app.state.gateway = state
-        app.state.proxy = gateway
+        app.state.routes = routes
+        app.state.gateway = gateway
         app.state.token_touches = {}
         app.state.changes = changes
         starting = asyncio.create_task(manager.start())
@@ -90,14 +90,8 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (plugins, llms, apps, tokens, audit, edges, sync, ops):
+    for module in (plugins, llms, client_apps, tokens, audit, edges, sync, ops):
         app.include_router(module.router)
-
-    async def proxy(request: Request) -> Response:
-        return await request.app.state.proxy.handle(request)
-
-    app.router.add_route(
-        "/llm/{slug}/{path:path}", proxy, methods=list(PROXY_METHODS), include_in_schema=False
-    )
+    mount_proxy(app)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""TCP connections for the OCI client that go only to addresses the security policy checked.
+"""TCP connections for the OCI client that go only to addresses a checker approved.
 
 httpx would resolve a host name again after any check of ours, which a DNS answer that changes in
 between (rebinding) could exploit. This network backend resolves once, checks every address, and
@@ -7,21 +7,24 @@ connects to those addresses; TLS still verifies the certificate against the host
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import httpcore
 
-from solstice.oci.errors import OciDisabledError, RegistryError
-from solstice.security.policy import Policy, PolicyError
-from solstice.security.resolve import ResolveError
+from solstice.oci.errors import OciDisabledError
+
+# Resolves a host name once and returns the addresses the client may connect to; raises an
+# OciError (OciDisabledError when refused, RegistryError when the name does not resolve).
+AddressCheck = Callable[[str], Awaitable[Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]]]
 
 
 class CheckedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's default backend, connecting to the policy-checked addresses of each host."""
+    """httpcore's default backend, connecting to the checked addresses of each host."""
 
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
+    def __init__(self, check: AddressCheck) -> None:
+        self._check = check
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -33,12 +36,7 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """Connect to the first checked address of `host` that answers."""
-        try:
-            addresses = await self.policy.check_url_host(host)
-        except PolicyError as exc:
-            raise OciDisabledError(str(exc)) from None
-        except ResolveError as exc:
-            raise RegistryError(f"registry host {exc}", retryable=True) from None
+        addresses = await self._check(host)
         failure: Exception | None = None
         for address in addresses:
             try:

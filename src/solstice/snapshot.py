@@ -1,4 +1,9 @@
-"""Per-LLM plugin configuration: deep merge of overrides and stable configuration ids."""
+"""The snapshot: what a gateway serves (plugins, LLMs with their chains, apps), as one document.
+
+The control plane builds it from its store and sends it to edges; an edge may read it from
+plugins.yaml instead. Its version is a hash of the content, so it changes exactly when something
+a gateway serves changes, and it doubles as the HTTP ETag of the sync endpoint.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+SNAPSHOT_FORMAT = 1
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,3 +31,10 @@ def config_id_for(config: Mapping[str, Any]) -> str:
     """A stable id of a configuration: equal configs share one id (and one plugin object)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return "c" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def version_of(snapshot: Mapping[str, Any]) -> str:
+    """The content hash of a snapshot (without its own version field)."""
+    content = {k: v for k, v in snapshot.items() if k != "version"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

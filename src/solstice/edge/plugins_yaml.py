@@ -16,14 +16,14 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from solstice.control.snapshot import SNAPSHOT_FORMAT, version_of
+from solstice.appkeys import hash_key
 from solstice.edge.source import Apply, SyncStatus
 from solstice.gateway import mock
 from solstice.hooks import HOOK_TYPES
 from solstice.safejson import MAX_DEPTH, JSONObject
 from solstice.security.upstreams import UpstreamRefused, split_upstream_url
 from solstice.security.variables import refusal as secret_refusal
-from solstice.store.apps import hash_key
+from solstice.snapshot import SNAPSHOT_FORMAT, version_of
 
 log = structlog.get_logger("solstice.edge")
 

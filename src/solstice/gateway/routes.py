@@ -1,4 +1,4 @@
-"""The gateway's view of the store, built once per change and swapped atomically."""
+"""The gateway's routing table, built once per snapshot and swapped atomically."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from solstice.control.configs import config_id_for, deep_merge
-from solstice.control.snapshot import build_snapshot
 from solstice.hooks import HOOK_TYPES, default_failure_policy
+from solstice.snapshot import config_id_for, deep_merge
 
 
 @dataclass(frozen=True)
@@ -117,6 +114,8 @@ def config_from_snapshot(snapshot: Mapping[str, Any]) -> GatewayConfig:
     return GatewayConfig(routes=routes, apps_by_key=by_key, apps_by_id=apps)
 
 
-async def load_config(session: AsyncSession) -> GatewayConfig:
-    """Read LLMs, chains, plugins and apps into one immutable GatewayConfig."""
-    return config_from_snapshot(await build_snapshot(session, None))
+class ConfigHolder:
+    """What the proxy reads its configuration from; the runtime replaces `config` in one step."""
+
+    def __init__(self) -> None:
+        self.config = GatewayConfig()
