@@ -8,10 +8,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
+from tests.conftest import wait_until
 from tests.server import free_port
 
 _USER = "solstice"
@@ -109,16 +109,14 @@ class Postgres:
         )
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
-                )
-            if self._psql("SELECT 1").returncode == 0:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("postgres did not accept connections within 30 s")
+        wait_until(self._accepts, 30, what="postgres to accept connections", interval=0.1)
+
+    def _accepts(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"postgres exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+            )
+        return self._psql("SELECT 1").returncode == 0
 
     def new_database(self) -> str:
         """Create an empty database and return its URL."""

@@ -7,13 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import child_pids, terminate
+from tests.conftest import child_pids, terminate, wait_until
 
 ADMIN_TOKEN = "sol_test_admin_token_0123456789abcdefghij"
 
@@ -67,17 +66,16 @@ class Server:
 
     def wait_ready(self, timeout: float = 60.0) -> Server:
         """Block until /readyz answers 200; fail with the server's log otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"solstice serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"solstice serve was not ready within {timeout}s:\n{self.log()}")
+        wait_until(self._ready, timeout, self.log, what="solstice serve to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"solstice serve exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def log(self) -> str:
         """Everything the server printed so far."""

@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import TESTBED, Standalone, terminate
+from tests.conftest import TESTBED, Standalone, terminate, wait_until
 from tests.server import Server, free_port
 
 # The periodic check runs once a minute here: only the events can change the status in time.
@@ -24,21 +22,16 @@ DEADLINE_S = 20.0
 EDGE_DEADLINE_S = 60.0
 
 
-def wait_until(
-    predicate: Callable[[], Any], what: str, log: Callable[[], str], limit: float = DEADLINE_S
-) -> Any:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {limit} s:\n{log()[-3000:]}")
-
-
 def _status(server: Server, slug: str) -> dict[str, Any]:
     with server.client() as client:
         return client.get(f"/api/v1/plugins/{slug}").json()
+
+
+def _wait_status(server: Server, slug: str, wanted: str) -> None:
+    """Wait until the API reports `slug` with status `wanted`."""
+    wait_until(
+        lambda: _status(server, slug)["status"] == wanted, DEADLINE_S, server.log, what=f"{slug}: {wanted}"
+    )
 
 
 def test_a_dead_grpc_plugin_is_unhealthy_at_once_and_healthy_when_back(
@@ -52,12 +45,12 @@ def test_a_dead_grpc_plugin_is_unhealthy_at_once_and_healthy_when_back(
             created = client.post("/api/v1/plugins", json=body)
         assert created.json()["status"] == "healthy", created.text
         remote.stop(signal.SIGKILL)
-        wait_until(lambda: _status(server, "remote")["status"] == "unhealthy", "unhealthy", server.log)
+        _wait_status(server, "remote", "unhealthy")
         assert "not reachable" in _status(server, "remote")["last_error"]
 
         again = standalone(TESTBED, port=remote.port)
         assert again.port == remote.port
-        wait_until(lambda: _status(server, "remote")["status"] == "healthy", "healthy again", server.log)
+        _wait_status(server, "remote", "healthy")
     finally:
         server.stop()
 
@@ -74,7 +67,7 @@ def test_a_failed_call_marks_a_grpc_plugin_unhealthy(tmp_path: Path, standalone:
         remote.stop(signal.SIGKILL)
         answer = httpx.post(f"{server.url}/llm/m/v1/chat/completions", json={"messages": []}, timeout=30)
         assert answer.status_code == 503
-        wait_until(lambda: _status(server, "remote")["status"] == "unhealthy", "unhealthy", server.log)
+        _wait_status(server, "remote", "unhealthy")
     finally:
         server.stop()
 
@@ -101,14 +94,16 @@ def test_a_stopped_edge_shows_offline(tmp_path: Path) -> None:
             [sys.executable, "-m", "solstice", "edge", "--control-url", control.url],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        online = wait_until(lambda: [e for e in _edges(control) if e["online"]], "edge online", control.log)
+        online = wait_until(
+            lambda: [e for e in _edges(control) if e["online"]], DEADLINE_S, control.log, what="edge online"
+        )
         assert online[0]["name"] == "leaving"
         assert terminate(edge) == 0
         wait_until(
             lambda: not any(e["online"] for e in _edges(control)),
-            "edge offline",
-            control.log,
             EDGE_DEADLINE_S,
+            control.log,
+            what="the edge to be offline",
         )
     finally:
         if edge is not None:

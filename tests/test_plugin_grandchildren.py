@@ -6,13 +6,12 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from solstice.host import PluginHost, PluginSpec, PluginState
-from tests.conftest import TESTBED, fast_settings, pid_alive, wait_for
+from tests.conftest import TESTBED, fast_settings, pid_alive, wait_for, wait_until
 from tests.server import Server
 
 # Each grandchild writes its own pid once it runs (after setsid, for the second one).
@@ -41,21 +40,13 @@ def spawning_plugin(base: Path) -> tuple[Path, Path]:
 
 
 def read_pids(path: Path, count: int, timeout: float = 30.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            pids = [int(line) for line in path.read_text().split()]
-            if len(pids) >= count:
-                return pids[:count]
-        time.sleep(0.05)
-    raise AssertionError(f"the plugin's grandchildren did not start within {timeout}s")
+    """The pids of the first `count` grandchildren, once they have written them to `path`."""
 
+    def written() -> list[int]:
+        pids = [int(line) for line in path.read_text().split()] if path.exists() else []
+        return pids[:count] if len(pids) >= count else []
 
-def wait_dead(pids: list[int], timeout: float = 30.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if pid_alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return alive
+    return wait_until(written, timeout, what="the start of the plugin's grandchildren")
 
 
 def kill_leftovers(pids_file: Path) -> None:
@@ -88,7 +79,7 @@ def test_grandchildren_of_a_killed_server_are_swept_by_the_next(tmp_path: Path, 
 
         again = Server(data, env=env).wait_ready()
         try:
-            assert wait_dead(grandchildren) == [], again.log()
+            wait_until(lambda: not any(pid_alive(p) for p in grandchildren), 30, again.log, what="the sweep")
             if not cgroups:
                 assert "SOLSTICE_PLUGIN_CGROUPS=false" in again.log()
         finally:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from solstice.host import PluginHost, PluginSpec, PluginStartError, PluginState
-from tests.conftest import TESTBED, fast_settings
+from tests.conftest import TESTBED, fast_settings, wait_until
 from tests.server import Server
 
 
@@ -48,13 +47,14 @@ async def test_an_unusable_path_is_a_failed_start_naming_the_path(tmp_path: Path
 
 
 def wait_for_status(server: Server, slug: str, wanted: str, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
+    """The plugin `slug` once the API reports it `wanted`; fails with the server log after `timeout` s."""
     with server.client() as client:
-        while True:
+
+        def reached() -> dict | None:
             plugin = server.json(client.get(f"/api/v1/plugins/{slug}"))
-            if plugin["status"] == wanted or time.monotonic() > deadline:
-                return plugin
-            time.sleep(0.1)
+            return plugin if plugin["status"] == wanted else None
+
+        return wait_until(reached, timeout, server.log, what=f"{slug} to be {wanted}")
 
 
 def test_unusable_paths_fail_their_plugin_and_a_restart_still_gets_ready(tmp_path: Path) -> None:

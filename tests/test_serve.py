@@ -7,23 +7,22 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.conftest import EXAMPLES, TESTBED, pid_alive
+from tests.conftest import EXAMPLES, TESTBED, pid_alive, wait_until
 from tests.server import Server
 
 SOLSTICE = [sys.executable, "-m", "solstice"]
 
 
 def _wait_plugins(server: Server, count: int, timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The pids of the server's plugin processes, once there are `count` of them."""
+
+    def started() -> list[int]:
         pids = server.plugin_pids()
-        if len(pids) == count:
-            return pids
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} plugin processes, found {server.plugin_pids()}:\n{server.log()}")
+        return pids if len(pids) == count else []
+
+    return wait_until(started, timeout, server.log, what=f"{count} plugin processes")
 
 
 def test_serve_starts_plugins_and_stops_cleanly_on_sigterm(tmp_path: Path, go_plugin: Path) -> None:
@@ -72,13 +71,11 @@ def test_sigkill_of_the_host_leaves_no_plugin_process(tmp_path: Path, go_plugin:
         plugins = _wait_plugins(server, 2)
     finally:
         server.stop(signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(pid_alive(p) for p in plugins) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    survivors = [p for p in plugins if pid_alive(p)]
-    for pid in survivors:
-        os.kill(pid, signal.SIGKILL)
-    assert survivors == []
+    try:
+        wait_until(lambda: not any(pid_alive(p) for p in plugins), 10, server.log, what="the plugins to exit")
+    finally:
+        for pid in filter(pid_alive, plugins):
+            os.kill(pid, signal.SIGKILL)  # they are ours: none outlives the test
 
 
 def test_generated_admin_token_is_printed_once_and_only_its_hash_stored(tmp_path: Path) -> None:

@@ -8,13 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import TESTBED
+from tests.conftest import TESTBED, wait_until
 from tests.server import Server, free_port
 
 PROBLEM = "application/problem+json"
@@ -37,12 +36,13 @@ def _create(client: httpx.Client, blob: str = "") -> httpx.Response:
 
 
 def _wait_for_status(server: Server, path: str, status: int) -> httpx.Response:
-    deadline = time.monotonic() + 30
-    while True:
+    """The answer to GET `path` once it has `status`."""
+
+    def answered() -> httpx.Response | None:
         response = httpx.get(f"{server.url}{path}", timeout=10)
-        if response.status_code == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+        return response if response.status_code == status else None
+
+    return wait_until(answered, 30, server.log, what=f"{path} to answer {status}")
 
 
 def test_a_full_disk_gives_503_and_not_ready_until_writes_work_again(tmp_path: Path) -> None:

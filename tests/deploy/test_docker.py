@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from solstice import __version__
 from solstice.cli.client import ClientConfig
 from solstice.sdk.serve import ENV_LISTEN
 from solstice.settings import Settings
+from tests.conftest import wait_until
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -305,11 +305,14 @@ def test_compose_stack_runs_from_the_image(image: Image, compose: dict[str, Any]
         image.buildah.start(image.container, localized(argv), env, logs[service], *volumes)
 
     def wait_for(service: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + 60
-        while not ready():
-            if time.monotonic() > deadline or any(p.poll() is not None for p in image.buildah.started):
-                pytest.fail(f"{service} did not become ready:\n" + logs[service].read_text()[-4000:])
-            time.sleep(0.2)
+        def up() -> bool:
+            if any(p.poll() is not None for p in image.buildah.started):
+                pytest.fail(
+                    f"a container exited while {service} started:\n" + logs[service].read_text()[-4000:]
+                )
+            return ready()
+
+        wait_until(up, 60, logs[service].read_text, what=f"{service} to become ready", interval=0.2)
 
     def answers(port: int, path: str) -> bool:
         try:

@@ -28,7 +28,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ from pydantic_core import PydanticUndefined
 
 from solstice.cli.client import ClientConfig
 from solstice.settings import Settings
-from tests.conftest import ROOT, Standalone, terminate
+from tests.conftest import ROOT, Standalone, terminate, wait_until
 from tests.oci.registries import Registry
 from tests.server import ADMIN_TOKEN, Server, free_port
 
@@ -278,15 +277,6 @@ def executable(path: Path, text: str, mode: int = 0o755) -> Path:
     path.write_text(text)
     path.chmod(mode)
     return path
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class Route:

@@ -10,7 +10,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import IO, Literal
 
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.conftest import wait_until
 from tests.oci.tokenserver import TokenServer
 from tests.server import free_port
 
@@ -202,10 +202,10 @@ http:
 
     def _wait_ready(self) -> None:
         """Poll GET /v2/ until 200 (noauth) or 401 (auth); fail with the process log otherwise."""
-        deadline = time.monotonic() + self.ready_timeout
-        last_error = "no attempt"
+        last_error = ["no attempt"]
         with httpx.Client(verify=self.ssl_context(), timeout=1) as client:
-            while True:
+
+            def answers() -> bool:
                 assert self._proc is not None
                 if self._proc.poll() is not None:
                     self.close()
@@ -217,19 +217,23 @@ http:
                     )
                 try:
                     status = client.get(f"{self.url}/v2/").status_code
-                    if status in (200, 401):
-                        return
-                    last_error = f"HTTP {status}"
                 except httpx.TransportError as exc:
-                    last_error = repr(exc)
-                if time.monotonic() > deadline:
-                    self.close()
-                    pytest.fail(
-                        f"docker-registry did not answer {self.url}/v2/ within {self.ready_timeout}s "
-                        f"(last: {last_error})\noutput:\n{self.log()}",
-                        pytrace=False,
-                    )
-                time.sleep(0.01)
+                    last_error[0] = repr(exc)
+                    return False
+                last_error[0] = f"HTTP {status}"
+                return status in (200, 401)
+
+            try:
+                wait_until(
+                    answers,
+                    self.ready_timeout,
+                    lambda: f"last: {last_error[0]}\noutput:\n{self.log()}",
+                    what=f"docker-registry to answer {self.url}/v2/",
+                    interval=0.01,
+                )
+            except AssertionError:
+                self.close()
+                raise
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the registry by PID, wait, SIGKILL if needed; storage and port are kept."""

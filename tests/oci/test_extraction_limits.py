@@ -9,7 +9,6 @@ import signal
 import subprocess
 import tarfile
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from solstice.oci.errors import ContentError, RegistryError
 from solstice.oci.puller import OciConfig, Puller
 from solstice.oci.reference import parse_reference
 from solstice.oci.registry import ClientOptions
+from tests.conftest import wait_for, wait_until
 from tests.oci.fakes import serving
 from tests.oci.images import OCI_MANIFEST, sha256_digest
 from tests.oci.registries import Registry
@@ -153,14 +153,6 @@ def extraction_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("oci-extract") and t.is_alive()]
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        await asyncio.sleep(0.02)
-
-
 def puller(tmp_path: Path, *, limit: int = 64 * MIB, total_timeout: float = 600) -> Puller:
     client = ClientOptions(retries=0, timeout=30, total_timeout=total_timeout)
     return Puller(OciConfig(tmp_path / "cache", client=client, max_decompressed_bytes=limit))
@@ -229,13 +221,14 @@ async def test_a_cancelled_pull_stops_its_extraction_and_a_retry_never_runs_besi
     watcher = asyncio.create_task(watch())
     try:
         first = asyncio.create_task(p.pull(reference))
-        await wait_until(lambda: bool(extraction_threads()), "the first extraction")
+        await wait_for(extraction_threads, 120, what="the first extraction")
         retry = asyncio.create_task(p.pull(reference))  # the same digest, while the first runs
+        # Time for the retry to start a second extraction if it could; the watcher would count it.
         await asyncio.sleep(0.5)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
-        await wait_until(lambda: bool(extraction_threads()), "the retry's extraction")
+        await wait_for(extraction_threads, 120, what="the retry's extraction")
         retry.cancel()
         with pytest.raises(asyncio.CancelledError):
             await retry
@@ -272,13 +265,14 @@ def test_sigterm_stops_a_server_in_the_middle_of_an_extraction(registry: Registr
         plugins=(f"long=oci://{registry.host}/plugins/long:v1",),
         env={LIMIT_SETTING: str(1 << 40), "OCI_PLUGINS_TOTAL_TIMEOUT": "3600"},
     )
-    try:
-        deadline = time.monotonic() + 120
+
+    def extracting() -> bool:
+        assert server.proc.poll() is None, server.log()
         # The entry directory is made just before extraction starts.
-        while not any((tmp_path / "data" / "oci-cache").rglob("entry")):
-            assert server.proc.poll() is None, server.log()
-            assert time.monotonic() < deadline, f"no extraction started:\n{server.log()}"
-            time.sleep(0.05)
+        return any((tmp_path / "data" / "oci-cache").rglob("entry"))
+
+    try:
+        wait_until(extracting, 120, server.log, what="an extraction to start")
         _sigterm_stops(server)
     finally:
         server.stop()
@@ -330,10 +324,7 @@ def trickling_registry() -> Iterator[tuple[str, threading.Event]]:
 
     thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not hosts:
-        assert time.monotonic() < deadline, "the trickling registry did not start"
-        time.sleep(0.05)
+    wait_until(lambda: hosts, what="the trickling registry to start")
     try:
         yield hosts[0], downloading
     finally:

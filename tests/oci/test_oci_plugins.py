@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import TESTBED
+from tests.conftest import TESTBED, wait_until
 from tests.oci.images import push_image_with_umoci
 from tests.oci.registries import Registry
 from tests.server import Server
@@ -26,12 +25,13 @@ def copy_testbed(tmp_path: Path, marker: str) -> Path:
 
 
 def wait_status(client: httpx.Client, slug: str, wanted: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The plugin `slug` once the API reports it `wanted`."""
+
+    def reached() -> dict | None:
         plugin = client.get(f"/api/v1/plugins/{slug}").json()
-        if plugin["status"] == wanted or time.monotonic() > deadline:
-            return plugin
-        time.sleep(0.1)
+        return plugin if plugin["status"] == wanted else None
+
+    return wait_until(reached, timeout, what=f"{slug}: {wanted}")
 
 
 def test_oci_plugin_lifecycle(registry: Registry, tmp_path: Path) -> None:

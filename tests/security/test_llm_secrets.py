@@ -10,8 +10,9 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.conftest import wait_until
 from tests.server import Server
-from tests.test_edge import Edge, wait_until
+from tests.test_edge import Edge
 
 KEY = "sk-upstream-0123456789-secret"
 
