@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from solstice.protocol.limits import RECORD_BODY_BYTES
+from solstice.protocol.transport import MAX_MESSAGE_BYTES
 
 # Variables a plugin process always receives from the host, when the host has them.
 BASE_PLUGIN_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
@@ -82,7 +86,10 @@ class Settings(BaseSettings):
     )
     gateway_max_body_bytes: int = Field(10 << 20, ge=1, description="Largest request body the proxy accepts.")
     gateway_max_response_bytes: int = Field(
-        32 << 20, ge=1, description="Largest buffered upstream answer; streams are not limited."
+        32 << 20,
+        ge=1,
+        validate_default=True,  # checked against gateway_max_body_bytes even when left unset
+        description="Largest buffered upstream answer; streams are not limited.",
     )
     upstream_timeout: float = Field(120.0, gt=0, description="Seconds an upstream may take to answer.")
     upstream_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to an upstream.")
@@ -250,6 +257,23 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return cls.model_fields[info.field_name or ""].default
         return value
+
+    @field_validator("gateway_max_body_bytes", "gateway_max_response_bytes")
+    @classmethod
+    def _one_record_fits_a_message(cls, value: int, info: ValidationInfo) -> int:
+        # One proxy record (and one on_response call) carries both bodies, and must fit a gRPC message.
+        # The request body limit is checked first, leaving at least one byte to the response.
+        first = info.field_name == "gateway_max_body_bytes"
+        other = 1 if first else info.data.get("gateway_max_body_bytes")
+        if other is None or value + other <= RECORD_BODY_BYTES:
+            return value
+        given = "" if first else f"with a request body limit of {other} bytes, "
+        raise PydanticCustomError(
+            "too_large_for_a_record",
+            "{given}the largest allowed value is {largest}, so that one proxy record holding both bodies "
+            "fits a {cap}-byte grpc message",
+            {"given": given, "largest": RECORD_BODY_BYTES - other, "cap": MAX_MESSAGE_BYTES},
+        )
 
     def model_post_init(self, context: object) -> None:
         self._environ = dict(os.environ)

@@ -8,7 +8,8 @@ from collections import defaultdict
 
 import structlog
 
-from solstice.gateway.config import Step
+from solstice.gateway.record_batches import split
+from solstice.gateway.routes import Step
 from solstice.host import PluginError, PluginHost
 from solstice.metrics import DATA_COLLECTION_DROPS, DATA_COLLECTION_FAILURES
 from solstice.protocol import pb
@@ -21,7 +22,10 @@ _FLUSH_TIMEOUT_S = 5.0
 
 
 class Collector:
-    """A bounded queue of records; a full queue drops (and counts) rather than slowing requests."""
+    """A bounded queue of records; a full queue drops (and counts) rather than slowing requests.
+
+    Calls are bounded by SOLSTICE_DATA_COLLECTION_BATCH records and by bytes (record_batches.py).
+    """
 
     def __init__(self, host: PluginHost, settings: Settings) -> None:
         self._host = host
@@ -73,17 +77,29 @@ class Collector:
                     self._queue.task_done()
 
     async def _send(self, items: list[tuple[tuple[Step, ...], pb.ProxyRecord]]) -> None:
-        batches: defaultdict[Step, list[pb.ProxyRecord]] = defaultdict(list)
+        batches: defaultdict[Step, list[tuple[pb.ProxyRecord, int]]] = defaultdict(list)
         for steps, record in items:
+            size = record.ByteSize()  # measured once: it costs about as much as encoding the record
             for step in steps:
-                batches[step].append(record)
+                batches[step].append((record, size))
+        await asyncio.gather(*(self._deliver(step, records) for step, records in batches.items()))
 
-        async def deliver(step: Step, records: list[pb.ProxyRecord]) -> None:
+    async def _deliver(self, step: Step, records: list[tuple[pb.ProxyRecord, int]]) -> None:
+        # One plugin gets its calls one after another, in order; plugins are served side by side.
+        parts = split(records, step.config_id)
+        if parts.cut:
+            log.warning("data_collection record cut to fit one call", plugin=step.slug, cut=parts.cut)
+        if parts.lost:
+            DATA_COLLECTION_FAILURES.labels(step.slug).inc()
+            log.warning(
+                "data_collection record too large even without its bodies and metadata; not sent",
+                plugin=step.slug,
+                records=parts.lost,
+            )
+        for batch in parts.batches:
             try:
                 client = self._host.client(step.slug)
-                await client.data_collection(records, step.config_id, timeout=step.timeout_ms / 1000)
+                await client.data_collection(batch, step.config_id, timeout=step.timeout_ms / 1000)
             except PluginError as exc:
                 DATA_COLLECTION_FAILURES.labels(step.slug).inc()
-                log.warning("data_collection failed", plugin=step.slug, records=len(records), error=str(exc))
-
-        await asyncio.gather(*(deliver(step, records) for step, records in batches.items()))
+                log.warning("data_collection failed", plugin=step.slug, records=len(batch), error=str(exc))
