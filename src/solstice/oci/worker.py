@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,26 +23,28 @@ async def run_stoppable(name: str, work: Callable[[threading.Event], T]) -> T:
     done: asyncio.Future[T] = loop.create_future()
     stop = threading.Event()
 
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
+    def succeed(result: T) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    def fail(error: BaseException) -> None:
+        if not done.done():
             done.set_exception(error)
-        else:
-            done.set_result(result)  # type: ignore[arg-type]
 
     def target() -> None:
+        settle: Callable[[], None]
         try:
-            result, error = work(stop), None
+            settle = functools.partial(succeed, work(stop))
         except BaseException as exc:  # handed to the awaiting task, whatever it is
-            result, error = None, exc
+            settle = functools.partial(fail, exc)
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
+            loop.call_soon_threadsafe(settle)
 
     # A daemon thread never holds the interpreter's exit, even if `work` ignored its flag.
-    threading.Thread(target=target, name=name, daemon=True).start()
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
     try:
-        return await asyncio.shield(done)
+        result = await asyncio.shield(done)
     except asyncio.CancelledError:
         stop.set()
         while not done.done():
@@ -51,4 +54,8 @@ async def run_stoppable(name: str, work: Callable[[threading.Event], T]) -> T:
                 continue  # cancelled again: the thread still gets its moment to stop
         if not done.cancelled():
             done.exception()  # retrieved: its Cancelled is expected, not worth a warning
+        # `done` is settled as the thread's last act; joining it makes "stopped" exact.
+        thread.join()
         raise
+    thread.join()
+    return result
