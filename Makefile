@@ -41,6 +41,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 # Two workers, whole files each: module fixtures stay shared, and the docs pages (fixed ports) stay
 # on one worker. Most tests wait on processes, so two workers halve the time on two cores.
@@ -55,6 +56,7 @@ $(DOCKER_OFFLINE)/.prepared: $(VENV)/.installed deploy/docker/prepare-offline-bu
 
 proto: install
 	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=src \
 		src/solstice/protocol/plugin/v1/plugin.proto src/solstice/protocol/goplugin/goplugin.proto
 	protoc -Isrc --go_out=go/src --go-grpc_out=go/src src/solstice/protocol/plugin/v1/plugin.proto
 

@@ -34,11 +34,14 @@ def test_python_stubs_are_current(tmp_path: Path) -> None:
             f"--python_out={src}",
             f"--pyi_out={src}",
             f"--grpc_python_out={src}",
+            # mypy-protobuf types the gRPC stubs; its plugin is installed beside this interpreter.
+            f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
+            f"--mypy_grpc_out={src}",
             *[str(src / p) for p in PROTOS],
         ],
         check=True,
     )
-    suffixes = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+    suffixes = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
     fresh = _tree(src / "solstice" / "protocol", suffixes)
     committed = _tree(ROOT / "src" / "solstice" / "protocol", suffixes)
     assert fresh.keys() == committed.keys()

@@ -62,7 +62,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     # -- connection ------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream server's connections are full transports (plain or TLS), as uvicorn expects.
+        assert isinstance(transport, asyncio.Transport)
         super().connection_made(transport)
         self._arm_head_timer()  # a connection that never sends a byte is closed too
 

@@ -182,7 +182,7 @@ def reseal_llm_keys(connection: Connection, keyring: Keyring) -> list[str]:
 def keyring_of(session: Any) -> Keyring:
     """The keyring a session was made with (see store.database.session_factory)."""
     keyring = session.info.get("keyring")
-    if keyring is None:
+    if not isinstance(keyring, Keyring):
         raise RuntimeError("this database session has no keyring; make sessions with session_factory()")
     return keyring
 

@@ -107,9 +107,9 @@ def _run_pyinstaller(command: list[str], script: Path, verbose: bool) -> None:
     # The scratch directory as cwd: PyInstaller may write logs or caches relative to it.
     cwd = Path(command[command.index("--specpath") + 1])
     if verbose:
-        done = subprocess.run(command, cwd=cwd, check=False)
-        if done.returncode:
-            raise AuthoringError(f"PyInstaller failed (exit {done.returncode}) building {script}; see above")
+        shown = subprocess.run(command, cwd=cwd, check=False)
+        if shown.returncode:
+            raise AuthoringError(f"PyInstaller failed (exit {shown.returncode}) building {script}; see above")
         return
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode:

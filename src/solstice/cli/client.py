@@ -100,8 +100,9 @@ def _problem_detail(response: httpx.Response, where: str) -> str:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("detail"), str) and body["detail"]:
-        return body["detail"]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str) and detail:
+        return detail
     # Not a Solstice problem: most likely --url names some other server or a proxy in between.
     return f"HTTP {response.status_code} {response.reason_phrase} from {where}; is that a Solstice server?"
 
@@ -168,12 +169,12 @@ def ref_path(prefix: str, ref: str | int, *rest: str) -> str:
 def api(url: str | None, token: str | None) -> Iterator[ApiClient]:
     """A client for --url/--token (or the environment); a CliError in the block exits with status 1."""
     try:
-        given = {name: value for name, value in (("url", url), ("token", token)) if value is not None}
-        config = ClientConfig(**given)
-        server = _server_url(config.url)
-        if not config.token:
+        config = ClientConfig()
+        server = _server_url(url if url is not None else config.url)
+        token = token if token is not None else config.token
+        if not token:
             raise CliError("no API token; pass --token or set SOLSTICE_TOKEN")
-        with ApiClient(server, config.token) as client:
+        with ApiClient(server, token) as client:
             yield client
     except CliError as exc:
         fail(str(exc))

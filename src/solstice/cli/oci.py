@@ -174,7 +174,8 @@ def _password(environ: Mapping[str, str], prompt: str, *, confirm: bool) -> byte
         return environ[PASSWORD_ENV].encode()
     if not sys.stdin.isatty():
         raise CliError(f"no password for the key: set {PASSWORD_ENV} or run the command in a terminal")
-    return typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm).encode()
+    password: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return password.encode()
 
 
 # -- push -----------------------------------------------------------------------------------------
@@ -210,6 +211,9 @@ def push(
         if ref.platform:
             raise CliError(f"?arch= has no meaning for push; give --platform {ref.platform} instead")
         created = _source_date(settings.environ)
+        from solstice.oci.push import push_format
+
+        push_fmt = push_format(fmt)
 
     async def work() -> str:
         from solstice.oci.push import push as push_files
@@ -221,7 +225,7 @@ def push(
                     ref.repository,
                     ref.tag or "latest",
                     pairs,
-                    fmt=fmt,  # type: ignore[arg-type]  # checked by push()
+                    fmt=push_fmt,
                     progress=bar.advance,
                     on_total=bar.set_total,
                     created=created,
@@ -238,7 +242,8 @@ def _pair_platforms(files: list[Path], platforms: list[str]) -> list[tuple[Path,
             f"{len(files)} files and {len(platforms)} --platform options; give one --platform per FILE, "
             "in the same order"
         )
-    return list(zip(files, platforms or [None] * len(files), strict=True))
+    given: list[str | None] = [*platforms] if platforms else [None] * len(files)
+    return list(zip(files, given, strict=True))
 
 
 def _source_date(environ: Mapping[str, str]) -> datetime | None:
@@ -426,7 +431,8 @@ def sign(
         from solstice.oci.keys import load_private_key
         from solstice.oci.signing import SIGN_FORMATS
 
-        if fmt not in SIGN_FORMATS:
+        sign_fmt = next((known for known in SIGN_FORMATS if known == fmt), None)
+        if sign_fmt is None:
             raise CliError(f"--format {fmt!r} is unknown; use bundle or legacy")
         settings = _settings()
         ref = _reference(reference)
@@ -438,7 +444,7 @@ def sign(
 
         async with _client(settings, ref) as client:
             digest = await client.resolve(ref.repository, ref.ref)
-            return digest, await sign_digest(client, ref, digest, private_key, fmt=fmt)  # type: ignore[arg-type]
+            return digest, await sign_digest(client, ref, digest, private_key, fmt=sign_fmt)
 
     digest, signature = _run(work)
     typer.echo(f"Signed {ref.name}@{digest} with {key} ({fmt} signature manifest {signature}).")

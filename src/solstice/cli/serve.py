@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import signal
 import socket
@@ -11,10 +12,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
 
 from solstice.api.application import create_app
 from solstice.commands import CommandError, parse_command
@@ -55,7 +56,7 @@ class _Server(uvicorn.Server):
     The stop also ends edges' long-polls at once (they would hold the drain for their whole wait).
     """
 
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,7 +145,7 @@ def run_serve(plugin_options: list[str], host: str | None = None, port: int | No
     return _run(create_app(settings, specs), settings, "starting solstice")
 
 
-def _run(app: object, settings: Settings, message: str) -> int:
+def _run(app: FastAPI, settings: Settings, message: str) -> int:
     """Serve `app` until SIGINT/SIGTERM; uvicorn drains requests and runs the shutdown."""
     try:
         # Bound before the application starts: a taken port stops us before any plugin runs.
@@ -153,7 +154,7 @@ def _run(app: object, settings: Settings, message: str) -> int:
         sys.stderr.write(f"solstice: {exc}\n")
         return 1
     config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -162,8 +163,9 @@ def _run(app: object, settings: Settings, message: str) -> int:
         http=limited_protocol(HttpLimits.from_settings(settings)),
         server_header=False,
         # Bounds the drain: a request stuck in a slow registry pull must not hold the exit for as
-        # long as OCI_PLUGINS_TOTAL_TIMEOUT; cancelled, it stops its pull and extraction.
-        timeout_graceful_shutdown=settings.shutdown_timeout,
+        # long as OCI_PLUGINS_TOTAL_TIMEOUT; cancelled, it stops its pull and extraction. uvicorn
+        # takes whole seconds: a fraction rounds up, never cutting the drain short.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )
     server = _Server(config, app)
     log.info(message, url=f"http://{settings.host}:{settings.port}")

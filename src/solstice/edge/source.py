@@ -92,7 +92,10 @@ class ControlPlaneSource:
         # Only a confirmed version may skip the download: a snapshot from disk is re-fetched once.
         if self.status.version and self.status.source == "control-plane":
             headers["If-None-Match"] = f'"{self.status.version}"'
-        params = {"namespace": self.settings.edge_namespace, "wait": self.settings.edge_sync_wait}
+        params: dict[str, str | float] = {
+            "namespace": self.settings.edge_namespace,
+            "wait": self.settings.edge_sync_wait,
+        }
         answer = await self._client.get("/api/v1/sync", params=params, headers=headers)
         if answer.status_code == 200:
             snapshot = answer.json()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from starlette.requests import Request
@@ -24,6 +24,9 @@ from solstice.protocol import pb
 from solstice.settings import Settings
 
 log = structlog.get_logger("solstice.gateway")
+
+# _finish gives back the response it was handed: a Response, or None after a stream.
+_MaybeResponse = TypeVar("_MaybeResponse", Response, None)
 
 
 def _credential(request: Request) -> str:
@@ -322,9 +325,9 @@ class Gateway:
         ctx: pb.RequestContext,
         record: pb.ProxyRecord,
         started: float,
-        response: Response | None,
+        response: _MaybeResponse,
         status: int | None = None,
-    ) -> Response:
+    ) -> _MaybeResponse:
         steps = route.chains["data_collection"]
         if steps:
             record.status = status if status is not None else (response.status_code if response else 0)
@@ -332,4 +335,4 @@ class Gateway:
             ctx.config_id = ""
             record.context.CopyFrom(ctx)
             self.collector.submit(steps, record)
-        return response  # type: ignore[return-value]
+        return response

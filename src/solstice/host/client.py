@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -13,6 +13,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from solstice.host.errors import PluginCallError
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import HEALTH_SERVICE
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
+class _HealthStub(Protocol):
+    Check: grpc.aio.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
+
 
 _CODE_HINTS = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "did not answer within {timeout_ms} ms",
@@ -28,7 +36,9 @@ class PluginClient:
         self.slug = slug
         self.timeout = timeout_ms / 1000
         self._stub = pb_grpc.PluginStub(channel)
-        self._health = health_pb2_grpc.HealthStub(channel)
+        # The generated HealthStub binds Check as a unary call between these two messages; its type
+        # stub leaves the attribute out.
+        self._health = cast(_HealthStub, health_pb2_grpc.HealthStub(channel))
 
     def _error(self, hook: str, exc: grpc.aio.AioRpcError, timeout: float) -> PluginCallError:
         code = exc.code()
@@ -38,7 +48,13 @@ class PluginClient:
             f"plugin {self.slug} {hint} during {hook}: {detail}", slug=self.slug, hook=hook, code=code.name
         )
 
-    async def _call(self, hook: str, method: Any, request: Any, timeout: float | None = None) -> Any:
+    async def _call(
+        self,
+        hook: str,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
+        request: _Request,
+        timeout: float | None = None,
+    ) -> _Response:
         deadline = timeout or self.timeout
         try:
             return await method(request, timeout=deadline)
@@ -109,7 +125,7 @@ class PluginClient:
         ctx: pb.RequestContext,
         request: pb.HttpRequest,
         response: pb.HttpResponse,
-        phase: int = pb.RESPONSE_PHASE_COMPLETE,
+        phase: pb.ResponsePhase = pb.RESPONSE_PHASE_COMPLETE,
         chunk_index: int = 0,
         timeout: float | None = None,
     ) -> pb.HookResponse:

@@ -6,10 +6,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
+from solstice.host.client import PluginClient
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.oci_config import config_from_settings
@@ -23,6 +24,8 @@ from solstice.settings import Settings, get_settings
 
 log = structlog.get_logger("solstice.host")
 
+_T = TypeVar("_T")
+
 
 class HookClient:
     """Calls one plugin's hooks on whichever instance is serving when the call starts."""
@@ -35,23 +38,23 @@ class HookClient:
         """The plugin this client calls."""
         return self._supervisor.spec.slug
 
-    async def _run(self, hook: str, config_id: str, *args: Any) -> Any:
+    async def _run(self, hook: str, config_id: str, call: Callable[[PluginClient], Awaitable[_T]]) -> _T:
+        """`call` on the serving instance's client; resends `config_id` once if the plugin lacks it."""
         supervisor = self._supervisor
         started = time.perf_counter()
         try:
             instance = supervisor.acquire(hook)
             generation = instance.generations.get(config_id, 0)
             try:
-                call = getattr(instance.client, hook)
                 try:
-                    return await call(*args)
+                    return await call(instance.client)
                 except PluginCallError as exc:
                     if exc.code != NOT_CONFIGURED:
                         raise
                     # The plugin lacks this configuration: a grpc:// server restarted behind the
                     # same address, or it evicted an override. Send it, then try once more.
                     await instance.reconfigure(config_id, generation)
-                    return await call(*args)
+                    return await call(instance.client)
             finally:
                 instance.release()
         except PluginCallError as exc:
@@ -64,39 +67,43 @@ class HookClient:
         self, ctx: pb.RequestContext, request: pb.HttpRequest, timeout: float | None = None
     ) -> pb.HookResponse:
         """Run the plugin's pre_auth hook (`timeout` in seconds overrides the plugin's deadline)."""
-        return await self._run("pre_auth", ctx.config_id, ctx, request, timeout)
+        return await self._run("pre_auth", ctx.config_id, lambda c: c.pre_auth(ctx, request, timeout))
 
     async def auth(
         self, ctx: pb.RequestContext, request: pb.HttpRequest, credential: str, timeout: float | None = None
     ) -> pb.AuthResponse:
         """Run the plugin's auth hook."""
-        return await self._run("auth", ctx.config_id, ctx, request, credential, timeout)
+        return await self._run("auth", ctx.config_id, lambda c: c.auth(ctx, request, credential, timeout))
 
     async def post_auth(
         self, ctx: pb.RequestContext, request: pb.HttpRequest, timeout: float | None = None
     ) -> pb.HookResponse:
         """Run the plugin's post_auth hook."""
-        return await self._run("post_auth", ctx.config_id, ctx, request, timeout)
+        return await self._run("post_auth", ctx.config_id, lambda c: c.post_auth(ctx, request, timeout))
 
     async def on_response(
         self,
         ctx: pb.RequestContext,
         request: pb.HttpRequest,
         response: pb.HttpResponse,
-        phase: int = pb.RESPONSE_PHASE_COMPLETE,
+        phase: pb.ResponsePhase = pb.RESPONSE_PHASE_COMPLETE,
         chunk_index: int = 0,
         timeout: float | None = None,
     ) -> pb.HookResponse:
         """Run the plugin's on_response hook."""
         return await self._run(
-            "on_response", ctx.config_id, ctx, request, response, phase, chunk_index, timeout
+            "on_response",
+            ctx.config_id,
+            lambda c: c.on_response(ctx, request, response, phase, chunk_index, timeout),
         )
 
     async def data_collection(
         self, records: Sequence[pb.ProxyRecord], config_id: str = "", timeout: float | None = None
     ) -> int:
         """Send the plugin a batch of proxy records; returns how many it accepted."""
-        return await self._run("data_collection", config_id, records, config_id, timeout)
+        return await self._run(
+            "data_collection", config_id, lambda c: c.data_collection(records, config_id, timeout)
+        )
 
 
 class PluginHost:

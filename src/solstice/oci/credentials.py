@@ -124,8 +124,12 @@ def _credential(name: str, values: dict[str, str], environ: Mapping[str, str]) -
         return environ[indirect]
 
     if entitlement := value("ENTITLEMENT"):
-        username = values.get("ENTITLEMENTUSERNAME") or DEFAULT_ENTITLEMENT_USERNAME
-        return Credential("entitlement", username, entitlement, source)
+        return Credential(
+            "entitlement",
+            values.get("ENTITLEMENTUSERNAME") or DEFAULT_ENTITLEMENT_USERNAME,
+            entitlement,
+            source,
+        )
     if token := value("TOKEN"):
         return Credential("token", "", token, source)
     username, password = values.get("USERNAME"), value("PASSWORD")

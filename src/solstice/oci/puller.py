@@ -286,9 +286,9 @@ class Puller:
         top = await client.manifest(ref.repository, digest)
         manifest, chosen = top, ""
         if top.is_index:
-            entry = platforms.select(top.data, wanted, where)
+            descriptor = platforms.select(top.data, wanted, where)
             # Fetched by digest or not at all: a tag here would escape the index's integrity.
-            child = check_digest(entry.get("digest"), f"the {wanted} entry of index {where}")
+            child = check_digest(descriptor.get("digest"), f"the {wanted} entry of index {where}")
             manifest = await client.manifest(ref.repository, child)
             chosen = wanted
         elif top.media_type not in media.MANIFESTS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import io
 import json
 import re
 import tarfile
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal, Protocol
 
 from solstice.oci import media
 from solstice.oci.errors import OciError
@@ -125,10 +126,16 @@ def bytes_blob(data: bytes, media_type: str) -> Blob:
 EMPTY_CONFIG = bytes_blob(EMPTY_JSON, media.OCI_EMPTY)
 
 
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class _HashingWriter:
     """A write-only file object that hashes what passes through it on the way to `target`."""
 
-    def __init__(self, target: IO[bytes]) -> None:
+    def __init__(self, target: _Sink) -> None:
         self.target = target
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -140,6 +147,20 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.target.flush()
+
+    # tarfile's stub asks any file object for the whole file interface, though its stream mode
+    # ("w|") only writes; these answer as a write-only stream does.
+    def tell(self) -> int:
+        return self.size
+
+    def read(self, size: int, /) -> bytes:
+        raise io.UnsupportedOperation("write-only stream")
+
+    def seek(self, pos: int, /) -> int:
+        raise io.UnsupportedOperation("not seekable")
+
+    def close(self) -> None:
+        """Leaves `target` open: whoever opened it closes it."""
 
     @property
     def digest(self) -> str:
@@ -156,10 +177,10 @@ def write_image_layer(executable: Path, dest: Path) -> LayerFile:
     with dest.open("xb") as raw:
         compressed = _HashingWriter(raw)
         # filename="" and mtime=0 keep the gzip header free of the temp file's name and the time.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
-            plain = _HashingWriter(gz)  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
+            plain = _HashingWriter(gz)
             with (
-                tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as archive,  # type: ignore[call-overload]
+                tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as archive,
                 executable.open("rb") as source,
             ):
                 archive.addfile(member, source)
@@ -234,10 +255,17 @@ def build_index(manifests: Sequence[Built], created: str) -> bytes:
     return manifest_json(index)
 
 
+def push_format(value: str) -> PushFormat:
+    """`value` as a push format; PushError when it is not one."""
+    for known in FORMATS:
+        if value == known:
+            return known
+    raise PushError(f"format {value!r} is unknown; use image or artifact")
+
+
 def check_files(files: Sequence[tuple[Path, str | None]], fmt: str) -> None:
     """Refuse, in one sentence, what cannot be pushed: unknown format, missing files, platforms."""
-    if fmt not in FORMATS:
-        raise PushError(f"format {fmt!r} is unknown; use image or artifact")
+    push_format(fmt)
     if not files:
         raise PushError("nothing to push; name at least one executable file")
     for path, platform in files:

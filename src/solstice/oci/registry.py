@@ -62,7 +62,10 @@ class Manifest:
     @cached_property
     def data(self) -> dict[str, Any]:
         """The parsed JSON document."""
-        return json.loads(self.raw)
+        document = json.loads(self.raw)
+        if not isinstance(document, dict):  # manifest() checked it is one before making this
+            raise ContentError(f"manifest {self.digest} is not a JSON object")
+        return document
 
     @property
     def is_index(self) -> bool:
@@ -151,7 +154,7 @@ class RegistryClient:
         headers = {"Accept": media.MANIFEST_ACCEPT}
         path = f"/v2/{repository}/manifests/{_checked_ref(ref, repository)}"
         async with self._open("HEAD", path, repository, headers) as answer:
-            digest = answer.headers.get("docker-content-digest", "")
+            digest: str = answer.headers.get("docker-content-digest", "")
         if DIGEST.fullmatch(digest):
             return digest
         return (await self.manifest(repository, ref)).digest

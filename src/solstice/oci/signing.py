@@ -130,7 +130,7 @@ async def _existing_layers(client: RegistryClient, repository: str, tag: str) ->
 
 def _same_layer(old: dict[str, Any], new: dict[str, Any]) -> bool:
     annotations = old.get("annotations") or {}
-    return (
+    return bool(
         old.get("digest") == new["digest"]
         and annotations.get(SIGNATURE_ANNOTATION) == (new["annotations"][SIGNATURE_ANNOTATION])
     )

@@ -13,7 +13,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 import zstandard
 
@@ -243,10 +243,16 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _decompressed(raw: BinaryIO, compression: str | None) -> IO[bytes]:
+class _Reader(Protocol):
+    """All the stream reader needs of its source: gzip, zstd and plain files each have it."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _decompressed(raw: BinaryIO, compression: str | None) -> _Reader:
     """A reader whose read(n) returns at most n decompressed bytes."""
     if compression == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if compression == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     return raw

@@ -6,21 +6,27 @@ import copy
 import inspect
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
+from solstice.hooks import HOOK_ENUMS
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import NOT_CONFIGURED
-from solstice.sdk.plugin import HOOK_METHODS, Plugin
+from solstice.sdk.plugin import Plugin
 
 log = logging.getLogger("solstice.sdk")
 
 # Configurations one process keeps; the host re-sends an evicted one when it is used again.
 MAX_CONFIGS = 1024
 
+_T = TypeVar("_T")
+# What grpc.aio hands each method.
+Context = grpc.aio.ServicerContext[Any, Any]
 
-async def _resolve(value: Any) -> Any:
+
+async def _resolve(value: _T | Awaitable[_T]) -> _T:
     return await value if inspect.isawaitable(value) else value
 
 
@@ -47,18 +53,18 @@ class PluginServicer(pb_grpc.PluginServicer):
         except TypeError:  # a constructor that needs arguments: copy the original instead
             return copy.deepcopy(self._plugin)
 
-    async def GetInfo(self, request: pb.GetInfoRequest, context: Any) -> pb.PluginInfo:
+    async def GetInfo(self, request: pb.GetInfoRequest, context: Context) -> pb.PluginInfo:
         cls = type(self._plugin)
         return pb.PluginInfo(
             name=cls.name or cls.__name__,
             version=cls.version,
             description=cls.description,
-            hooks=[HOOK_METHODS[name] for name in cls.implemented_hooks()],
+            hooks=[HOOK_ENUMS[name] for name in cls.implemented_hooks()],
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
         )
 
-    async def Configure(self, request: pb.ConfigureRequest, context: Any) -> pb.ConfigureResponse:
+    async def Configure(self, request: pb.ConfigureRequest, context: Context) -> pb.ConfigureResponse:
         try:
             config = json.loads(request.config_json) if request.config_json else {}
         except json.JSONDecodeError as exc:
@@ -69,8 +75,10 @@ class PluginServicer(pb_grpc.PluginServicer):
                 f"config must be a JSON object, got {type(config).__name__}",
             )
         target = self._object_for(request.config_id)
+        # A subclass may make configure async, whatever the base class declares.
+        configure: Callable[[dict[str, Any]], object] = target.configure
         try:
-            await _resolve(target.configure(config))
+            await _resolve(configure(config))
         except (ValueError, TypeError, KeyError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid config: {exc}")
         if request.config_id not in self._configured and len(self._configured) >= MAX_CONFIGS:
@@ -79,7 +87,10 @@ class PluginServicer(pb_grpc.PluginServicer):
         self._configured[request.config_id] = target
         return pb.ConfigureResponse()
 
-    async def _call(self, hook: str, context: Any, config_id: str, *args: Any) -> Any:
+    async def _call(
+        self, hook: str, context: Context, config_id: str, call: Callable[[Plugin], _T | Awaitable[_T]]
+    ) -> _T:
+        """`call` on the object configured as `config_id`; a failure aborts the RPC."""
         if hook not in self._hooks:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"plugin {type(self._plugin).__name__} has no {hook} hook"
@@ -91,38 +102,45 @@ class PluginServicer(pb_grpc.PluginServicer):
                 f"plugin is not configured with config_id {config_id!r}; the host must call Configure",
             )
         try:
-            return await _resolve(getattr(target, hook)(*args))
+            return await _resolve(call(target))
         except Exception as exc:  # a plugin bug must reach the host as an error, not kill the server
             log.exception("%s hook failed", hook)
             await context.abort(grpc.StatusCode.INTERNAL, f"{hook} failed: {type(exc).__name__}: {exc}")
 
-    async def PreAuth(self, request: pb.PreAuthRequest, context: Any) -> pb.HookResponse:
+    async def PreAuth(self, request: pb.PreAuthRequest, context: Context) -> pb.HookResponse:
         ctx = request.context
-        return await self._call("pre_auth", context, ctx.config_id, ctx, request.request)
+        return await self._call(
+            "pre_auth", context, ctx.config_id, lambda p: p.pre_auth(ctx, request.request)
+        )
 
-    async def Auth(self, request: pb.AuthRequest, context: Any) -> pb.AuthResponse:
+    async def Auth(self, request: pb.AuthRequest, context: Context) -> pb.AuthResponse:
         ctx = request.context
-        return await self._call("auth", context, ctx.config_id, ctx, request.request, request.credential)
+        return await self._call(
+            "auth", context, ctx.config_id, lambda p: p.auth(ctx, request.request, request.credential)
+        )
 
-    async def PostAuth(self, request: pb.PostAuthRequest, context: Any) -> pb.HookResponse:
+    async def PostAuth(self, request: pb.PostAuthRequest, context: Context) -> pb.HookResponse:
         ctx = request.context
-        return await self._call("post_auth", context, ctx.config_id, ctx, request.request)
+        return await self._call(
+            "post_auth", context, ctx.config_id, lambda p: p.post_auth(ctx, request.request)
+        )
 
-    async def OnResponse(self, request: pb.OnResponseRequest, context: Any) -> pb.HookResponse:
+    async def OnResponse(self, request: pb.OnResponseRequest, context: Context) -> pb.HookResponse:
         ctx = request.context
         return await self._call(
             "on_response",
             context,
             ctx.config_id,
-            ctx,
-            request.request,
-            request.response,
-            request.phase,
-            request.chunk_index,
+            lambda p: p.on_response(
+                ctx, request.request, request.response, request.phase, request.chunk_index
+            ),
         )
 
     async def DataCollection(
-        self, request: pb.DataCollectionRequest, context: Any
+        self, request: pb.DataCollectionRequest, context: Context
     ) -> pb.DataCollectionResponse:
-        accepted = await self._call("data_collection", context, request.config_id, list(request.records))
+        records = list(request.records)
+        accepted = await self._call(
+            "data_collection", context, request.config_id, lambda p: p.data_collection(records)
+        )
         return pb.DataCollectionResponse(accepted=int(accepted or 0))

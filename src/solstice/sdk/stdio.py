@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -55,8 +56,9 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
             pump.start()
             self._pumps.append(pump)
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(AttributeError, ValueError):
-                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            if isinstance(stream, io.TextIOWrapper):
+                with contextlib.suppress(ValueError):
+                    stream.reconfigure(line_buffering=True)
 
     def close(self) -> None:
         """Give fds 1 and 2 back, hand what was captured to the original stderr, end the stream."""
@@ -84,7 +86,7 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
         if self._queue is not None:
             self._queue.put_nowait(None)
 
-    def _pump(self, read_fd: int, channel: int) -> None:
+    def _pump(self, read_fd: int, channel: gp.StdioData.Channel) -> None:
         while data := os.read(read_fd, _READ_SIZE):
             if self._closing:
                 self._write_fallback(data)
@@ -96,7 +98,7 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
                 self._write_fallback(data)
         os.close(read_fd)
 
-    def _deliver(self, channel: int, data: bytes) -> None:
+    def _deliver(self, channel: gp.StdioData.Channel, data: bytes) -> None:
         if self._closing:
             self._write_fallback(data)
             return
@@ -120,8 +122,8 @@ class StdioCapture(gp_grpc.GRPCStdioServicer):
         self._attached = True
         if previous is not None:
             previous.put_nowait(None)  # one reader at a time: the newest wins
-        for item in self._pending:
-            queue.put_nowait(item)
+        for pending in self._pending:
+            queue.put_nowait(pending)
         self._pending.clear()
         try:
             while (item := await queue.get()) is not None:

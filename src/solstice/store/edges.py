@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from solstice.store.models import EdgeRow, utcnow
@@ -43,4 +43,6 @@ async def request_reload(
     if namespace is not None:
         statement = statement.where(EdgeRow.namespace == namespace)
     result = await session.execute(statement)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # An UPDATE answers with a CursorResult, the kind that counts the rows it changed.
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount or 0)
