@@ -1,4 +1,5 @@
-"""API fixtures: a PostgreSQL server for the session, one `solstice serve` per module and database."""
+"""API fixtures: a PostgreSQL server for the session; per module and database, the app in this process
+(most tests) or a `solstice serve` process (tests that need a real port)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import InProcess, app_settings
 from tests.postgres import Postgres
 from tests.server import Server
 
@@ -33,3 +35,12 @@ def api(database: tuple[Path, str]) -> Iterator[Server]:
     server = Server(data_dir, database_url=url).wait_ready()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def app(database: tuple[Path, str]) -> Iterator[InProcess]:
+    """The app in this process, shared by the tests of one module; tests use their own slugs."""
+    data_dir, url = database
+    running = InProcess(app_settings(data_dir, database_url=url)).start()
+    yield running
+    running.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import pid_alive
-from tests.server import Server
+from tests.inprocess import InProcess
 
 COUNT = 50
 
@@ -18,15 +18,13 @@ async def _all(requests: list[object]) -> list[httpx.Response]:
     return await asyncio.gather(*requests)  # type: ignore[arg-type]
 
 
-def test_fifty_concurrent_creates_and_reloads(api: Server, go_plugin: Path) -> None:
+def test_fifty_concurrent_creates_and_reloads(app: InProcess, go_plugin: Path) -> None:
     prefix = f"c{uuid.uuid4().hex[:6]}"
     namespace = prefix
-    before = set(api.plugin_pids())
+    before = set(app.plugin_pids())
 
     async def run() -> tuple[list[httpx.Response], list[httpx.Response], list[httpx.Response]]:
-        headers = {"Authorization": f"Bearer {api.token}"}
-        limits = httpx.Limits(max_connections=COUNT)
-        async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=120, limits=limits) as client:
+        async with app.async_client() as client:
             bodies = [
                 {
                     "name": f"{prefix}-{i}",
@@ -57,13 +55,13 @@ def test_fifty_concurrent_creates_and_reloads(api: Server, go_plugin: Path) -> N
     page = listed[0].json()
     assert page["total"] == COUNT
     assert {p["status"] for p in page["data"]} == {"healthy"}
-    with api.client() as client:
+    with app.client() as client:
         pids = {client.get(f"/api/v1/plugins/{p['slug']}/health").json()["pid"] for p in page["data"]}
     assert len(pids) == COUNT and all(pid_alive(p) for p in pids)
     # Exactly one process per plugin: reloads left no stray instance behind.
-    ours = set(api.plugin_pids()) - before
+    ours = set(app.plugin_pids()) - before
     assert ours == pids
-    with api.client() as client:
+    with app.client() as client:
         for plugin in page["data"]:
             assert client.delete(f"/api/v1/plugins/{plugin['slug']}").status_code == 204
-    assert not (set(api.plugin_pids()) - before)
+    assert not (set(app.plugin_pids()) - before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from tests.conftest import TESTBED
-from tests.server import Server
+from tests.inprocess import InProcess
 
 
 def _plugin(client: object) -> int:
@@ -15,8 +15,8 @@ def _plugin(client: object) -> int:
     return response.json()["id"]
 
 
-def test_deleted_ids_are_not_reused(api: Server) -> None:
-    with api.client() as client:
+def test_deleted_ids_are_not_reused(app: InProcess) -> None:
+    with app.client() as client:
         for _ in range(2):  # the newest row deleted: the case a rowid reuses
             gone = _plugin(client)
             assert client.delete(f"/api/v1/plugins/{gone}").status_code == 204
@@ -29,11 +29,11 @@ def test_deleted_ids_are_not_reused(api: Server) -> None:
             again = client.post("/api/v1/llms", json={"name": f"l-{uuid.uuid4().hex[:8]}", "vendor": "mock"})
             assert again.json()["id"] > llm["id"]
 
-            app = client.post("/api/v1/apps", json={"name": "a"}).json()
-            assert client.delete(f"/api/v1/apps/{app['id']}").status_code == 204
+            older = client.post("/api/v1/apps", json={"name": "a"}).json()
+            assert client.delete(f"/api/v1/apps/{older['id']}").status_code == 204
             newer = client.post("/api/v1/apps", json={"name": "b"}).json()
-            assert newer["id"] > app["id"]
-            assert newer["keys"][0]["id"] > app["keys"][0]["id"]
+            assert newer["id"] > older["id"]
+            assert newer["keys"][0]["id"] > older["keys"][0]["id"]
 
             token = client.post("/api/v1/tokens", json={"name": "t", "scope": "read"}).json()
             assert client.delete(f"/api/v1/tokens/{token['id']}").status_code == 200

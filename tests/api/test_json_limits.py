@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from solstice.settings import Settings
 from solstice.store.database import database_url
 from tests.conftest import TESTBED
-from tests.server import Server
+from tests.inprocess import InProcess
 
 PROBLEM = "application/problem+json"
 
@@ -42,24 +42,24 @@ def _nested(depth: int) -> str:
     return '{"a": ' * depth + "1" + "}" * depth
 
 
-def _post(api: Server, path: str, body: bytes) -> httpx.Response:
-    with api.client() as client:
+def _post(app: InProcess, path: str, body: bytes) -> httpx.Response:
+    with app.client() as client:
         return client.post(path, content=body, headers={"content-type": "application/json"})
 
 
-def test_non_finite_numbers_are_refused(api: Server) -> None:
+def test_non_finite_numbers_are_refused(app: InProcess) -> None:
     for spelling in ("NaN", "Infinity", "-Infinity", "1e999"):
-        detail = _problem(_post(api, "/api/v1/plugins", _plugin_body(f'{{"a": {spelling}}}')), 422)
+        detail = _problem(_post(app, "/api/v1/plugins", _plugin_body(f'{{"a": {spelling}}}')), 422)
         assert "config.a" in detail and "finite" in detail, detail
-    with api.client() as client:
+    with app.client() as client:
         assert client.get("/api/v1/plugins").status_code == 200
 
 
-def test_deep_values_are_refused_naming_the_field_and_the_limit(api: Server) -> None:
-    detail = _problem(_post(api, "/api/v1/plugins", _plugin_body(_nested(900))), 422)
+def test_deep_values_are_refused_naming_the_field_and_the_limit(app: InProcess) -> None:
+    detail = _problem(_post(app, "/api/v1/plugins", _plugin_body(_nested(900))), 422)
     assert "config" in detail and "64" in detail, detail
-    assert _post(api, "/api/v1/plugins", _plugin_body(_nested(40))).status_code == 201
-    with api.client() as client:
+    assert _post(app, "/api/v1/plugins", _plugin_body(_nested(40))).status_code == 201
+    with app.client() as client:
         assert client.get("/api/v1/plugins", params={"limit": 500}).status_code == 200
         llm = f"l-{uuid.uuid4().hex[:8]}"
         assert client.post("/api/v1/llms", json={"name": llm, "vendor": "mock"}).status_code == 201
@@ -76,28 +76,28 @@ def test_deep_values_are_refused_naming_the_field_and_the_limit(api: Server) -> 
         assert client.get(f"/api/v1/llms/{llm}/plugins").status_code == 200
 
 
-def test_bodies_nested_past_the_parser_get_400(api: Server) -> None:
+def test_bodies_nested_past_the_parser_get_400(app: InProcess) -> None:
     for body in ("[" * 5000 + "]" * 5000, '{"a": ' * 3000 + "1" + "}" * 3000):
-        detail = _problem(_post(api, "/api/v1/plugins", body.encode()), 400)
+        detail = _problem(_post(app, "/api/v1/plugins", body.encode()), 400)
         assert "nested" in detail and "64" in detail, detail
-    with api.client() as client:
+    with app.client() as client:
         llm = f"l-{uuid.uuid4().hex[:8]}"
         assert client.post("/api/v1/llms", json={"name": llm, "vendor": "mock"}).status_code == 201
     # Media types are case-insensitive: application/JSON is JSON too.
     for content_type in ("application/json", "Application/JSON; charset=utf-8"):
-        response = httpx.post(
-            f"{api.url}/llm/{llm}/v1/chat/completions",
-            content=("[" * 5000 + "]" * 5000).encode(),
-            headers={"content-type": content_type},
-            timeout=60,
-        )
+        with app.client(token="") as anonymous:
+            response = anonymous.post(
+                f"/llm/{llm}/v1/chat/completions",
+                content=("[" * 5000 + "]" * 5000).encode(),
+                headers={"content-type": content_type},
+            )
         assert response.status_code == 400, response.text
         message = response.json()["error"]["message"]
         assert "nested" in message and "\n" not in message
 
 
-def test_booleans_and_strings_are_not_numbers(api: Server) -> None:
-    with api.client() as client:
+def test_booleans_and_strings_are_not_numbers(app: InProcess) -> None:
+    with app.client() as client:
         base = {"name": "J", "command": f"file://{TESTBED}", "hook_type": "pre_auth", "is_active": False}
         for field, value in (("timeout_ms", True), ("timeout_ms", "100"), ("timeout_ms", 2.5)):
             response = client.post("/api/v1/plugins", json={**base, "slug": _slug(), field: value})
@@ -133,11 +133,13 @@ async def _write_raw(url: str, sql: str, config: str, row_id: int) -> None:
         await engine.dispose()
 
 
-def test_a_bad_stored_row_is_flagged_and_listing_still_works(api: Server, database: tuple[Path, str]) -> None:
+def test_a_bad_stored_row_is_flagged_and_listing_still_works(
+    app: InProcess, database: tuple[Path, str]
+) -> None:
     data_dir, url = database
     url = database_url(Settings(data_dir=data_dir, database_url=url))
     cast = "CAST(:config AS jsonb)" if url.startswith("postgresql") else ":config"
-    with api.client() as client:
+    with app.client() as client:
         good = client.post(
             "/api/v1/plugins",
             json={"name": "G", "command": f"file://{TESTBED}", "hook_type": "pre_auth", "is_active": False},
@@ -155,7 +157,7 @@ def test_a_bad_stored_row_is_flagged_and_listing_still_works(api: Server, databa
     asyncio.run(_write_raw(url, f"UPDATE plugins SET config = {cast} WHERE id = :id", stored, bad["id"]))
     override = f"UPDATE llm_plugins SET config_override = {cast} WHERE plugin_id = :id"
     asyncio.run(_write_raw(url, override, _nested(900), bad["id"]))
-    with api.client() as client:
+    with app.client() as client:
         listed = client.get("/api/v1/plugins", params={"limit": 500})
         assert listed.status_code == 200, listed.text
         by_slug = {p["slug"]: p for p in listed.json()["data"]}
@@ -170,23 +172,23 @@ def test_a_bad_stored_row_is_flagged_and_listing_still_works(api: Server, databa
         assert entries.json()[0]["config_override"] == {}
         assert any("cannot be read" in w for w in entries.json()[0]["warnings"])
         edge = client.post("/api/v1/tokens", json={"name": "edge-j", "scope": "edge"}).json()["token"]
-    with api.client(token=edge) as edge_client:
+    with app.client(token=edge) as edge_client:
         synced = edge_client.get("/api/v1/sync", headers={"X-Solstice-Edge-Id": "edge-json"})
     assert synced.status_code == 200, synced.text
     plugins = {p["slug"]: p for p in synced.json()["plugins"]}
     # An edge must fail the plugin rather than run a guard without its rules.
     assert "cannot be read" in plugins[bad["slug"]]["unusable"]
     assert "unusable" not in plugins[good["slug"]]
-    with api.client() as client:
+    with app.client() as client:
         activated = client.patch(f"/api/v1/plugins/{bad['slug']}", json={"is_active": True})
         assert activated.status_code == 200, activated.text
         assert activated.json()["status"] == "failed", activated.json()
         assert "cannot be read" in activated.json()["last_error"]
 
 
-def test_mock_delay_options_are_bounded_numbers(api: Server) -> None:
+def test_mock_delay_options_are_bounded_numbers(app: InProcess) -> None:
     slug = f"l-{uuid.uuid4().hex[:8]}"
-    with api.client() as client:
+    with app.client() as client:
         for options in ({"delay_ms": "abc"}, {"delay_ms": [1]}, {"delay_ms": True}, {"chunk_delay_ms": 1e20}):
             refused = client.post("/api/v1/llms", json={"name": slug, "vendor": "mock", "options": options})
             detail = _problem(refused, 422)

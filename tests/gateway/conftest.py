@@ -1,4 +1,4 @@
-"""Gateway fixtures: one server (SQLite) per module, and a helper that sets up an LLM route."""
+"""Gateway fixtures: the app in this process (SQLite) per module, and a helper that sets up an LLM route."""
 
 from __future__ import annotations
 
@@ -11,22 +11,24 @@ import httpx
 import pytest
 
 from tests.conftest import TESTBED
+from tests.inprocess import InProcess, app_settings
 from tests.server import Server
+
+# A route works the same against the app in this process and a `solstice serve` process.
+Running = InProcess | Server
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(
-        tmp_path_factory.mktemp("gateway"), env={"SOLSTICE_GATEWAY_MAX_BODY_BYTES": "65536"}
-    ).wait_ready()
-    yield server
-    server.stop()
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    app = InProcess(app_settings(tmp_path_factory.mktemp("gateway"), gateway_max_body_bytes=65536)).start()
+    yield app
+    app.stop()
 
 
 class Route:
     """An LLM with a chain and an app key, created through the API."""
 
-    def __init__(self, server: Server, chain: list[dict[str, Any]] | None = None, **llm: Any) -> None:
+    def __init__(self, server: Running, chain: list[dict[str, Any]] | None = None, **llm: Any) -> None:
         self.server = server
         self.slug = f"llm-{uuid.uuid4().hex[:8]}"
         with server.client() as client:
@@ -46,12 +48,11 @@ class Route:
         body = kwargs.pop("json", {"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
         secret = self.key if key is None else key
         headers = {**({"Authorization": f"Bearer {secret}"} if secret else {}), **kwargs.pop("headers", {})}
-        return httpx.post(
-            f"{self.server.url}/llm/{self.slug}/{path}", json=body, headers=headers, timeout=60, **kwargs
-        )
+        with self.server.client(token="") as client:
+            return client.post(f"/llm/{self.slug}/{path}", json=body, headers=headers, **kwargs)
 
 
-def plugin(server: Server, hook: str | list[str], command: str | None = None, **fields: Any) -> str:
+def plugin(server: Running, hook: str | list[str], command: str | None = None, **fields: Any) -> str:
     """Register a plugin (the testbed by default) and return its slug."""
     hooks = {"hook_types": hook} if isinstance(hook, list) else {"hook_type": hook}
     slug = f"p-{uuid.uuid4().hex[:8]}"

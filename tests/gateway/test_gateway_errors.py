@@ -3,7 +3,6 @@ never the plugin's path or output; the detail is in the log and in the admin API
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,22 +10,25 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import wait_until
 from tests.gateway.conftest import Route, plugin
-from tests.server import Server
+from tests.inprocess import InProcess, app_settings
 
 HOSTILE = Path(__file__).resolve().parent.parent / "plugins" / "hostile.py"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     # A crashed plugin stays down for the whole test: its restart waits a minute.
-    env = {"SOLSTICE_PLUGIN_RESTART_BACKOFF": "60", "SOLSTICE_PLUGIN_RESTART_BACKOFF_MAX": "60"}
-    running = Server(tmp_path_factory.mktemp("errors"), env=env).wait_ready()
+    settings = app_settings(
+        tmp_path_factory.mktemp("errors"), plugin_restart_backoff=60, plugin_restart_backoff_max=60
+    )
+    running = InProcess(settings).start()
     yield running
     running.stop()
 
 
-def hostile(server: Server, hooks: list[str], config: dict[str, Any], **fields: Any) -> str:
+def hostile(server: InProcess, hooks: list[str], config: dict[str, Any], **fields: Any) -> str:
     return plugin(server, hooks, command=f"file://{HOSTILE}", config=config, **fields)
 
 
@@ -41,7 +43,7 @@ def _assert_plain_plugin_error(answer: httpx.Response, slug: str, hook: str) -> 
     )
 
 
-def test_a_dead_fail_closed_plugin_is_named_but_its_output_is_not(server: Server) -> None:
+def test_a_dead_fail_closed_plugin_is_named_but_its_output_is_not(server: InProcess) -> None:
     slug = hostile(server, ["pre_auth"], {"crash": True})
     route = Route(server, chain=[{"plugin": slug}])
     answers = [route.call(), route.call()]  # the call that kills it, then one while it is down
@@ -52,9 +54,7 @@ def test_a_dead_fail_closed_plugin_is_named_but_its_output_is_not(server: Server
     with server.client() as client:
         status = client.get(f"/api/v1/plugins/{slug}").json()
     assert "internals" in (status["last_error"] or ""), status  # the admin API keeps the detail
-    deadline = time.monotonic() + 10
-    while "request refused (fail_closed)" not in server.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "request refused (fail_closed)" in server.log(), 10, what="the refusal in the log")
     assert f'"plugin": "{slug}"' in server.log() and "internals" in server.log()
 
 
@@ -70,7 +70,9 @@ BAD_HEADERS = [
 
 
 @pytest.mark.parametrize(("name", "value"), BAD_HEADERS, ids=[repr(n) for n, _ in BAD_HEADERS])
-def test_a_bad_response_header_from_a_plugin_is_a_plugin_error(server: Server, name: str, value: str) -> None:
+def test_a_bad_response_header_from_a_plugin_is_a_plugin_error(
+    server: InProcess, name: str, value: str
+) -> None:
     slug = hostile(server, ["on_response"], {"response_headers": [[name, value]]})
     closed = Route(server, chain=[{"plugin": slug, "failure_policy": "fail_closed"}]).call()
     _assert_plain_plugin_error(closed, slug, "on_response")
@@ -83,7 +85,7 @@ def test_a_bad_response_header_from_a_plugin_is_a_plugin_error(server: Server, n
     assert "X-Injected" not in log  # the value is not logged
 
 
-def test_a_bad_block_from_a_plugin_is_a_plugin_error(server: Server) -> None:
+def test_a_bad_block_from_a_plugin_is_a_plugin_error(server: InProcess) -> None:
     for block in ({"status": 99}, {"status": 700}, {"status": 403, "headers": [["X-Split", "a\r\nb: c"]]}):
         slug = hostile(server, ["pre_auth"], {"block": block})
         _assert_plain_plugin_error(Route(server, chain=[{"plugin": slug}]).call(), slug, "pre_auth")
