@@ -1,14 +1,50 @@
-"""The names of hooks, plugin types and failure policies, shared by server and CLI (no imports)."""
+"""The names of hooks, plugin types and failure policies, shared by server, CLI and plugin SDK.
+
+Each is a Literal type (what the API and the snapshot accept) and, where code iterates over the
+names, the tuple of its values.
+"""
 
 from __future__ import annotations
 
-HOOK_TYPES = ("pre_auth", "auth", "post_auth", "on_response", "data_collection")
-PLUGIN_TYPES = ("gateway", "data_collector")
-FAILURE_POLICIES = ("fail_closed", "fail_open")
+from collections.abc import Sequence
+from typing import Literal, cast, get_args
+
+from solstice.protocol import pb
+
+HookType = Literal["pre_auth", "auth", "post_auth", "on_response", "data_collection"]
+# In pipeline order.
+HOOK_TYPES: tuple[HookType, ...] = get_args(HookType)
+FailurePolicy = Literal["fail_closed", "fail_open"]
+FAILURE_POLICIES: tuple[FailurePolicy, ...] = get_args(FailurePolicy)
+PluginType = Literal["gateway", "data_collector"]
 # Request-path hooks protect the upstream: when such a plugin fails, the request fails.
 _FAIL_OPEN_HOOKS = ("on_response", "data_collection")
+_ENUM_PREFIX = "HOOK_"
+
+# Hook name -> protocol Hook value; the enum is the name upper-cased after HOOK_ (pre_auth: HOOK_PRE_AUTH).
+HOOK_ENUMS: dict[str, pb.Hook] = {
+    hook: cast(pb.Hook, pb.Hook.Value(_ENUM_PREFIX + hook.upper())) for hook in HOOK_TYPES
+}
 
 
-def default_failure_policy(hook_type: str) -> str:
+def hook_name(hook: int) -> str:
+    """The API name of a protocol Hook value: HOOK_PRE_AUTH -> pre_auth."""
+    return pb.Hook.Name(hook).removeprefix(_ENUM_PREFIX).lower()
+
+
+def hook_types_of(hook_types: Sequence[str] | None, hook_type: str | None) -> list[str]:
+    """The hooks a plugin serves: `hook_types`, or its one `hook_type` (a row stored before the list)."""
+    return list(hook_types or ([hook_type] if hook_type else []))
+
+
+def default_failure_policy(hook_type: str | None) -> FailurePolicy:
     """fail_open for on_response and data_collection, fail_closed for the rest."""
     return "fail_open" if hook_type in _FAIL_OPEN_HOOKS else "fail_closed"
+
+
+def known_failure_policy(value: str | None) -> FailurePolicy | None:
+    """A stored policy as its type; None (the hook's default) when unset or not a policy."""
+    for policy in FAILURE_POLICIES:
+        if value == policy:
+            return policy
+    return None

@@ -39,6 +39,18 @@ def parse(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JSONValueError(f"is not valid JSON: {exc}") from None
 
 
+def body_too_large(limit: int, size: int | None = None) -> str:
+    """The 413 text of a request body over `limit` bytes; `size` when known (declared or read)."""
+    if size is None:
+        return f"request body is over the {limit} byte limit"
+    return f"request body is {size} bytes; the limit is {limit}"
+
+
+def body_refusal(exc: JSONValueError) -> str:
+    """The text of a request body refused as JSON, naming the offending part when there is one."""
+    return f"request body {exc.path}: {exc.reason}" if exc.path else f"request body {exc.reason}"
+
+
 def loads(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """parse() then check(): JSONValueError for invalid JSON, non-finite numbers or deep nesting."""
     value = parse(raw, max_depth=max_depth)

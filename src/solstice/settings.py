@@ -1,4 +1,13 @@
-"""Every environment variable Solstice reads, parsed once."""
+"""The SOLSTICE_* variables (and their aliases) of the server, the edge and `solstice oci`, parsed once.
+
+Other variables are read by the name a user chose or by a name pattern, from `Settings.environ` (the
+environment as it was when the settings were read): registry credentials (OCI_PLUGINS_REGISTRY_*,
+DOCKER_CONFIG, HOME), signature keys (OCI_PLUGINS_PUBKEY_*), COSIGN_PASSWORD and SOURCE_DATE_EPOCH
+(`solstice oci`), plugins.yaml's api_key_env and keys_env, and the variables handed to plugins
+(BASE_PLUGIN_ENV and each plugin's env). Three readers stand apart: the API's env check looks in
+os.environ for the names registry credentials point at, the CLI client reads SOLSTICE_URL and
+SOLSTICE_TOKEN (cli/client.py), and a plugin process reads its handshake variables (sdk/serve.py).
+"""
 
 from __future__ import annotations
 

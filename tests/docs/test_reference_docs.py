@@ -387,9 +387,9 @@ def test_the_python_page_names_the_sdk_helpers() -> None:
     text = read("writing-plugins-python.md")
     for name in solstice.sdk.__all__:
         assert f"`{name}" in text or f"{name}(" in text, name
-    from solstice.sdk.plugin import HOOK_METHODS
+    from solstice.hooks import HOOK_TYPES
 
-    for hook in HOOK_METHODS:
+    for hook in HOOK_TYPES:
         assert f"`{hook}(" in text, hook
 
 

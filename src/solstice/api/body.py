@@ -25,19 +25,19 @@ async def json_object(request: Request) -> dict[str, Any]:
     """
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
-        raise Problem(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+        raise Problem(413, safejson.body_too_large(MAX_BODY_BYTES, len(raw)))
     if not raw.strip():
         raise Problem(422, "request body is empty; send a JSON object")
     try:
         data = safejson.parse(raw)
     except safejson.JSONValueError as exc:
-        raise Problem(400, f"request body {exc.reason}") from None
+        raise Problem(400, safejson.body_refusal(exc)) from None
     if not isinstance(data, dict):
         raise Problem(422, f"request body must be a JSON object, not {type(data).__name__}")
     try:
         safejson.check(data)
     except safejson.JSONValueError as exc:
-        raise Problem(422, f"{exc.path or 'request body'}: {exc.reason}") from None
+        raise Problem(422, safejson.body_refusal(exc)) from None
     where = _nul_in(data, "")
     if where is not None:
         raise Problem(422, f"{where or 'a key'} contains a NUL character, which cannot be stored; remove it")

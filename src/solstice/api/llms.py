@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
 from solstice.api.plugins import slugify
-from solstice.api.schemas import INPUT, SLUG_PATTERN
+from solstice.api.schemas import INPUT
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, RefusedError
 from solstice.gateway import mock
@@ -25,6 +25,7 @@ from solstice.security.upstreams import (
     origin_of,
     strip_credentials,
 )
+from solstice.snapshot import SLUG_PATTERN
 from solstice.store import audit
 from solstice.store.apps import all_apps
 from solstice.store.llms import all_llms, chain_of, get_llm

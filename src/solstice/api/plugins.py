@@ -25,7 +25,7 @@ from solstice.commands import OciCommand, parse_command
 from solstice.control.errors import ConflictError, InvalidError, RefusedError
 from solstice.control.manager import PluginManager
 from solstice.control.specs import live_status
-from solstice.hooks import default_failure_policy
+from solstice.hooks import default_failure_policy, hook_types_of
 from solstice.host import PluginNotLoadedError
 from solstice.oci.errors import InvalidReferenceError
 from solstice.oci.reference import parse_reference
@@ -39,13 +39,13 @@ _DERIVED_SLUG_ATTEMPTS = 20
 
 
 def _manager(request: Request) -> PluginManager:
-    return request.app.state.manager
+    manager: PluginManager = request.app.state.manager
+    return manager
 
 
 def render(row: PluginRow, manager: PluginManager) -> PluginOut:
     """The API view of a stored plugin, with its live status."""
     status, error = live_status(row, manager.host)
-    hook_types = list(row.hook_types or ([row.hook_type] if row.hook_type else []))
     return PluginOut(
         id=row.id,
         name=row.name,
@@ -54,7 +54,7 @@ def render(row: PluginRow, manager: PluginManager) -> PluginOut:
         command=row.command,
         oci_reference=row.oci_reference,
         hook_type=row.hook_type,
-        hook_types=hook_types,
+        hook_types=hook_types_of(row.hook_types, row.hook_type),
         plugin_type=row.plugin_type,
         is_active=row.is_active,
         config=dict(row.config or {}),

@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from solstice.hooks import HOOK_TYPES
+from solstice.hooks import HOOK_TYPES, FailurePolicy, PluginType
 from solstice.safejson import JSONObject
 from solstice.security.variables import refusal as secret_refusal
+from solstice.snapshot import SLUG_PATTERN
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 # Slugs that would collide with fixed routes under /api/v1/plugins/.
@@ -46,13 +46,13 @@ class PluginFields(BaseModel):
         max_length=len(HOOK_TYPES),
         json_schema_extra={"items": {"enum": list(HOOK_TYPES)}},
     )
-    plugin_type: Literal["gateway", "data_collector"] | None = None
+    plugin_type: PluginType | None = None
     is_active: bool | None = None
     config: JSONObject | None = None
     namespace: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")
     checksum: str | None = None
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
-    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+    failure_policy: FailurePolicy | None = None
     env: list[str] | None = Field(None, max_length=100)
     is_global: bool | None = Field(None, alias="global", description="Run on every LLM, before its chain.")
 

@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 
 from solstice.authoring.errors import AuthoringError
-from solstice.hooks import HOOK_TYPES
+from solstice.hooks import HOOK_ENUMS, HOOK_TYPES
+from solstice.protocol import pb
 
 DEFAULT_HOOKS = ("pre_auth",)
 # A slug as the API takes it, also valid as an OCI repository component: no leading, trailing
@@ -26,13 +27,6 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _MAX_NAME = 100
 _PLACEHOLDER = re.compile(r"\{\{ (\w+) \}\}")
 _SECTION = re.compile(r"^#@ (\w+)$", re.MULTILINE)
-_HOOK_ENUMS = {
-    "pre_auth": "HOOK_PRE_AUTH",
-    "auth": "HOOK_AUTH",
-    "post_auth": "HOOK_POST_AUTH",
-    "on_response": "HOOK_ON_RESPONSE",
-    "data_collection": "HOOK_DATA_COLLECTION",
-}
 
 
 @dataclass(frozen=True)
@@ -153,7 +147,7 @@ def _values(name: str, hooks: tuple[str, ...], sections: dict[str, dict[str, str
         "hook_summaries": "\n".join(summaries),
         "hook_json": json.dumps(list(hooks)),
         # One per line with a trailing comma: the layout ruff format keeps for any number of hooks.
-        "hook_enums": "[\n" + "".join(f'        "{_HOOK_ENUMS[h]}",\n' for h in hooks) + "    ]",
+        "hook_enums": "[\n" + "".join(f'        "{pb.Hook.Name(HOOK_ENUMS[h])}",\n' for h in hooks) + "    ]",
         "stdlib_imports": "".join(f"\nimport {m}" for m in sorted(words("stdlib") | {"logging"})),
         "sdk_imports": ", ".join(sdk),
         "config_example": json.dumps(example, indent=4),

@@ -24,7 +24,7 @@ from solstice.cli.client import (
     status_cell,
     table,
 )
-from solstice.hooks import HOOK_TYPES
+from solstice.hooks import FAILURE_POLICIES, HOOK_TYPES
 
 app = typer.Typer(help="Manage the plugins of a running server.", no_args_is_help=True)
 
@@ -53,7 +53,7 @@ Checksum = Annotated[str | None, typer.Option("--checksum", help="SHA-256 the fi
 TimeoutMs = Annotated[int | None, typer.Option("--timeout-ms", help="Deadline of one hook call.")]
 FailurePolicy = Annotated[
     str | None,
-    typer.Option("--failure-policy", help="fail_closed or fail_open: what a failed hook call means."),
+    typer.Option("--failure-policy", help=f"{' or '.join(FAILURE_POLICIES)}: what a failed hook call means."),
 ]
 Env = Annotated[
     list[str] | None,

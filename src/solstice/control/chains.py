@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from solstice.control.errors import InvalidError, StartFailedError
 from solstice.control.manager import PluginManager
 from solstice.control.specs import spec_for
+from solstice.hooks import FailurePolicy
 from solstice.host import PluginConfigError, PluginError, PluginNotLoadedError, PluginSpec, PluginState
 from solstice.safejson import JSONObject
 from solstice.store import audit
@@ -27,7 +27,7 @@ class ChainEntry(BaseModel):
     plugin: str | int = Field(description="Plugin id or slug.")
     config_override: JSONObject = Field(default_factory=dict)
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
-    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+    failure_policy: FailurePolicy | None = None
 
 
 async def set_chain(manager: PluginManager, llm: LLMRow, entries: Sequence[ChainEntry], actor: str) -> None:

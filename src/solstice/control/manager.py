@@ -14,7 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, StartFailedError
-from solstice.control.specs import hook_name, spec_for
+from solstice.control.specs import spec_for
+from solstice.hooks import hook_name
 from solstice.host import (
     PluginConfigError,
     PluginError,
@@ -287,8 +288,8 @@ class PluginManager:
             # The host turns start failures into PluginError; anything else still fails only this
             # plugin, and is tried again at the next reconcile (its revision stays unapplied).
             log.exception("plugin start failed unexpectedly", plugin=row.slug)
-            error = f"plugin {row.slug} could not be started: {exc}"
-            await self._record_status(row, PluginState.FAILED.value, error)
+            failure = f"plugin {row.slug} could not be started: {exc}"
+            await self._record_status(row, PluginState.FAILED.value, failure)
             return
         self._applied[row.slug] = row.revision
         status, error = self._host_status(row.slug)

@@ -1,30 +1,41 @@
-"""What a stored plugin means to the host: its spec, its failure policy and its live status."""
+"""What a stored plugin means to the host and the edges: its snapshot entry, its spec and its live status."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from solstice.hooks import hook_types_of, known_failure_policy
 from solstice.host import PluginHost, PluginNotLoadedError, PluginSpec
-from solstice.protocol import pb
+from solstice.host.spec import spec_of
 from solstice.safejson import unreadable_reason
-from solstice.snapshot import config_id_for, deep_merge
+from solstice.snapshot import PluginEntry, overrides_of
 from solstice.store.models import LLMPluginRow, PluginRow
 
 
-def hook_name(hook: int) -> str:
-    """The API name of a protocol Hook value: HOOK_PRE_AUTH -> pre_auth."""
-    return pb.Hook.Name(hook).removeprefix("HOOK_").lower()
-
-
-def overrides_for(row: PluginRow, entries: Sequence[LLMPluginRow]) -> dict[str, dict[str, Any]]:
-    """The extra configurations a plugin needs: one per distinct per-LLM override, by config id."""
-    overrides: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        if entry.config_override:
-            effective = deep_merge(row.config or {}, entry.config_override)
-            overrides[config_id_for(effective)] = effective
-    return overrides
+def plugin_entry(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> PluginEntry:
+    """A stored plugin as the snapshot carries it; `entries` are the chain entries that use it."""
+    plugin: PluginEntry = {
+        "slug": row.slug,
+        "name": row.name,
+        "command": row.command,
+        "config": dict(row.config or {}),
+        "hook_type": row.hook_type,
+        "hook_types": hook_types_of(row.hook_types, row.hook_type),
+        "plugin_type": row.plugin_type,
+        "is_active": row.is_active,
+        "is_global": row.is_global,
+        "timeout_ms": row.timeout_ms,
+        "failure_policy": known_failure_policy(row.failure_policy),
+        "env": list(row.env or []),
+        "checksum": row.checksum,
+        "namespace": row.namespace or "",
+        "digest": row.digest,
+        "revision": row.revision,
+    }
+    unusable = unusable_reason(row, entries)
+    if unusable:
+        plugin["unusable"] = unusable
+    return plugin
 
 
 def unusable_reason(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> str | None:
@@ -47,17 +58,12 @@ def unusable_reason(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> str
 
 
 def spec_for(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> PluginSpec:
-    """The host spec of a stored plugin, with the overrides of the chain entries that use it."""
-    return PluginSpec(
-        slug=row.slug,
-        command=row.command,
-        config=dict(row.config or {}),
-        env=tuple(row.env or ()),
-        timeout_ms=row.timeout_ms,
-        checksum=row.checksum,
-        overrides=overrides_for(row, entries),
-        unusable=unusable_reason(row, entries),
-    )
+    """The host spec of a stored plugin, with the overrides of the chain entries that use it.
+
+    Built from its snapshot entry, as an edge builds it, so both run a plugin the same way.
+    """
+    plugin = plugin_entry(row, entries)
+    return spec_of(plugin, overrides_of(plugin["config"], (entry.config_override for entry in entries)))
 
 
 def live_status(row: PluginRow, host: PluginHost) -> tuple[str, str | None]:

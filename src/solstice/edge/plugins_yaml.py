@@ -19,15 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from solstice.appkeys import hash_key
 from solstice.edge.source import Apply, SyncStatus
 from solstice.gateway import mock
-from solstice.hooks import HOOK_TYPES
+from solstice.hooks import FailurePolicy, HookType
 from solstice.safejson import MAX_DEPTH, JSONObject
 from solstice.security.upstreams import UpstreamRefused, split_upstream_url
 from solstice.security.variables import refusal as secret_refusal
-from solstice.snapshot import SNAPSHOT_FORMAT, version_of
+from solstice.snapshot import SLUG_PATTERN, AppEntry, LLMEntry, PluginEntry, Snapshot, new_snapshot
 
 log = structlog.get_logger("solstice.edge")
 
-SLUG = r"^[a-z0-9][a-z0-9-]{0,99}$"
 POLL_S = 1.0
 # A few lines of nested YAML aliases can stand for billions of values ("billion laughs"): the
 # expanded size is counted on the parsed nodes before any value is built.
@@ -44,12 +43,12 @@ class _Model(BaseModel):
 
 
 class FilePlugin(_Model):
-    slug: str = Field(pattern=SLUG)
+    slug: str = Field(pattern=SLUG_PATTERN)
     command: str = Field(max_length=2048)
-    hook_types: list[Literal[HOOK_TYPES]] = Field(min_length=1)  # type: ignore[valid-type]
+    hook_types: list[HookType] = Field(min_length=1)
     config: JSONObject = Field(default_factory=dict)
     timeout_ms: int = Field(1000, ge=1, le=600_000)
-    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+    failure_policy: FailurePolicy | None = None
     env: list[str] = Field(default_factory=list)
     checksum: str | None = None
     is_global: bool = Field(False, alias="global")
@@ -60,11 +59,11 @@ class FileChainEntry(_Model):
     plugin: str
     config_override: JSONObject = Field(default_factory=dict)
     timeout_ms: int | None = Field(None, ge=1, le=600_000)
-    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+    failure_policy: FailurePolicy | None = None
 
 
 class FileLLM(_Model):
-    slug: str = Field(pattern=SLUG)
+    slug: str = Field(pattern=SLUG_PATTERN)
     name: str = ""
     vendor: Literal["openai", "mock"] = "openai"
     upstream_url: str = ""
@@ -157,7 +156,7 @@ def _load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> Snapshot:
     """Read and check the file; the snapshot it describes (ConfigFileError says what is wrong)."""
     try:
         document = _load_yaml(path.read_text()) or {}
@@ -180,7 +179,7 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]
     slugs = {p.slug for p in parsed.plugins}
     _check_secrets(path, parsed, environ)
     llm_ids = {llm.slug: number for number, llm in enumerate(parsed.llms, start=1)}
-    llms = []
+    llms: list[LLMEntry] = []
     for llm in parsed.llms:
         for entry in llm.plugins:
             if entry.plugin not in slugs:
@@ -193,10 +192,16 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]
                 "id": llm_ids[llm.slug], "slug": llm.slug, "name": llm.name or llm.slug, "vendor": llm.vendor,
                 "upstream_url": llm.upstream_url.rstrip("/"), "api_key": api_key, "is_active": llm.is_active,
                 "options": llm.options, "namespace": "",
-                "chain": [{**entry.model_dump(), "position": n} for n, entry in enumerate(llm.plugins)],
+                "chain": [
+                    {
+                        "plugin": entry.plugin, "position": n, "config_override": entry.config_override,
+                        "timeout_ms": entry.timeout_ms, "failure_policy": entry.failure_policy,
+                    }
+                    for n, entry in enumerate(llm.plugins)
+                ],
             }
         )  # fmt: skip
-    apps = []
+    apps: list[AppEntry] = []
     for number, app in enumerate(parsed.apps, start=1):
         unknown = [name for name in app.llms if name not in llm_ids]
         if unknown:
@@ -208,19 +213,16 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]
                 "llm_ids": [llm_ids[name] for name in app.llms], "key_hashes": sorted(keys),
             }
         )  # fmt: skip
-    plugins = [
+    plugins: list[PluginEntry] = [
         {
-            **p.model_dump(exclude={"is_global"}), "is_global": p.is_global, "hook_type": p.hook_types[0],
-            "plugin_type": "gateway", "namespace": "", "digest": None,
+            "slug": p.slug, "command": p.command, "config": p.config, "hook_type": p.hook_types[0],
+            "hook_types": list(p.hook_types), "plugin_type": "gateway", "is_active": p.is_active,
+            "is_global": p.is_global, "timeout_ms": p.timeout_ms, "failure_policy": p.failure_policy,
+            "env": p.env, "checksum": p.checksum, "namespace": "", "digest": None,
         }
         for p in parsed.plugins
     ]  # fmt: skip
-    snapshot: dict[str, Any] = {
-        "format": SNAPSHOT_FORMAT, "namespace": "", "reload_generation": 0,
-        "plugins": plugins, "llms": llms, "apps": apps,
-    }  # fmt: skip
-    snapshot["version"] = version_of(snapshot)
-    return snapshot
+    return new_snapshot("", 0, plugins, llms, apps)
 
 
 class FileSource:

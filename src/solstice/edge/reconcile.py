@@ -14,32 +14,22 @@ import structlog
 
 from solstice.gateway.routes import ConfigHolder, config_from_snapshot
 from solstice.host import PluginError, PluginHost, PluginNotLoadedError, PluginSpec
-from solstice.snapshot import config_id_for, deep_merge
+from solstice.host.spec import spec_of
+from solstice.snapshot import Snapshot, as_snapshot, overrides_of
 
 log = structlog.get_logger("solstice.edge")
 
 
-def specs_from_snapshot(snapshot: Mapping[str, Any]) -> dict[str, PluginSpec]:
+def specs_from_snapshot(snapshot: Snapshot) -> dict[str, PluginSpec]:
     """The host spec of every active plugin, with one configuration per per-LLM override."""
     plugins = {p["slug"]: p for p in snapshot.get("plugins", []) if p.get("is_active")}
-    overrides: dict[str, dict[str, dict[str, Any]]] = {slug: {} for slug in plugins}
+    chain_overrides: dict[str, list[dict[str, Any]]] = {slug: [] for slug in plugins}
     for llm in snapshot.get("llms", []):
         for entry in llm.get("chain", []):
-            plugin = plugins.get(entry["plugin"])
-            if plugin is not None and entry.get("config_override"):
-                effective = deep_merge(plugin.get("config") or {}, entry["config_override"])
-                overrides[plugin["slug"]][config_id_for(effective)] = effective
+            if entry["plugin"] in plugins:
+                chain_overrides[entry["plugin"]].append(entry.get("config_override") or {})
     return {
-        slug: PluginSpec(
-            slug=slug,
-            command=plugin["command"],
-            config=dict(plugin.get("config") or {}),
-            env=tuple(plugin.get("env") or ()),
-            timeout_ms=plugin.get("timeout_ms"),
-            checksum=plugin.get("checksum"),
-            overrides=overrides[slug],
-            unusable=plugin.get("unusable"),
-        )
+        slug: spec_of(plugin, overrides_of(plugin.get("config") or {}, chain_overrides[slug]))
         for slug, plugin in plugins.items()
     }
 
@@ -52,11 +42,12 @@ class Reconciler:
         self.state = state
         self.version: str | None = None
         self._specs: dict[str, PluginSpec] = {}
-        self._marks: dict[str, tuple[str | None, int | None]] = {}
+        self._marks: dict[str, tuple[str | None, int | None] | None] = {}
         self._generation: int | None = None
 
-    async def apply(self, snapshot: Mapping[str, Any]) -> None:
+    async def apply(self, received: Mapping[str, Any]) -> None:
         """Load, reload and unload plugins as the snapshot says, and switch the routes."""
+        snapshot = as_snapshot(received)
         wanted = specs_from_snapshot(snapshot)
         # What besides the spec asks for a fresh instance: a new digest, or a reload on the control plane.
         marks = {p["slug"]: (p.get("digest"), p.get("revision")) for p in snapshot.get("plugins", [])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,8 @@ from solstice.snapshot import version_of
 
 log = structlog.get_logger("solstice.edge")
 
-Apply = Callable[[dict[str, Any]], Awaitable[None]]
+# Given the received document; the reconciler reads it as a snapshot.Snapshot.
+Apply = Callable[[Mapping[str, Any]], Awaitable[None]]
 BACKOFF_MAX_S = 30.0
 
 

@@ -165,13 +165,13 @@ class Gateway:
         limit = self.settings.gateway_max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            return b"", openai_error(413, f"request body is {declared} bytes; the limit is {limit}")
+            return b"", openai_error(413, safejson.body_too_large(limit, int(declared)))
         parts: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                return b"", openai_error(413, f"request body is over the {limit} byte limit")
+                return b"", openai_error(413, safejson.body_too_large(limit))
             parts.append(chunk)
         body = b"".join(parts)
         if body and "json" in request.headers.get("content-type", "json").lower():
@@ -179,8 +179,7 @@ class Gateway:
                 # Bounded like API bodies: plugins parse this body too, and deep nesting crashes parsers.
                 safejson.loads(body)
             except safejson.JSONValueError as exc:
-                where = f"{exc.path}: " if exc.path else ""
-                return b"", openai_error(400, f"request body {where}{exc.reason}", "invalid_json")
+                return b"", openai_error(400, safejson.body_refusal(exc), "invalid_json")
         return body, None
 
     async def _authenticate(

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from solstice.hooks import HOOK_TYPES, default_failure_policy
-from solstice.snapshot import config_id_for, deep_merge
+from solstice.hooks import HOOK_TYPES, FailurePolicy, default_failure_policy, hook_types_of
+from solstice.snapshot import PluginEntry, Snapshot, config_id_for, deep_merge
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class Step:
     slug: str
     config_id: str
     timeout_ms: int
-    failure_policy: str
+    failure_policy: FailurePolicy
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,16 @@ class GatewayConfig:
     apps_by_id: Mapping[int, AppIdentity] = field(default_factory=dict)
 
 
-def _hooks(plugin: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(plugin.get("hook_types") or ([plugin["hook_type"]] if plugin.get("hook_type") else []))
+def _hooks(plugin: PluginEntry) -> list[str]:
+    return hook_types_of(plugin.get("hook_types"), plugin.get("hook_type"))
 
 
 def _step(
-    plugin: Mapping[str, Any],
+    plugin: PluginEntry,
     hook: str,
     config_id: str = "",
     timeout_ms: int | None = None,
-    policy: str | None = None,
+    policy: FailurePolicy | None = None,
 ) -> Step:
     return Step(
         slug=plugin["slug"],
@@ -73,7 +73,7 @@ def _step(
     )
 
 
-def config_from_snapshot(snapshot: Mapping[str, Any]) -> GatewayConfig:
+def config_from_snapshot(snapshot: Snapshot) -> GatewayConfig:
     """The gateway's view of a configuration snapshot (the control plane's own, or an edge's)."""
     plugins = {p["slug"]: p for p in snapshot.get("plugins", []) if p.get("is_active")}
     globals_ = [p for p in plugins.values() if p.get("is_global")]
@@ -84,14 +84,14 @@ def config_from_snapshot(snapshot: Mapping[str, Any]) -> GatewayConfig:
             for hook in _hooks(plugin):
                 chains[hook].append(_step(plugin, hook))
         for entry in llm.get("chain", []):
-            plugin = plugins.get(entry["plugin"])
-            if plugin is None or plugin.get("is_global"):
+            chained = plugins.get(entry["plugin"])
+            if chained is None or chained.get("is_global"):
                 continue  # inactive, or already in front as a global plugin
             override = entry.get("config_override")
-            config_id = config_id_for(deep_merge(plugin.get("config") or {}, override)) if override else ""
-            for hook in _hooks(plugin):
+            config_id = config_id_for(deep_merge(chained.get("config") or {}, override)) if override else ""
+            for hook in _hooks(chained):
                 chains[hook].append(
-                    _step(plugin, hook, config_id, entry.get("timeout_ms"), entry.get("failure_policy"))
+                    _step(chained, hook, config_id, entry.get("timeout_ms"), entry.get("failure_policy"))
                 )
         routes[llm["slug"]] = Route(
             id=llm["id"],

@@ -55,3 +55,10 @@ class PluginCallError(PluginError):
         self.slug = slug
         self.hook = hook
         self.code = code
+
+
+def exited_text(plugin: str, code: int | None, last_output: str, when: str = "") -> str:
+    """The sentence for a plugin process that died: `plugin` names it ("/path" or "process 42"),
+    `when` says at what point ("before the handshake"), `last_output` is its output's tail."""
+    moment = f" {when}" if when else ""
+    return f"plugin {plugin} exited with code {code}{moment}; last output: {last_output}"

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import jsonschema
+from google.protobuf import empty_pb2
 
 from solstice import safejson
 from solstice.commands import GrpcCommand
@@ -23,6 +24,7 @@ from solstice.host.errors import (
     PluginExitedError,
     PluginStartError,
     PluginUnreachableError,
+    exited_text,
 )
 from solstice.host.output import PluginOutput
 from solstice.host.process import LocalProcess, open_executable
@@ -107,8 +109,7 @@ class PluginInstance:
             if self.process is not None and self.process.returncode is not None:
                 tail = self.process.output.last_lines()
                 raise PluginExitedError(
-                    f"plugin {self.process.path} exited with code {self.process.returncode} "
-                    f"right after its handshake; last output: {tail}"
+                    exited_text(self.process.path, self.process.returncode, tail, "right after its handshake")
                 )
             if time.monotonic() + delay >= deadline:
                 raise PluginUnreachableError(self._unreachable_message(problem, timeout))
@@ -137,9 +138,7 @@ class PluginInstance:
         code = await self.process.wait_exit(_EXIT_SETTLE_S)
         if code is not None:
             tail = self.process.output.last_lines()
-            raise PluginExitedError(
-                f"plugin {self.process.path} exited with code {code} during {hook}; last output: {tail}"
-            )
+            raise PluginExitedError(exited_text(self.process.path, code, tail, f"during {hook}"))
 
     async def _check_before(self, deadline: float, timeout: float) -> str | None:
         return await self.client.check_health(max(min(timeout, deadline - time.monotonic()), 0.05))
@@ -159,7 +158,7 @@ class PluginInstance:
         stub = gp_grpc.GRPCStdioStub(self.channel)
         names = {gp.StdioData.STDOUT: "stdout", gp.StdioData.STDERR: "stderr"}
         with contextlib.suppress(grpc.aio.AioRpcError):
-            async for chunk in stub.StreamStdio(gp.Empty()):
+            async for chunk in stub.StreamStdio(empty_pb2.Empty()):
                 output.feed(names.get(chunk.channel, "stderr"), chunk.data)
 
     async def close(self, settings: Settings, drain: bool = True) -> None:
@@ -263,7 +262,7 @@ async def connect_remote(
     `dial` is the gRPC target of the addresses the security policy checked; the plugin's own
     host:port stays the authority, as a proxy or mesh in front of it expects.
     """
-    options = GRPC_OPTIONS + _RECONNECT_OPTIONS
+    options: list[tuple[str, str | int]] = [*GRPC_OPTIONS, *_RECONNECT_OPTIONS]
     if dial:
         options = [*options, ("grpc.default_authority", command.target)]
     channel = grpc.aio.insecure_channel(dial or command.target, options=options)

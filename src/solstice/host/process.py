@@ -24,6 +24,7 @@ from solstice.host.errors import (
     PluginPermissionError,
     PluginStartError,
     ProtocolMismatchError,
+    exited_text,
 )
 from solstice.host.output import PluginOutput
 from solstice.protocol import gp, gp_grpc
@@ -282,9 +283,7 @@ class LocalProcess:
         self.output.feed("stdout", raw)
         self.output.flush()
         tail = self.output.last_lines()
-        raise PluginExitedError(
-            f"plugin {self.path} exited with code {code} before the handshake; last output: {tail}"
-        )
+        raise PluginExitedError(exited_text(self.path, code, tail, "before the handshake"))
 
     async def _drain(self, stream: asyncio.StreamReader, name: str) -> None:
         while data := await stream.read(_READ_SIZE):

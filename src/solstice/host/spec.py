@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from solstice.snapshot import PluginEntry
+
 
 @dataclass(frozen=True)
 class PluginSpec:
@@ -29,3 +31,17 @@ class PluginSpec:
     def config_for(self, config_id: str) -> Mapping[str, Any]:
         """The configuration named by `config_id` ("" is the plugin's own)."""
         return self.config if not config_id else self.overrides[config_id]
+
+
+def spec_of(plugin: PluginEntry, overrides: Mapping[str, Mapping[str, Any]]) -> PluginSpec:
+    """The host spec of a snapshot's plugin entry, with its per-LLM configurations by config id."""
+    return PluginSpec(
+        slug=plugin["slug"],
+        command=plugin["command"],
+        config=dict(plugin.get("config") or {}),
+        env=tuple(plugin.get("env") or ()),
+        timeout_ms=plugin.get("timeout_ms"),
+        checksum=plugin.get("checksum"),
+        overrides=overrides,
+        unusable=plugin.get("unusable"),
+    )

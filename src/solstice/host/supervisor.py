@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import grpc
 import structlog
 from prometheus_client import Histogram
 
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
-from solstice.host.errors import PluginCallError, PluginError, PluginStartError, PluginStoppedError
+from solstice.host.errors import (
+    PluginCallError,
+    PluginError,
+    PluginStartError,
+    PluginStoppedError,
+    exited_text,
+)
 from solstice.host.instance import PluginInstance, connect_remote, start_local
 from solstice.host.spec import PluginSpec
 from solstice.metrics import HOOK_DURATION, HOOK_ERRORS, HOOK_TIMEOUTS, PLUGIN_RESTARTS, PLUGIN_START_FAILURES
@@ -329,8 +336,8 @@ class PluginSupervisor:
         self.last_error = error
         log.error("plugin failed", plugin=self.spec.slug, error=error)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -350,7 +357,7 @@ class PluginSupervisor:
         lived = time.time() - instance.started_at
         self._instance = None
         pid = instance.process.pid
-        self.last_error = f"plugin process {pid} exited with code {code}; last output: {tail}"
+        self.last_error = exited_text(f"process {pid}", code, tail)
         log.warning("plugin exited", plugin=self.spec.slug, code=code, uptime_s=round(lived, 3))
         await instance.close(self.settings, drain=False)
         self._crash_streak = 1 if lived >= _STABLE_AFTER_S else self._crash_streak + 1

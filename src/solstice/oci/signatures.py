@@ -22,8 +22,6 @@ from solstice.oci.keys import PrivateKey, PublicKey, key_id
 # Legacy format: one layer per signature in the manifest tagged sha256-<hex>.sig.
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-# config.mediaType / artifactType of the same manifest when cosign ran with --experimental-oci11.
-SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
 SIGNATURE_TAG_SUFFIX = ".sig"
 
@@ -193,7 +191,7 @@ def verify_bundle(bundle: bytes, expected_digest: str, keys: Mapping[str, Public
 
 def _ecdsa_matches(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
     # cosign signs with SHA-256 whatever the curve; a P-384 signer may also have used SHA-384.
-    algorithms = [hashes.SHA256()]
+    algorithms: list[hashes.HashAlgorithm] = [hashes.SHA256()]
     if isinstance(public_key.curve, ec.SECP384R1):
         algorithms.append(hashes.SHA384())
     for algorithm in algorithms:
@@ -234,7 +232,7 @@ def _hinted_first(keys: Mapping[str, PublicKey], hint: str | None) -> list[tuple
 
 def _simple_signing_claims(payload: bytes) -> dict[str, Any]:
     try:
-        critical = json.loads(payload)["critical"]
+        critical: dict[str, Any] = json.loads(payload)["critical"]
         kind, image = critical["type"], critical["image"]
     except (ValueError, TypeError, KeyError) as exc:
         raise SignatureError("the signed payload is not cosign simple-signing JSON.", "malformed") from exc

@@ -5,15 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, ClassVar
 
+from solstice.hooks import HOOK_TYPES
 from solstice.protocol import pb
-
-HOOK_METHODS: dict[str, int] = {
-    "pre_auth": pb.HOOK_PRE_AUTH,
-    "auth": pb.HOOK_AUTH,
-    "post_auth": pb.HOOK_POST_AUTH,
-    "on_response": pb.HOOK_ON_RESPONSE,
-    "data_collection": pb.HOOK_DATA_COLLECTION,
-}
 
 HookAnswer = pb.HookResponse | Awaitable[pb.HookResponse]
 
@@ -65,8 +58,8 @@ class Plugin:
 
     @classmethod
     def implemented_hooks(cls) -> list[str]:
-        """Names of the hooks this class overrides."""
-        return [name for name in HOOK_METHODS if getattr(cls, name) is not getattr(Plugin, name)]
+        """Names of the hooks this class overrides (a method per hook, named as the hook)."""
+        return [name for name in HOOK_TYPES if getattr(cls, name) is not getattr(Plugin, name)]
 
 
 def _headers(pairs: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[pb.Header]:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from solstice.hooks import hook_types_of
 from solstice.store.models import PluginRow
 
 # Largest id an INTEGER column holds on every database we support; larger numbers are slugs.
@@ -54,7 +55,7 @@ async def list_plugins(
     rows = list((await session.execute(query.order_by(PluginRow.id))).scalars())
     if where.hook_type is not None:
         # hook_types is JSON: filter here so SQLite and PostgreSQL behave the same.
-        rows = [r for r in rows if where.hook_type in (r.hook_types or [r.hook_type])]
+        rows = [r for r in rows if where.hook_type in hook_types_of(r.hook_types, r.hook_type)]
     return rows[offset : offset + limit], len(rows)
 
 

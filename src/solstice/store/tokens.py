@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from solstice.store.models import TokenRow, utcnow
 
 TOKEN_PREFIX = "sol_"
-SCOPES = ("admin", "read", "edge")
 
 
 def hash_token(token: str) -> str:
@@ -23,11 +22,6 @@ def hash_token(token: str) -> str:
 def new_token() -> str:
     """A fresh random token."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def same_token(token: str, expected_hash: str) -> bool:
-    """Constant-time comparison of a presented token with a stored hash."""
-    return hmac.compare_digest(hash_token(token), expected_hash)
 
 
 async def create_token(session: AsyncSession, name: str, scope: str) -> tuple[TokenRow, str]:
