@@ -188,7 +188,7 @@ class _Poll(Generic[T]):
             return value
         if time.monotonic() >= self.deadline:
             detail = f":\n{self.log()[-LOG_TAIL:]}" if self.log is not None else ""
-            raise AssertionError(f"{self.what} did not happen within {self.timeout} s{detail}")
+            raise AssertionError(f"gave up waiting {self.timeout} s for {self.what}{detail}")
         return None
 
 

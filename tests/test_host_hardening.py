@@ -74,7 +74,7 @@ async def test_cancelled_reload_still_stops_the_old_instance() -> None:
         call = asyncio.create_task(
             host.client("t").pre_auth(pb.RequestContext(), pb.HttpRequest(path="/slow"))
         )
-        await wait_for(lambda: _inflight(host, "t") == 1, what="the slow call")
+        await wait_for(lambda: _inflight(host, "t") == 1, what="the slow call to be in flight")
         reload = asyncio.create_task(host.reload("t"))
         await wait_for(lambda: host.status("t").pid != first.pid, timeout=15)
         reload.cancel()  # while the old instance drains its slow call
