@@ -4,6 +4,7 @@ ASGITransport, a real store and a real plugin host, and the log as structlog rec
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import threading
@@ -136,13 +137,30 @@ class InProcess:
         """Run the app's shutdown (plugins stopped, store closed) and end the loop thread."""
         try:
             if self._lifespan is not None:
-                self.submit(self._lifespan.__aexit__(None, None, None)).result(60)
+                shutdown = self.submit(self._lifespan.__aexit__(None, None, None))
+                try:
+                    shutdown.result(30)
+                except TimeoutError:
+                    raise AssertionError(f"the app's shutdown took over 30 s:\n{self._stacks()}") from None
             self.submit(self._asgi.aclose()).result(10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop.close()
             self._capture.stop()
+
+    def _stacks(self) -> str:
+        """Where each task on the app's loop is waiting, for a shutdown that does not end."""
+
+        async def dump() -> str:
+            out = io.StringIO()
+            for task in asyncio.all_tasks():
+                out.write(f"{task!r}\n")
+                for frame in task.get_stack(limit=8):
+                    out.write(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+            return out.getvalue()
+
+        return self.submit(dump()).result(10)
 
     def client(self, token: str | None = None) -> httpx.Client:
         """A blocking client for the app with `token` (default: the admin token; "" sends none)."""
