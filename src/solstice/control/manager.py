@@ -260,6 +260,11 @@ class PluginManager:
             try:
                 await self.reconcile()
             except Exception:  # a database hiccup must not end reconciliation for good
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A library turned our cancellation into another error: still stop, or
+                    # shutdown waits on this loop for ever.
+                    raise asyncio.CancelledError from None
                 log.exception("reconcile failed; retrying at the next interval")
 
     # -- internals -----------------------------------------------------------------------

@@ -69,20 +69,26 @@ def _watch(engine: Engine, health: StoreHealth) -> None:
         if reason is not None:
             health.failed(reason)
 
+    # Connections with a write not yet committed. Not `conn.info`: reading it on a connection whose
+    # transaction a cancelled task left invalid raises PendingRollbackError, which would replace the
+    # task's CancelledError during the session's close.
+    wrote: weakref.WeakSet[Any] = weakref.WeakSet()
+
     @event.listens_for(engine, "after_cursor_execute")
     def _executed(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         if context is not None and (context.isinsert or context.isupdate or context.isdelete):
-            conn.info["solstice_wrote"] = True
+            wrote.add(conn)
 
     @event.listens_for(engine, "commit")
     def _commit(conn: Any) -> None:
         # Fired just before the commit: a commit that then fails is reported by handle_error after this.
-        if conn.info.pop("solstice_wrote", False):
+        if conn in wrote:
+            wrote.discard(conn)
             health.ok()
 
     @event.listens_for(engine, "rollback")
     def _rollback(conn: Any) -> None:
-        conn.info.pop("solstice_wrote", None)
+        wrote.discard(conn)
 
 
 async def probe(engine: AsyncEngine) -> str | None:
