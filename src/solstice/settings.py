@@ -17,8 +17,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from solstice.protocol.limits import RECORD_BODY_BYTES
@@ -78,6 +86,7 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         30.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds in-flight requests may finish after SIGTERM; then they are cancelled.",
     )
     http_max_header_bytes: int = Field(
@@ -97,7 +106,6 @@ class Settings(BaseSettings):
     gateway_max_response_bytes: int = Field(
         32 << 20,
         ge=1,
-        validate_default=True,  # checked against gateway_max_body_bytes even when left unset
         description="Largest buffered upstream answer; streams are not limited.",
     )
     upstream_timeout: float = Field(120.0, gt=0, description="Seconds an upstream may take to answer.")
@@ -267,22 +275,35 @@ class Settings(BaseSettings):
             return cls.model_fields[info.field_name or ""].default
         return value
 
-    @field_validator("gateway_max_body_bytes", "gateway_max_response_bytes")
-    @classmethod
-    def _one_record_fits_a_message(cls, value: int, info: ValidationInfo) -> int:
+    @model_validator(mode="after")
+    def _one_record_fits_a_message(self) -> Settings:
         # One proxy record (and one on_response call) carries both bodies, and must fit a gRPC message.
-        # The request body limit is checked first, leaving at least one byte to the response.
-        first = info.field_name == "gateway_max_body_bytes"
-        other = 1 if first else info.data.get("gateway_max_body_bytes")
-        if other is None or value + other <= RECORD_BODY_BYTES:
-            return value
-        given = "" if first else f"with a request body limit of {other} bytes, "
-        raise PydanticCustomError(
-            "too_large_for_a_record",
-            "{given}the largest allowed value is {largest}, so that one proxy record holding both bodies "
-            "fits a {cap}-byte grpc message",
-            {"given": given, "largest": RECORD_BODY_BYTES - other, "cap": MAX_MESSAGE_BYTES},
-        )
+        limits = {"gateway_max_body_bytes": self.gateway_max_body_bytes,
+                  "gateway_max_response_bytes": self.gateway_max_response_bytes}  # fmt: skip
+        total = sum(limits.values())
+        if total <= RECORD_BODY_BYTES:
+            return self
+        # Name a limit that was set (the defaults fit); of two, one whose lowering alone can fix it.
+        chosen = [name for name in limits if name in self.model_fields_set] or list(limits)
+        blamed = next((n for n in chosen if total - limits[n] < RECORD_BODY_BYTES), chosen[0])
+        other = total - limits[blamed]
+        facts = {
+            "other": "response" if blamed == "gateway_max_body_bytes" else "request",
+            "other_value": other,
+            "largest": RECORD_BODY_BYTES - other,
+            "cap": MAX_MESSAGE_BYTES,
+            "total": RECORD_BODY_BYTES,
+        }
+        why = "one proxy record holds both bodies and must fit a {cap}-byte grpc message"
+        if other < RECORD_BODY_BYTES:
+            text = (
+                "with the {other} body limit at {other_value} bytes, the largest allowed value is {largest}: "
+            )
+        else:
+            text = "the request and response body limits may add up to {total} bytes, so lower both: "
+        error = PydanticCustomError("too_large_for_a_record", text + why, facts)
+        detail = InitErrorDetails(type=error, loc=(blamed,), input=limits[blamed])
+        raise ValidationError.from_exception_data(type(self).__name__, [detail])
 
     def model_post_init(self, context: object) -> None:
         self._environ = dict(os.environ)

@@ -37,7 +37,8 @@ async def json_object(request: Request) -> dict[str, Any]:
     try:
         safejson.check(data)
     except safejson.JSONValueError as exc:
-        raise Problem(422, safejson.body_refusal(exc)) from None
+        # Parsed as an object: the text addresses the field itself (`config.a: …`).
+        raise Problem(422, f"{exc.path or 'request body'}: {exc.reason}") from None
     where = _nul_in(data, "")
     if where is not None:
         raise Problem(422, f"{where or 'a key'} contains a NUL character, which cannot be stored; remove it")
