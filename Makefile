@@ -45,8 +45,10 @@ lint: install
 
 # Two workers, whole files each: module fixtures stay shared, and the docs pages (fixed ports) stay
 # on one worker. Most tests wait on processes, so two workers halve the time on two cores.
+# Branch coverage of src/solstice, the `solstice` processes the tests start included; the settings and
+# the floor (fail_under) are in pyproject.toml's [tool.coverage.*], the data in .coverage (ignored).
 test: install system-deps $(DOCKER_OFFLINE)/.prepared lint
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term:skip-covered
 
 # tests/deploy/test_docker.py builds the Dockerfile with no network: from a Debian base image and a
 # wheelhouse of the installed versions, made here (the base once; `rm -r build/docker` refreshes it).
@@ -68,4 +70,4 @@ bench: install system-deps
 	$(PY) benchmarks/bench_oci.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .coverage .coverage.*
