@@ -55,16 +55,21 @@ async def test_the_reconcile_loop_stops_when_its_cancel_comes_back_as_another_er
     settings = fast_settings(reconcile_interval=0.01)
     async with PluginHost(settings) as host:
         manager = PluginManager(settings, sessions, host)
+        passes: list[int] = []
         entered = asyncio.Event()
 
         async def reconcile() -> None:
+            passes.append(1)
+            if len(passes) == 1:
+                return  # start-up's pass
             entered.set()
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
                 raise RuntimeError("a driver's error in place of the cancel") from None
 
-        await manager.start()
         monkeypatch.setattr(manager, "reconcile", reconcile)
+        await manager.start()
         await asyncio.wait_for(entered.wait(), 10)
         await asyncio.wait_for(manager.aclose(), 10)
+        assert manager._reconciler is not None and manager._reconciler.cancelled()
