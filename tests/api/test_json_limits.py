@@ -12,22 +12,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from solstice.settings import Settings
 from solstice.store.database import database_url
+from tests.api.problems import problem_detail
 from tests.conftest import TESTBED
 from tests.inprocess import InProcess
-
-PROBLEM = "application/problem+json"
 
 
 def _slug() -> str:
     return f"j-{uuid.uuid4().hex[:10]}"
-
-
-def _problem(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    detail = response.json()["detail"]
-    assert "\n" not in detail
-    return detail
 
 
 def _plugin_body(config: str) -> bytes:
@@ -49,14 +40,14 @@ def _post(app: InProcess, path: str, body: bytes) -> httpx.Response:
 
 def test_non_finite_numbers_are_refused(app: InProcess) -> None:
     for spelling in ("NaN", "Infinity", "-Infinity", "1e999"):
-        detail = _problem(_post(app, "/api/v1/plugins", _plugin_body(f'{{"a": {spelling}}}')), 422)
+        detail = problem_detail(_post(app, "/api/v1/plugins", _plugin_body(f'{{"a": {spelling}}}')), 422)
         assert detail.startswith("config.a: ") and "finite" in detail, detail
     with app.client() as client:
         assert client.get("/api/v1/plugins").status_code == 200
 
 
 def test_deep_values_are_refused_naming_the_field_and_the_limit(app: InProcess) -> None:
-    detail = _problem(_post(app, "/api/v1/plugins", _plugin_body(_nested(900))), 422)
+    detail = problem_detail(_post(app, "/api/v1/plugins", _plugin_body(_nested(900))), 422)
     assert "config" in detail and "64" in detail, detail
     assert _post(app, "/api/v1/plugins", _plugin_body(_nested(40))).status_code == 201
     with app.client() as client:
@@ -71,14 +62,14 @@ def test_deep_values_are_refused_naming_the_field_and_the_limit(app: InProcess) 
         response = client.put(
             f"/api/v1/llms/{llm}/plugins", content=chain, headers={"content-type": "application/json"}
         )
-        detail = _problem(response, 422)
+        detail = problem_detail(response, 422)
         assert "config_override" in detail and "64" in detail, detail
         assert client.get(f"/api/v1/llms/{llm}/plugins").status_code == 200
 
 
 def test_bodies_nested_past_the_parser_get_400(app: InProcess) -> None:
     for body in ("[" * 5000 + "]" * 5000, '{"a": ' * 3000 + "1" + "}" * 3000):
-        detail = _problem(_post(app, "/api/v1/plugins", body.encode()), 400)
+        detail = problem_detail(_post(app, "/api/v1/plugins", body.encode()), 400)
         assert "nested" in detail and "64" in detail, detail
     with app.client() as client:
         llm = f"l-{uuid.uuid4().hex[:8]}"
@@ -101,26 +92,26 @@ def test_booleans_and_strings_are_not_numbers(app: InProcess) -> None:
         base = {"name": "J", "command": f"file://{TESTBED}", "hook_type": "pre_auth", "is_active": False}
         for field, value in (("timeout_ms", True), ("timeout_ms", "100"), ("timeout_ms", 2.5)):
             response = client.post("/api/v1/plugins", json={**base, "slug": _slug(), field: value})
-            assert field in _problem(response, 422)
+            assert field in problem_detail(response, 422)
         response = client.post("/api/v1/plugins", json={**base, "slug": _slug(), "is_active": 1})
-        assert "is_active" in _problem(response, 422)
+        assert "is_active" in problem_detail(response, 422)
         created = client.post("/api/v1/plugins", json={**base, "slug": _slug(), "timeout_ms": 250})
         assert created.status_code == 201 and created.json()["timeout_ms"] == 250
         slug = created.json()["slug"]
-        assert "timeout_ms" in _problem(
+        assert "timeout_ms" in problem_detail(
             client.patch(f"/api/v1/plugins/{slug}", json={"timeout_ms": False}), 422
         )
         llm = f"l-{uuid.uuid4().hex[:8]}"
-        assert "is_active" in _problem(
+        assert "is_active" in problem_detail(
             client.post("/api/v1/llms", json={"name": llm, "vendor": "mock", "is_active": "yes"}), 422
         )
         assert client.post("/api/v1/llms", json={"name": llm, "vendor": "mock"}).status_code == 201
         chain = {"plugins": [{"plugin": slug, "timeout_ms": True}]}
-        assert "timeout_ms" in _problem(client.put(f"/api/v1/llms/{llm}/plugins", json=chain), 422)
-        assert "plugin" in _problem(
+        assert "timeout_ms" in problem_detail(client.put(f"/api/v1/llms/{llm}/plugins", json=chain), 422)
+        assert "plugin" in problem_detail(
             client.put(f"/api/v1/llms/{llm}/plugins", json={"plugins": [{"plugin": True}]}), 422
         )
-        assert "llms" in _problem(client.post("/api/v1/apps", json={"name": "a", "llms": [True]}), 422)
+        assert "llms" in problem_detail(client.post("/api/v1/apps", json={"name": "a", "llms": [True]}), 422)
 
 
 async def _write_raw(url: str, sql: str, config: str, row_id: int) -> None:
@@ -191,12 +182,12 @@ def test_mock_delay_options_are_bounded_numbers(app: InProcess) -> None:
     with app.client() as client:
         for options in ({"delay_ms": "abc"}, {"delay_ms": [1]}, {"delay_ms": True}, {"chunk_delay_ms": 1e20}):
             refused = client.post("/api/v1/llms", json={"name": slug, "vendor": "mock", "options": options})
-            detail = _problem(refused, 422)
+            detail = problem_detail(refused, 422)
             assert "options." in detail and "0 to 60000" in detail, detail
         created = client.post(
             "/api/v1/llms", json={"name": slug, "vendor": "mock", "options": {"delay_ms": 5}}
         )
         assert created.status_code == 201, created.text
         patched = client.patch(f"/api/v1/llms/{slug}", json={"options": {"delay_ms": "abc"}})
-        assert "0 to 60000" in _problem(patched, 422)
+        assert "0 to 60000" in problem_detail(patched, 422)
         assert client.get(f"/api/v1/llms/{slug}").json()["options"] == {"delay_ms": 5}

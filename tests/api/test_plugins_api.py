@@ -8,10 +8,9 @@ import uuid
 
 import httpx
 
+from tests.api.problems import problem_detail
 from tests.conftest import EXAMPLES, TESTBED, pid_alive, wait_until
 from tests.inprocess import InProcess
-
-PROBLEM = "application/problem+json"
 
 
 def _slug() -> str:
@@ -30,15 +29,6 @@ def _create(app: InProcess, **fields: object) -> httpx.Response:
         return client.post("/api/v1/plugins", json=body)
 
 
-def _problem(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem = response.json()
-    assert problem["status"] == status
-    assert "\n" not in problem["detail"]
-    return problem["detail"]
-
-
 def _pid(app: InProcess, ref: object) -> int:
     with app.client() as client:
         health = client.get(f"/api/v1/plugins/{ref}/health").json()
@@ -49,10 +39,10 @@ def _pid(app: InProcess, ref: object) -> int:
 def test_auth_is_required_and_scoped(app: InProcess) -> None:
     with app.client(token="") as anonymous:
         response = anonymous.get("/api/v1/plugins")
-    assert "missing bearer token" in _problem(response, 401)
+    assert "missing bearer token" in problem_detail(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
     with app.client(token="sol_wrong") as wrong:
-        assert "invalid or revoked" in _problem(wrong.get("/api/v1/plugins"), 401)
+        assert "invalid or revoked" in problem_detail(wrong.get("/api/v1/plugins"), 401)
     with app.client() as admin:
         created = admin.post("/api/v1/tokens", json={"name": "viewer", "scope": "read"})
     assert created.status_code == 201
@@ -62,57 +52,59 @@ def test_auth_is_required_and_scoped(app: InProcess) -> None:
         refused = reader.post(
             "/api/v1/plugins", json={"name": "x", "command": "file:///x", "hook_type": "auth"}
         )
-        assert "scope 'read'" in _problem(refused, 403)
-        assert "scope 'read'" in _problem(reader.get("/api/v1/tokens"), 403)
+        assert "scope 'read'" in problem_detail(refused, 403)
+        assert "scope 'read'" in problem_detail(reader.get("/api/v1/tokens"), 403)
     with app.client() as admin:
         listed = admin.get("/api/v1/tokens").json()
         assert all("token" not in t for t in listed)
         viewer = next(t for t in listed if t["name"] == "viewer")
         assert admin.delete(f"/api/v1/tokens/{viewer['id']}").json()["revoked_at"] is not None
     with app.client(token=secret) as revoked:
-        _problem(revoked.get("/api/v1/plugins"), 401)
+        problem_detail(revoked.get("/api/v1/plugins"), 401)
     assert secret not in app.log()
     assert app.token not in app.log()
 
 
 def test_validation_errors(app: InProcess) -> None:
-    detail = _problem(_create(app, hook_type="pre-auth"), 422)
+    detail = problem_detail(_create(app, hook_type="pre-auth"), 422)
     assert detail == (
         "hook_type: hook type 'pre-auth' is invalid; valid hook types: "
         "pre_auth, auth, post_auth, on_response, data_collection"
     )
-    assert _problem(_create(app, hok_type="auth"), 422).startswith("unknown field 'hok_type'")
-    assert "hook_type is required" in _problem(_create(app, hook_type=None), 422)
-    assert "plugin_type" in _problem(_create(app, plugin_type="sidecar"), 422)
-    assert "is one of Solstice's own settings" in _problem(_create(app, env=["SOLSTICE_ADMIN_TOKEN"]), 422)
+    assert problem_detail(_create(app, hok_type="auth"), 422).startswith("unknown field 'hok_type'")
+    assert "hook_type is required" in problem_detail(_create(app, hook_type=None), 422)
+    assert "plugin_type" in problem_detail(_create(app, plugin_type="sidecar"), 422)
+    assert "is one of Solstice's own settings" in problem_detail(
+        _create(app, env=["SOLSTICE_ADMIN_TOKEN"]), 422
+    )
     with app.client() as client:
-        assert "not valid JSON" in _problem(client.post("/api/v1/plugins", content=b"{nope"), 400)
-        assert _problem(client.post("/api/v1/plugins", content=b"[1]"), 422).startswith(
+        assert "not valid JSON" in problem_detail(client.post("/api/v1/plugins", content=b"{nope"), 400)
+        assert problem_detail(client.post("/api/v1/plugins", content=b"[1]"), 422).startswith(
             "request body must be"
         )
-    assert "name contains a NUL character" in _problem(_create(app, name="a\x00b"), 422)
-    assert "config.k[0] contains a NUL character" in _problem(_create(app, config={"k": ["\x00"]}), 422)
+    assert "name contains a NUL character" in problem_detail(_create(app, name="a\x00b"), 422)
+    assert "config.k[0] contains a NUL character" in problem_detail(_create(app, config={"k": ["\x00"]}), 422)
     with app.client() as client:
-        assert "NUL" in _problem(client.get("/api/v1/plugins/a%00b"), 400)
+        assert "NUL" in problem_detail(client.get("/api/v1/plugins/a%00b"), 400)
     mismatch = _create(app, command="oci://r.example/a:v1", oci_reference="r.example/b:v1", is_active=False)
-    assert "does not match command" in _problem(mismatch, 422)
+    assert "does not match command" in problem_detail(mismatch, 422)
 
 
 def test_refused_commands_are_400_with_the_reason(app: InProcess) -> None:
-    assert "write it as file:///usr/local/bin/my-plugin" in _problem(
+    assert "write it as file:///usr/local/bin/my-plugin" in problem_detail(
         _create(app, command="file://./my-plugin"), 400
     )
-    assert "write it as file:///usr/local/bin/my-plugin" in _problem(
+    assert "write it as file:///usr/local/bin/my-plugin" in problem_detail(
         _create(app, command="/usr/local/bin/my-plugin"), 400
     )
-    detail = _problem(_create(app, command="grpc://admin:hunter2@host:1"), 400)
+    detail = problem_detail(_create(app, command="grpc://admin:hunter2@host:1"), 400)
     assert "hunter2" not in detail
 
 
 def test_duplicate_slug_is_409_and_derived_slugs_are_unique(app: InProcess) -> None:
     slug = _slug()
     assert _create(app, slug=slug, is_active=False).status_code == 201
-    assert "already exists" in _problem(_create(app, slug=slug, is_active=False), 409)
+    assert "already exists" in problem_detail(_create(app, slug=slug, is_active=False), 409)
     name = f"Derived {uuid.uuid4().hex[:6]}"
     first = _create(app, slug=None, name=name, is_active=False).json()
     second = _create(app, slug=None, name=name, is_active=False).json()
@@ -135,8 +127,10 @@ def test_get_by_id_or_slug_and_404(app: InProcess) -> None:
     with app.client() as client:
         assert client.get(f"/api/v1/plugins/{plugin['id']}").json()["slug"] == plugin["slug"]
         assert client.get(f"/api/v1/plugins/{plugin['slug']}").json()["id"] == plugin["id"]
-        assert "no plugin with id or slug 'nope-404'" in _problem(client.get("/api/v1/plugins/nope-404"), 404)
-        assert "no route" in _problem(client.get("/api/v1/nothing"), 404)
+        assert "no plugin with id or slug 'nope-404'" in problem_detail(
+            client.get("/api/v1/plugins/nope-404"), 404
+        )
+        assert "no route" in problem_detail(client.get("/api/v1/nothing"), 404)
 
 
 def test_list_filters_and_pagination(app: InProcess) -> None:
@@ -173,13 +167,13 @@ def test_patch_config_reloads_and_rejected_config_keeps_the_old(app: InProcess) 
         after = _pid(app, plugin["id"])
         assert after != before and not pid_alive(before)
         rejected = client.patch(f"/api/v1/plugins/{plugin['id']}", json={"config": {"reject": "bad"}})
-        assert "config asked to be rejected: bad" in _problem(rejected, 422)
+        assert "config asked to be rejected: bad" in problem_detail(rejected, 422)
         assert client.get(f"/api/v1/plugins/{plugin['id']}").json()["config"] == {"slow_ms": 5}
         assert _pid(app, plugin["id"]) == after
-        assert "cannot be null" in _problem(
+        assert "cannot be null" in problem_detail(
             client.patch(f"/api/v1/plugins/{plugin['id']}", json={"name": None}), 422
         )
-        assert "slug cannot be changed" in _problem(
+        assert "slug cannot be changed" in problem_detail(
             client.patch(f"/api/v1/plugins/{plugin['id']}", json={"slug": "other-slug"}), 422
         )
 
@@ -191,7 +185,7 @@ def test_schema_mismatch_is_422_and_keeps_the_running_plugin(app: InProcess) -> 
     pid = _pid(app, plugin["id"])
     with app.client() as client:
         bad = client.patch(f"/api/v1/plugins/{plugin['id']}", json={"config": {"headers": {"X": 5}}})
-    detail = _problem(bad, 422)
+    detail = problem_detail(bad, 422)
     assert "does not match the plugin's schema at /headers/X" in detail
     assert _pid(app, plugin["id"]) == pid
 
@@ -221,8 +215,8 @@ def test_delete_stops_the_plugin(app: InProcess) -> None:
     pid = _pid(app, plugin["id"])
     with app.client() as client:
         assert client.delete(f"/api/v1/plugins/{plugin['id']}").status_code == 204
-        _problem(client.get(f"/api/v1/plugins/{plugin['id']}"), 404)
-        _problem(client.delete(f"/api/v1/plugins/{plugin['id']}"), 404)
+        problem_detail(client.get(f"/api/v1/plugins/{plugin['id']}"), 404)
+        problem_detail(client.delete(f"/api/v1/plugins/{plugin['id']}"), 404)
     assert not pid_alive(pid)
 
 
@@ -239,11 +233,11 @@ def test_reload_switches_and_failed_reload_keeps_the_old(app: InProcess, tmp_pat
         assert second != first
         script.chmod(0o644)
         failed = client.post(f"/api/v1/plugins/{plugin['id']}/reload")
-        detail = _problem(failed, 502)
+        detail = problem_detail(failed, 502)
         assert f"run chmod +x {script}" in detail and "keeps serving" in detail
         assert _pid(app, plugin["id"]) == second
         inactive = _create(app, is_active=False).json()
-        assert "is inactive" in _problem(client.post(f"/api/v1/plugins/{inactive['id']}/reload"), 409)
+        assert "is inactive" in problem_detail(client.post(f"/api/v1/plugins/{inactive['id']}/reload"), 409)
 
 
 def test_health_of_one_and_all(app: InProcess) -> None:
