@@ -45,8 +45,8 @@ lint: install
 
 # Two workers, whole files each: module fixtures stay shared, and the docs pages (fixed ports) stay
 # on one worker. Most tests wait on processes, so two workers halve the time on two cores.
-# Branch coverage of src/solstice, the `solstice` processes the tests start included; the settings and
-# the floor (fail_under) are in pyproject.toml's [tool.coverage.*], the data in .coverage (ignored).
+# Branch coverage of src/solstice in the test processes; the settings and the floor (fail_under) are in
+# pyproject.toml's [tool.coverage.*], the data in .coverage (ignored).
 test: install system-deps $(DOCKER_OFFLINE)/.prepared lint
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term:skip-covered
 

@@ -90,8 +90,6 @@ def test_an_unwritable_data_dir_stops_serve_with_one_line() -> None:
         "SOLSTICE_PORT": str(free_port()),
     }
     env.pop("SOLSTICE_DATABASE_URL", None)
-    # `make test` measures coverage in subprocesses; nobody could not write its data (next to the repo).
-    env.pop("COVERAGE_PROCESS_CONFIG", None)
     try:
         done = subprocess.run(
             [*prefix, sys.executable, "-m", "solstice", "serve"],
