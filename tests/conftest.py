@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import pytest
 
 from solstice.host import PluginHost
-from solstice.settings import Settings
+from solstice.settings import Settings, SettingsError, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTBED = ROOT / "tests" / "plugins" / "testbed.py"
@@ -224,3 +224,16 @@ async def wait_for(
         if value is not None:
             return value
         await asyncio.sleep(interval)
+
+
+def settings_error(monkeypatch: pytest.MonkeyPatch, **variables: object) -> str:
+    """The one-line SettingsError get_settings() raises with these environment variables set."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, str(value))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError) as info:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    return str(info.value)

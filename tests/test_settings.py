@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 from solstice.host.oci_config import config_from_settings
 from solstice.settings import Settings, SettingsError, get_settings
+from tests.conftest import settings_error
 
 
 def test_defaults() -> None:
@@ -38,14 +39,7 @@ def test_host_environment_is_a_snapshot_of_named_variables(monkeypatch: pytest.M
 
 
 def test_get_settings_explains_bad_values_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOLSTICE_PORT", "70000")
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SettingsError) as info:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
-    message = str(info.value)
+    message = settings_error(monkeypatch, SOLSTICE_PORT="70000")
     assert message.startswith("SOLSTICE_PORT='70000' is invalid: input should be less than or equal to 65535")
     assert message.endswith("; correct or unset it")
     assert "\n" not in message

@@ -21,8 +21,8 @@ from solstice.host import PluginHost, PluginSpec
 from solstice.protocol import pb
 from solstice.protocol.limits import BATCH_BYTES, RECORD_BODY_BYTES
 from solstice.protocol.transport import MAX_MESSAGE_BYTES
-from solstice.settings import Settings, SettingsError, get_settings
-from tests.conftest import ROOT, wait_for
+from solstice.settings import Settings
+from tests.conftest import ROOT, settings_error, wait_for
 
 RECORDER = ROOT / "tests" / "plugins" / "batch_recorder.py"
 MIB = 1 << 20
@@ -127,25 +127,13 @@ def test_fit_empties_metadata_when_cutting_the_bodies_is_not_enough() -> None:
     assert len(record.context.metadata) == 100  # the queued record itself is untouched
 
 
-def _settings_error(monkeypatch: pytest.MonkeyPatch, **variables: int) -> str:
-    for name, value in variables.items():
-        monkeypatch.setenv(name, str(value))
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SettingsError) as info:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
-    return str(info.value)
-
-
 WHY = f"one proxy record holds both bodies and must fit a {MAX_MESSAGE_BYTES}-byte grpc message"
 
 
 def test_body_limits_that_one_record_could_not_hold_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     largest = RECORD_BODY_BYTES - 10 * MIB
     Settings(gateway_max_body_bytes=10 * MIB, gateway_max_response_bytes=largest)  # just fits
-    message = _settings_error(monkeypatch, SOLSTICE_GATEWAY_MAX_RESPONSE_BYTES=largest + 1)
+    message = settings_error(monkeypatch, SOLSTICE_GATEWAY_MAX_RESPONSE_BYTES=largest + 1)
     assert message == (
         f"SOLSTICE_GATEWAY_MAX_RESPONSE_BYTES={largest + 1} is invalid: with the request body limit at "
         f"{10 * MIB} bytes, the largest allowed value is {largest}: {WHY}; correct or unset it"
@@ -154,7 +142,7 @@ def test_body_limits_that_one_record_could_not_hold_are_refused(monkeypatch: pyt
 
 def test_the_limit_that_was_set_is_the_one_named(monkeypatch: pytest.MonkeyPatch) -> None:
     # The response limit is left at its default (32 MiB): the request body limit is the one to lower.
-    message = _settings_error(monkeypatch, SOLSTICE_GATEWAY_MAX_BODY_BYTES=50_000_000)
+    message = settings_error(monkeypatch, SOLSTICE_GATEWAY_MAX_BODY_BYTES=50_000_000)
     assert message == (
         "SOLSTICE_GATEWAY_MAX_BODY_BYTES=50000000 is invalid: with the response body limit at "
         f"{32 * MIB} bytes, the largest allowed value is {RECORD_BODY_BYTES - 32 * MIB}: {WHY}; correct or unset it"
@@ -162,7 +150,7 @@ def test_the_limit_that_was_set_is_the_one_named(monkeypatch: pytest.MonkeyPatch
 
 
 def test_two_limits_each_too_large_alone_ask_to_lower_both(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _settings_error(
+    message = settings_error(
         monkeypatch,
         SOLSTICE_GATEWAY_MAX_BODY_BYTES=60_000_000,
         SOLSTICE_GATEWAY_MAX_RESPONSE_BYTES=60_000_000,
