@@ -43,6 +43,40 @@ async def test_concurrent_pulls_never_evict_what_the_other_returns(
     assert [e.key for e in small.cache.evict(small.pinned)] == [first.key]
 
 
+async def test_a_pull_still_closing_its_client_keeps_its_entry_from_a_concurrent_eviction(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b"):
+        push_image_with_umoci(
+            registry, f"plugins/{name}:v1", write_plugin_executable(tmp_path / name, name * 4000)
+        )
+    small = puller(tmp_path / "cache", cache_max_bytes=6000)
+    a_closing, b_done = asyncio.Event(), asyncio.Event()
+    closing = RegistryClient.aclose
+    closes = 0
+
+    async def close_after_b(self: RegistryClient) -> None:
+        # a closes first, with its entry committed: b finishes and evicts while a still waits here.
+        nonlocal closes
+        closes += 1
+        if closes == 1:
+            a_closing.set()
+            await b_done.wait()
+        await closing(self)
+
+    async def pull_b_then_signal() -> Path:
+        await a_closing.wait()
+        pulled = await small.pull(parse_reference(f"oci://{registry.host}/plugins/b:v1"))
+        b_done.set()
+        return pulled.path
+
+    monkeypatch.setattr(RegistryClient, "aclose", close_after_b)
+    first, second = await asyncio.gather(
+        small.pull(parse_reference(f"oci://{registry.host}/plugins/a:v1")), pull_b_then_signal()
+    )
+    assert first.path.is_file() and second.is_file()
+
+
 async def test_requiring_signatures_later_verifies_once_then_trusts_the_cache(
     registry: Registry, tmp_path: Path
 ) -> None:

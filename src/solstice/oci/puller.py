@@ -192,25 +192,42 @@ class Puller:
         wanted = self._wanted_platform(ref)
         if ref.digest and (entry := self._cached(ref, ref.digest, wanted, keys)):
             return self._hit(ref, entry, [])  # pinned by digest and present: no registry round trip
-        async with self._client(ref) as client:
-            digest, warnings = await self._resolve(client, ref)
+        pulled: Pulled | None = None
+        try:
+            async with self._client(ref) as client:
+                pulled = await self._resolve_and_fetch(client, ref, wanted, keys, progress)
+            if not pulled.cached:
+                self._remember(ref, pulled.digest)
+                self.cache.evict(self.pinned)
+        except BaseException:
+            if pulled is not None:
+                self.unpin(pulled.key)  # the caller gets no entry, so nothing it could unpin
+            raise
+        return pulled
+
+    async def _resolve_and_fetch(
+        self,
+        client: RegistryClient,
+        ref: OciReference,
+        wanted: str,
+        keys: Mapping[str, PublicKey],
+        progress: Progress | None,
+    ) -> Pulled:
+        """The pinned entry for what `ref` resolves to now, downloaded when it is not cached."""
+        digest, warnings = await self._resolve(client, ref)
+        if entry := self._cached(ref, digest, wanted, keys):
+            return self._hit(ref, entry, warnings, fresh_tag=not warnings)
+        lock = self._locks.setdefault(digest + wanted, asyncio.Lock())
+        async with lock:
             if entry := self._cached(ref, digest, wanted, keys):
                 return self._hit(ref, entry, warnings, fresh_tag=not warnings)
-            lock = self._locks.setdefault(digest + wanted, asyncio.Lock())
-            async with lock:
-                if entry := self._cached(ref, digest, wanted, keys):
-                    return self._hit(ref, entry, warnings, fresh_tag=not warnings)
-                pulled = await self._download(client, ref, digest, wanted, keys, progress)
-        # Pinned before evicting: a concurrent pull's eviction cannot take what this one returns.
-        self.pin(pulled.key)
-        self._remember(ref, digest)
-        self.cache.evict(self.pinned)
+            pulled = await self._download(client, ref, digest, wanted, keys, progress)
         return dataclasses.replace(pulled, warnings=tuple(warnings))
 
     def _hit(self, ref: OciReference, entry: Entry, warnings: list[str], fresh_tag: bool = False) -> Pulled:
-        self.pin(entry.key)
         if fresh_tag:
             self._remember(ref, entry.digest)
+        self.pin(entry.key)
         return self._from_entry(ref, entry, warnings)
 
     def _remember(self, ref: OciReference, digest: str) -> None:
@@ -325,10 +342,17 @@ class Puller:
                 "size": executable.stat().st_size,
                 "verified_key": verified,
             }
-            entry = self.cache.commit(key, entry_dir, meta)
-            if verified and entry.verified_key != verified:
-                # The entry was already there, pulled without (or with another) signature check.
-                self.cache.update_meta(key, verified_key=verified)
+            # Pinned before it becomes visible: closing the client awaits, and a concurrent pull's
+            # eviction in that window must not take what this one returns.
+            self.pin(key)
+            try:
+                entry = self.cache.commit(key, entry_dir, meta)
+                if verified and entry.verified_key != verified:
+                    # The entry was already there, pulled without (or with another) signature check.
+                    self.cache.update_meta(key, verified_key=verified)
+            except BaseException:
+                self.unpin(key)
+                raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         log.info("oci plugin pulled", reference=str(ref), digest=digest, size=entry.size)
