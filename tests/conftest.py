@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 import shutil
@@ -57,29 +58,39 @@ async def host(settings: Settings) -> AsyncIterator[PluginHost]:
         yield plugin_host
 
 
-@pytest.fixture(scope="session")
-def go_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Go example plugin, built with go-plugin from Debian's packages (GOPATH mode)."""
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory all of this run's xdist workers share (the run's own base directory without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def go_build(package: str, out: Path, cwd: Path = ROOT) -> Path:
+    """`go build` in GOPATH mode against Debian's packages, with the user's Go build cache.
+
+    One cache for every worker and docs page: gRPC and go-plugin compile once per machine, not once
+    per worker.
+    """
     go = shutil.which("go")
     if go is None:
         pytest.fail(
             "the go toolchain is missing; run `make test` as root to install golang-go", pytrace=False
         )
-    out = tmp_path_factory.mktemp("go") / "request-guard"
-    env = {
-        **os.environ,
-        "GOPATH": f"{ROOT / 'go'}:/usr/share/gocode",
-        "GO111MODULE": "off",
-        "GOPROXY": "off",
-        "GOCACHE": str(tmp_path_factory.getbasetemp() / "gocache"),
-    }
-    subprocess.run(
-        [go, "build", "-o", str(out), "./examples/plugins/go-request-guard"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=300,
-    )
+    env = {**os.environ, "GOPATH": f"{ROOT / 'go'}:/usr/share/gocode", "GO111MODULE": "off", "GOPROXY": "off"}
+    subprocess.run([go, "build", "-o", str(out), package], cwd=cwd, env=env, check=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def go_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Go example plugin, built once per run whatever the number of workers; tests only read it."""
+    shared = shared_dir(tmp_path_factory)
+    out = shared / "go" / "request-guard"
+    with open(shared / "go.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait, then reuse it
+        if not out.is_file():
+            out.parent.mkdir(exist_ok=True)
+            go_build("./examples/plugins/go-request-guard", out.with_suffix(".partial"))
+            out.with_suffix(".partial").rename(out)
     return out
 
 

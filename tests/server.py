@@ -39,6 +39,7 @@ class Server:
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.log_path = data_dir / f"serve-{self.port}.log"
         environment = {
             **os.environ,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,7 @@ import pytest
 from solstice.host import PluginCallError, PluginHost, PluginSpec, PluginState
 from solstice.host.output import PluginOutput
 from solstice.protocol import pb
-from tests.conftest import ROOT, fast_settings, wait_for
+from tests.conftest import ROOT, fast_settings, go_build, wait_for
 
 GUARD = ROOT / "examples" / "plugins" / "go-request-guard" / "main.go"
 PANIC = """	if req.GetRequest().GetPath() == "/panic" {
@@ -25,11 +22,6 @@ PANIC = """	if req.GetRequest().GetPath() == "/panic" {
 @pytest.fixture(scope="module")
 def panicking_guard(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go example plugin, changed to panic inside its pre_auth handler on path /panic."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail(
-            "the go toolchain is missing; run `make test` as root to install golang-go", pytrace=False
-        )
     source = GUARD.read_text()
     anchor = "\tbody := req.GetRequest().GetBody()\n"
     assert source.count(anchor) == 1 and source.count('\t"strings"\n') == 1
@@ -38,16 +30,7 @@ def panicking_guard(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     work = tmp_path_factory.mktemp("panicking-guard")
     (work / "main.go").write_text(source)
-    out = work / "panicking-guard"
-    env = {
-        **os.environ,
-        "GOPATH": f"{ROOT / 'go'}:/usr/share/gocode",
-        "GO111MODULE": "off",
-        "GOPROXY": "off",
-        "GOCACHE": str(tmp_path_factory.getbasetemp() / "gocache"),
-    }
-    subprocess.run([go, "build", "-o", str(out), "main.go"], cwd=work, env=env, check=True, timeout=300)
-    return out
+    return go_build("main.go", work / "panicking-guard", cwd=work)
 
 
 async def test_a_go_panic_in_a_handler_keeps_its_panic_line(panicking_guard: Path) -> None:

@@ -1,25 +1,20 @@
 """Health follows events, not only the periodic check: a grpc:// server that dies is unhealthy at
-once (and healthy again when it is back), and a stopped edge soon shows offline."""
+once (and healthy again when it is back). A silent edge going offline: tests/api/test_sync.py."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import TESTBED, Standalone, terminate, wait_until
-from tests.server import Server, free_port
+from tests.conftest import TESTBED, Standalone, wait_until
+from tests.server import Server
 
 # The periodic check runs once a minute here: only the events can change the status in time.
 SLOW_CHECKS = {"SOLSTICE_PLUGIN_HEALTH_INTERVAL": "60"}
 DEADLINE_S = 20.0
-# An edge's heartbeat is renewed every 10 s; 25 s of silence is offline.
-EDGE_DEADLINE_S = 60.0
 
 
 def _status(server: Server, slug: str) -> dict[str, Any]:
@@ -70,42 +65,3 @@ def test_a_failed_call_marks_a_grpc_plugin_unhealthy(tmp_path: Path, standalone:
         _wait_status(server, "remote", "unhealthy")
     finally:
         server.stop()
-
-
-def _edges(server: Server) -> list[dict[str, Any]]:
-    with server.client() as client:
-        return client.get("/api/v1/edges").json()
-
-
-def test_a_stopped_edge_shows_offline(tmp_path: Path) -> None:
-    (tmp_path / "control").mkdir()
-    control = Server(tmp_path / "control").wait_ready()
-    edge: subprocess.Popen[bytes] | None = None
-    try:
-        with control.client() as client:
-            token = client.post("/api/v1/tokens", json={"name": "edges", "scope": "edge"}).json()["token"]
-        port = free_port()
-        env = {
-            **os.environ, "SOLSTICE_PORT": str(port), "SOLSTICE_HOST": "127.0.0.1",
-            "SOLSTICE_DATA_DIR": str(tmp_path / "edge"), "SOLSTICE_EDGE_TOKEN": token,
-            "OCI_PLUGINS_CACHE_DIR": str(tmp_path / "edge" / "oci"), "SOLSTICE_EDGE_NAME": "leaving",
-        }  # fmt: skip
-        edge = subprocess.Popen(
-            [sys.executable, "-m", "solstice", "edge", "--control-url", control.url],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        online = wait_until(
-            lambda: [e for e in _edges(control) if e["online"]], DEADLINE_S, control.log, what="edge online"
-        )
-        assert online[0]["name"] == "leaving"
-        assert terminate(edge) == 0
-        wait_until(
-            lambda: not any(e["online"] for e in _edges(control)),
-            EDGE_DEADLINE_S,
-            control.log,
-            what="the edge to be offline",
-        )
-    finally:
-        if edge is not None:
-            terminate(edge)
-        control.stop()

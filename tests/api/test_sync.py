@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -128,6 +129,25 @@ def test_edges_are_listed_with_the_version_they_run(control: Server, edge_token:
     edge = edges["edge-d1"]
     assert edge["namespace"] == "team-d" and edge["online"]
     assert edge["applied_version"] == current.strip('"') and edge["in_sync"]
+
+
+def test_an_edge_silent_for_longer_than_its_heartbeat_allows_is_offline(
+    control: Server, edge_token: str
+) -> None:
+    sync(control, edge_token, "edge-gone", "team-g")
+    sync(control, edge_token, "edge-here", "team-g")
+    # As if edge-gone stopped 30 s ago: its last heartbeat is that old (the rule allows 25 s).
+    with sqlite3.connect(control.data_dir / "solstice.db") as db:
+        aged = db.execute(
+            "UPDATE edges SET last_seen = datetime(last_seen, '-30 seconds') WHERE id = 'edge-gone'"
+        )
+        assert aged.rowcount == 1
+    with control.client() as client:
+        online = {e["id"]: e["online"] for e in client.get("/api/v1/edges").json()}
+    assert online["edge-gone"] is False and online["edge-here"] is True
+    sync(control, edge_token, "edge-gone", "team-g")  # back: its next sync is a heartbeat
+    with control.client() as client:
+        assert {e["id"]: e["online"] for e in client.get("/api/v1/edges").json()}["edge-gone"] is True
 
 
 def test_reload_requests_wake_only_the_edges_asked(control: Server, edge_token: str) -> None:
