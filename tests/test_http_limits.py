@@ -31,7 +31,7 @@ EDGE_CONFIG = """
 llms:
   - slug: slow
     vendor: mock
-    options: {delay_ms: 2500, chunk_delay_ms: 400}
+    options: {delay_ms: 1500, chunk_delay_ms: 250}
 apps:
   - name: demo
     llms: [slow]

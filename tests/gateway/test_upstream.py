@@ -87,7 +87,7 @@ def test_global_plugin_runs_before_every_chain(gw: InProcess) -> None:
 
 
 def test_upstream_timeout_is_504(tmp_path: Path) -> None:
-    slow, url = _mock_llm("--delay-ms", "3000")
+    slow, url = _mock_llm("--delay-ms", "1500")
     server = InProcess(app_settings(tmp_path, upstream_timeout=0.5)).start()
     try:
         route = Route(server, vendor="openai", upstream_url=url)

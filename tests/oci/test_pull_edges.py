@@ -144,11 +144,12 @@ async def front(registry: Registry) -> AsyncIterator[tuple[str, dict[str, str]]]
             }
         if "/blobs/" in request.path and mode["blobs"] != "pass":
             response = web.StreamResponse(headers={"Content-Length": str(len(body))})
+            response.force_close()  # the connection ends short of Content-Length, not kept alive
             await response.prepare(request)
             if mode["blobs"] == "slow":
-                await asyncio.sleep(3)
+                await asyncio.sleep(1.5)
             await response.write(body[: len(body) // 2])
-            return response  # the connection ends short of Content-Length
+            return response
         return web.Response(status=answer.status, headers=kept, body=body)
 
     app = web.Application()
