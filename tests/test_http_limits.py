@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import terminate
+from tests.conftest import terminate, wait_until
 from tests.server import Server, free_port
 
 LIMITS = {
@@ -59,11 +59,13 @@ class Edge:
             [sys.executable, "-m", "solstice", "edge", "--config", str(config)],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not _ready(self.url):
-            assert self.proc.poll() is None, (root / "edge.log").read_text()
-            assert time.monotonic() < deadline, (root / "edge.log").read_text()
-            time.sleep(0.1)
+        log = (root / "edge.log").read_text
+
+        def up() -> bool:
+            assert self.proc.poll() is None, log()
+            return _ready(self.url)
+
+        wait_until(up, 60, log, what=f"solstice edge to be ready on {self.url}")
 
     def stop(self) -> None:
         terminate(self.proc)

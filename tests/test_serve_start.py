@@ -6,14 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TESTBED, terminate
+from tests.conftest import TESTBED, terminate, wait_until
 from tests.server import ADMIN_TOKEN, free_port
 
 SOLSTICE = [sys.executable, "-m", "solstice"]
@@ -94,13 +93,14 @@ def test_host_and_port_options_override_the_variables(tmp_path: Path, runtime: s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode}: {proc.communicate()[1]!r}")
+        return _answers(port)
+
     try:
-        deadline = time.monotonic() + 60
-        while not _answers(port):
-            if proc.poll() is not None:
-                raise AssertionError(f"exited with {proc.returncode}: {proc.communicate()[1]!r}")
-            assert time.monotonic() < deadline, f"solstice {runtime} never answered on --port {port}"
-            time.sleep(0.1)
+        wait_until(answers, 60, what=f"solstice {runtime} to answer on --port {port}")
     finally:
         assert terminate(proc) == 0
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import TESTBED, pid_alive
+from tests.conftest import TESTBED, pid_alive, wait_until
 from tests.postgres import Postgres
 from tests.server import Server
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def _pid(server: Server, slug: str) -> int | None:
@@ -40,29 +30,39 @@ def test_changes_on_one_server_reach_the_other(postgres: Postgres, tmp_path: Pat
                 json={"name": "Shared", "command": f"file://{TESTBED}", "hook_type": "pre_auth"},
             )
         assert created.status_code == 201
-        _eventually(lambda: _pid(second, "shared") is not None)
-        there = _pid(second, "shared")
+        there = wait_until(
+            lambda: _pid(second, "shared"), 15, what="the second server to start the new plugin"
+        )
         here = _pid(first, "shared")
         assert there != here and there in second.plugin_pids() and here in first.plugin_pids()
 
         with first.client() as client:
             assert client.post("/api/v1/plugins/shared/reload").status_code == 200
-        _eventually(lambda: _pid(second, "shared") not in (None, there))
-        assert there is not None
-        _eventually(lambda: not pid_alive(there))  # the old instance drains, then stops
+        wait_until(
+            lambda: _pid(second, "shared") not in (None, there),
+            15,
+            what="the second server to reload the plugin",
+        )
+        wait_until(  # the old instance drains, then stops
+            lambda: not pid_alive(there), 15, what="the second server's old instance to stop"
+        )
 
         with first.client() as client:
             assert client.patch("/api/v1/plugins/shared", json={"is_active": False}).status_code == 200
-        _eventually(lambda: not second.plugin_pids())
+        wait_until(lambda: not second.plugin_pids(), 15, what="the second server to stop the plugin")
         with second.client() as client:
             assert client.get("/api/v1/plugins/shared").json()["status"] == "inactive"
 
         with second.client() as client:
             assert client.patch("/api/v1/plugins/shared", json={"is_active": True}).status_code == 200
-        _eventually(lambda: len(first.plugin_pids()) == 1)
+        wait_until(lambda: len(first.plugin_pids()) == 1, 15, what="the first server to restart the plugin")
         with second.client() as client:
             assert client.delete("/api/v1/plugins/shared").status_code == 204
-        _eventually(lambda: not first.plugin_pids() and not second.plugin_pids())
+        wait_until(
+            lambda: not first.plugin_pids() and not second.plugin_pids(),
+            15,
+            what="both servers to stop the deleted plugin",
+        )
     finally:
         assert first.stop() == 0
         assert second.stop() == 0

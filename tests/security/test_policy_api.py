@@ -6,16 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from solstice.security.policy import INTERNAL_WARNING, PATH_WARNING
-from tests.conftest import TESTBED, Standalone
+from tests.conftest import TESTBED, Standalone, wait_until
 from tests.server import Server
 
 
@@ -116,12 +116,15 @@ def test_warnings_found_by_a_crash_restart_reach_the_api(tmp_path: Path) -> None
             link.unlink()
             link.symlink_to(outside)
             os.kill(health["pid"], signal.SIGKILL)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                plugin = client.get(f"/api/v1/plugins/{created['id']}").json()
-                if plugin["warnings"]:
-                    break
-                time.sleep(0.1)
+            url = f"/api/v1/plugins/{created['id']}"
+
+            def warned() -> dict[str, Any] | None:
+                plugin: dict[str, Any] = client.get(url).json()
+                return plugin if plugin["warnings"] else None
+
+            plugin = wait_until(
+                warned, 20, lambda: client.get(url).text, what="the restarted plugin's warnings"
+            )
         assert plugin["warnings"] == [PATH_WARNING], plugin
     finally:
         server.stop()

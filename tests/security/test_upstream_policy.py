@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from solstice.security.upstreams import UpstreamAllowlistError, parse_upstream_allowlist
+from tests.conftest import wait_until
 from tests.server import Server, free_port
 
 STRICT = {"ALLOW_INTERNAL_NETWORK_ACCESS": "false"}
@@ -25,15 +25,15 @@ def mock_llm() -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
+
+    def up() -> bool:
+        assert proc.poll() is None, f"mock-llm exited with {proc.returncode}"
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "mock-llm did not start"
-        time.sleep(0.1)
+            return False
+
+    wait_until(up, 30, what=f"mock-llm to answer on port {port}")
     yield port
     proc.terminate()
     proc.wait(10)
