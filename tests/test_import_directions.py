@@ -62,3 +62,14 @@ def test_the_sdk_importing_the_host_breaks_its_contract(tmp_path: Path) -> None:
     result = _lint(root)
     assert result.returncode != 0
     assert "Shared modules, the protocol and the plugin SDK import no runtime package BROKEN" in result.stdout
+
+
+def test_a_shared_module_importing_sqlalchemy_breaks_the_edge_contract(tmp_path: Path) -> None:
+    # The edge loads sealing.py; SQLAlchemy there cost every edge a tenth of a second at start.
+    root = _copy_of_the_tree(tmp_path)
+    module = root / "src/solstice/sealing.py"
+    module.write_text(module.read_text() + "\nfrom sqlalchemy import text  # noqa\n")
+    result = _lint(root)
+    assert result.returncode != 0
+    assert "The data plane and the shared modules import no database library BROKEN" in result.stdout
+    assert "solstice.sealing -> sqlalchemy" in result.stdout

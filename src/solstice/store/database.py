@@ -17,9 +17,10 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from solstice import safejson
-from solstice.sealing import Keyring, reseal_llm_keys
+from solstice.sealing import Keyring
 from solstice.settings import Settings
 from solstice.store.health import health_of
+from solstice.store.llm_keys import reseal_llm_keys
 
 log = structlog.get_logger("solstice.store")
 

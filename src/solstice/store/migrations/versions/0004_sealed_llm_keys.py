@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context, op
 from sqlalchemy import text
 
-from solstice.sealing import reseal_llm_keys
+from solstice.store.llm_keys import reseal_llm_keys
 
 revision = "0004"
 down_revision = "0003"
