@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import uuid
 
@@ -277,6 +279,13 @@ def test_operational_endpoints(app: InProcess) -> None:
         assert ready == {"status": "ready", "checks": {"database": "ok", "plugins": "ok"}}
         spec = client.get("/openapi.json").json()
         assert "/api/v1/plugins/{ref}/reload" in spec["paths"]
+        # Every reference resolves: client generators and schemathesis read the whole document.
+        references = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(spec)))
+        defined = {f"#/components/schemas/{name}" for name in spec["components"]["schemas"]}
+        assert references <= defined, references - defined
+        chain = spec["paths"]["/api/v1/llms/{ref}/plugins"]["put"]["requestBody"]["content"]
+        entry = chain["application/json"]["schema"]["properties"]["plugins"]["items"]
+        assert "failure_policy" in entry["properties"]
         response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
         assert response.headers["x-request-id"] == "abc-123"
 

@@ -66,13 +66,28 @@ def _nul_in(value: Any, path: str) -> str | None:
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI for a route that parses its body with json_object()."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")
-                }
-            },
+            "content": {"application/json": {"schema": _inlined(schema, definitions, ())}},
         }
     }
+
+
+def _inlined(node: Any, definitions: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    """`node` with each `#/$defs/X` replaced by X itself: the body's schema sits inside the OpenAPI
+    document, where such a reference would not resolve."""
+    if isinstance(node, list):
+        return [_inlined(item, definitions, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    reference = node.get("$ref")
+    if isinstance(reference, str) and reference.startswith("#/$defs/"):
+        name = reference.removeprefix("#/$defs/")
+        if name in seen:
+            raise ValueError(f"{name} refers to itself; a recursive body model cannot be inlined")
+        rest = {key: value for key, value in node.items() if key != "$ref"}
+        return {**_inlined(definitions[name], definitions, (*seen, name)), **rest}
+    return {key: _inlined(value, definitions, seen) for key, value in node.items()}
