@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -33,43 +35,38 @@ def test_the_tree_keeps_every_contract() -> None:
     assert "0 broken" in result.stdout
 
 
-def test_the_gateway_importing_the_store_breaks_the_build(tmp_path: Path) -> None:
-    root = _copy_of_the_tree(tmp_path)
-    module = root / "src/solstice/gateway/openai_errors.py"
-    module.write_text(module.read_text() + "\nfrom solstice.store.models import AppRow  # noqa\n")
-    result = _lint(root)
-    assert result.returncode != 0
-    assert (
-        "The data plane imports nothing from the API, the store or the control plane BROKEN" in result.stdout
-    )
-    assert "solstice.gateway.openai_errors -> solstice.store.models" in result.stdout
-
-
-def test_the_edge_importing_the_api_breaks_the_layers(tmp_path: Path) -> None:
-    root = _copy_of_the_tree(tmp_path)
-    module = root / "src/solstice/edge/source.py"
-    module.write_text(module.read_text() + "\nimport solstice.api.problems  # noqa\n")
-    result = _lint(root)
-    assert result.returncode != 0
-    assert "Packages import only the layers below them BROKEN" in result.stdout
-    assert "solstice.edge.source -> solstice.api.problems" in result.stdout
-
-
-def test_the_sdk_importing_the_host_breaks_its_contract(tmp_path: Path) -> None:
-    root = _copy_of_the_tree(tmp_path)
-    module = root / "src/solstice/sdk/stdio.py"
-    module.write_text(module.read_text() + "\nimport solstice.host.errors  # noqa\n")
-    result = _lint(root)
-    assert result.returncode != 0
-    assert "Shared modules, the protocol and the plugin SDK import no runtime package BROKEN" in result.stdout
-
-
-def test_a_shared_module_importing_sqlalchemy_breaks_the_edge_contract(tmp_path: Path) -> None:
+# One forbidden import per contract: the module it is added to, the line, the contract it breaks,
+# and the edge import-linter must name.
+VIOLATIONS = {
+    "the gateway importing the store": (
+        "gateway/openai_errors.py", "from solstice.store.models import AppRow",
+        "The data plane imports nothing from the API, the store or the control plane",
+        "solstice.gateway.openai_errors -> solstice.store.models",
+    ),
+    "the edge importing the API": (
+        "edge/source.py", "import solstice.api.problems",
+        "Packages import only the layers below them", "solstice.edge.source -> solstice.api.problems",
+    ),
+    "the SDK importing the host": (
+        "sdk/stdio.py", "import solstice.host.errors",
+        "Shared modules, the protocol and the plugin SDK import no runtime package",
+        "solstice.sdk.stdio -> solstice.host.errors",
+    ),
     # The edge loads sealing.py; SQLAlchemy there cost every edge a tenth of a second at start.
+    "a shared module importing SQLAlchemy": (
+        "sealing.py", "from sqlalchemy import text",
+        "The data plane and the shared modules import no database library", "solstice.sealing -> sqlalchemy",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("violation", VIOLATIONS)
+def test_a_forbidden_import_breaks_its_contract(violation: str, tmp_path: Path) -> None:
+    path, line, contract, edge = VIOLATIONS[violation]
     root = _copy_of_the_tree(tmp_path)
-    module = root / "src/solstice/sealing.py"
-    module.write_text(module.read_text() + "\nfrom sqlalchemy import text  # noqa\n")
+    module = root / "src/solstice" / path
+    module.write_text(module.read_text() + f"\n{line}  # noqa\n")
     result = _lint(root)
     assert result.returncode != 0
-    assert "The data plane and the shared modules import no database library BROKEN" in result.stdout
-    assert "solstice.sealing -> sqlalchemy" in result.stdout
+    assert f"{contract} BROKEN" in result.stdout
+    assert edge in result.stdout
