@@ -8,7 +8,14 @@ from typing import get_type_hints
 from solstice.control.specs import plugin_entry, spec_for
 from solstice.edge.plugins_yaml import snapshot_from_file
 from solstice.edge.reconcile import specs_from_snapshot
-from solstice.hooks import HOOK_ENUMS, HOOK_TYPES, hook_name, hook_types_of, known_failure_policy
+from solstice.hooks import (
+    ENDPOINT_HOOK,
+    HOOK_ENUMS,
+    HOOK_TYPES,
+    hook_name,
+    hook_types_of,
+    known_failure_policy,
+)
 from solstice.host.errors import exited_text
 from solstice.protocol import pb
 from solstice.safejson import JSONValueError, body_refusal, body_too_large
@@ -41,7 +48,7 @@ def _keys(cls: type) -> set[str]:
 def test_every_protocol_hook_has_a_name_that_round_trips() -> None:
     named = {value for value in pb.Hook.values() if value != pb.HOOK_UNSPECIFIED}
     assert set(HOOK_ENUMS.values()) == named
-    assert tuple(HOOK_ENUMS) == HOOK_TYPES
+    assert tuple(HOOK_ENUMS) == (*HOOK_TYPES, ENDPOINT_HOOK)
     for hook, value in HOOK_ENUMS.items():
         assert hook_name(value) == hook
 

@@ -12,6 +12,8 @@ from typing import Literal, cast, get_args
 from solstice.protocol import pb
 
 HookType = Literal["pre_auth", "auth", "post_auth", "on_response", "data_collection"]
+# Served at /plugins/{slug}/…, not a step of the request pipeline, so not one of HOOK_TYPES.
+ENDPOINT_HOOK = "custom_endpoint"
 # In pipeline order.
 HOOK_TYPES: tuple[HookType, ...] = get_args(HookType)
 FailurePolicy = Literal["fail_closed", "fail_open"]
@@ -21,9 +23,10 @@ PluginType = Literal["gateway", "data_collector"]
 _FAIL_OPEN_HOOKS = ("on_response", "data_collection")
 _ENUM_PREFIX = "HOOK_"
 
-# Hook name -> protocol Hook value; the enum is the name upper-cased after HOOK_ (pre_auth: HOOK_PRE_AUTH).
+# Hook name -> protocol Hook value, the pipeline's hooks then custom_endpoint; the enum is the name
+# upper-cased after HOOK_ (pre_auth: HOOK_PRE_AUTH).
 HOOK_ENUMS: dict[str, pb.Hook] = {
-    hook: cast(pb.Hook, pb.Hook.Value(_ENUM_PREFIX + hook.upper())) for hook in HOOK_TYPES
+    hook: cast(pb.Hook, pb.Hook.Value(_ENUM_PREFIX + hook.upper())) for hook in (*HOOK_TYPES, ENDPOINT_HOOK)
 }
 
 

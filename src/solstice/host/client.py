@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from solstice.hooks import ENDPOINT_HOOK
 from solstice.host.errors import PluginCallError
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import HEALTH_SERVICE
@@ -63,14 +64,17 @@ class PluginClient:
         except asyncio.CancelledError:
             if _cancelled_from_outside():
                 raise
-            # grpc.aio cancels the calls still open on a channel that is closed, as the host
-            # does when it sees the plugin's process exit mid-call: a failed call, not ours to stop.
-            raise PluginCallError(
-                f"plugin {self.slug} is not reachable during {hook}: its connection was closed",
-                slug=self.slug,
-                hook=hook,
-                code=grpc.StatusCode.CANCELLED.name,
-            ) from None
+            raise self._closed(hook) from None
+
+    def _closed(self, hook: str) -> PluginCallError:
+        # grpc.aio cancels the calls still open on a channel that is closed, as the host does when
+        # it sees the plugin's process exit mid-call: a failed call, not ours to stop.
+        return PluginCallError(
+            f"plugin {self.slug} is not reachable during {hook}: its connection was closed",
+            slug=self.slug,
+            hook=hook,
+            code=grpc.StatusCode.CANCELLED.name,
+        )
 
     async def check_health(self, timeout: float) -> str | None:
         """None when the plugin reports SERVING for the go-plugin health service, else why not."""
@@ -142,6 +146,33 @@ class PluginClient:
         message = pb.DataCollectionRequest(records=list(records), config_id=config_id)
         answer = await self._call("data_collection", self._stub.DataCollection, message, timeout)
         return answer.accepted
+
+    async def handle_endpoint(
+        self, request: pb.EndpointRequest, timeout: float | None = None
+    ) -> pb.HttpResponse:
+        """Serve one request to a route the plugin declared, answered whole."""
+        return await self._call(ENDPOINT_HOOK, self._stub.HandleEndpoint, request, timeout)
+
+    async def handle_endpoint_stream(
+        self, request: pb.EndpointRequest, timeout: float | None = None
+    ) -> AsyncGenerator[pb.EndpointChunk, None]:
+        """Serve one request to a streamed route: the head, then the body's pieces as they come.
+
+        `timeout` bounds the whole stream; closing the iterator early cancels the plugin's side.
+        """
+        deadline = timeout or self.timeout
+        call = self._stub.HandleEndpointStream(request, timeout=deadline)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(ENDPOINT_HOOK, exc, deadline) from None
+        except asyncio.CancelledError:
+            if _cancelled_from_outside():
+                raise
+            raise self._closed(ENDPOINT_HOOK) from None
+        finally:
+            call.cancel()
 
 
 def _cancelled_from_outside() -> bool:

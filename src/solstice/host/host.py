@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
 import structlog
 
+from solstice.hooks import ENDPOINT_HOOK
 from solstice.host.client import PluginClient
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
@@ -104,6 +106,49 @@ class HookClient:
         return await self._run(
             "data_collection", config_id, lambda c: c.data_collection(records, config_id, timeout)
         )
+
+    async def handle_endpoint(
+        self, request: pb.EndpointRequest, timeout: float | None = None
+    ) -> pb.HttpResponse:
+        """Serve one request to a route the plugin declared, answered whole."""
+        return await self._run(
+            ENDPOINT_HOOK, request.context.config_id, lambda c: c.handle_endpoint(request, timeout)
+        )
+
+    async def handle_endpoint_stream(
+        self, request: pb.EndpointRequest, timeout: float | None = None
+    ) -> AsyncIterator[pb.EndpointChunk]:
+        """Serve one request to a streamed route; the instance stays in use until the stream ends."""
+        supervisor = self._supervisor
+        config_id = request.context.config_id
+        started = time.perf_counter()
+        try:
+            instance = supervisor.acquire(ENDPOINT_HOOK)
+            try:
+                generation = instance.generations.get(config_id, 0)
+                stream = instance.client.handle_endpoint_stream(request, timeout)
+                try:
+                    first = await anext(stream, None)
+                except PluginCallError as exc:
+                    if exc.code != NOT_CONFIGURED:
+                        raise
+                    # As in _run: the configuration is sent once more, before anything was relayed.
+                    await instance.reconfigure(config_id, generation)
+                    stream = instance.client.handle_endpoint_stream(request, timeout)
+                    first = await anext(stream, None)
+                async with contextlib.aclosing(stream):
+                    if first is None:
+                        return
+                    yield first
+                    async for chunk in stream:
+                        yield chunk
+            finally:
+                instance.release()
+        except PluginCallError as exc:
+            supervisor.count_error(ENDPOINT_HOOK, exc.code)
+            raise
+        finally:
+            supervisor.observe(ENDPOINT_HOOK, time.perf_counter() - started)
 
 
 class PluginHost:

@@ -17,6 +17,7 @@ from google.protobuf import empty_pb2
 
 from solstice import safejson
 from solstice.commands import GrpcCommand
+from solstice.endpoints import Route, RouteError, check_routes
 from solstice.host.client import PluginClient
 from solstice.host.errors import (
     PluginCallError,
@@ -63,6 +64,8 @@ class PluginInstance:
         self.target = target
         self.process = process
         self.info = pb.PluginInfo()
+        # custom_endpoint: the routes the plugin declared, checked (see solstice.endpoints).
+        self.routes: list[Route] = []
         self.started_at = time.time()
         self.inflight = 0
         # Bumped by each Configure of a config_id, so concurrent callers send it only once.
@@ -119,6 +122,7 @@ class PluginInstance:
             self._stdio = asyncio.create_task(self._stream_stdio(self.process.output))
         try:
             self.info = await self.client.get_info(settings.plugin_configure_timeout)
+            self.routes = routes_of(self.spec, self.info)
             for config_id in ("", *self.spec.overrides):
                 config = self.spec.config_for(config_id)
                 check_config(self.spec, self.info.config_schema_json, config, config_id)
@@ -175,6 +179,14 @@ class PluginInstance:
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
+
+
+def routes_of(spec: PluginSpec, info: pb.PluginInfo) -> list[Route]:
+    """The plugin's declared routes; PluginConfigError, which no restart mends, when one is unusable."""
+    try:
+        return check_routes([(endpoint.path, endpoint.methods) for endpoint in info.endpoints])
+    except RouteError as exc:
+        raise PluginConfigError(f"plugin {spec.slug} declares a route Solstice cannot serve: {exc}") from None
 
 
 def check_config(spec: PluginSpec, schema_json: str, config: Mapping[str, Any], config_id: str = "") -> None:

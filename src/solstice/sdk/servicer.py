@@ -6,15 +6,16 @@ import copy
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 
-from solstice.hooks import HOOK_ENUMS
+from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import NOT_CONFIGURED
 from solstice.sdk.plugin import Plugin
+from solstice.sdk.routes import RouteSpec, respond, routes_of
 
 log = logging.getLogger("solstice.sdk")
 
@@ -40,6 +41,9 @@ class PluginServicer(pb_grpc.PluginServicer):
     def __init__(self, plugin: Plugin) -> None:
         self._plugin = plugin
         self._hooks = set(type(plugin).implemented_hooks())
+        self._routes = {spec.path: spec for spec in routes_of(type(plugin))}
+        if self._routes:
+            self._hooks.add(ENDPOINT_HOOK)
         self._configured: dict[str, Plugin] = {}
 
     def _object_for(self, config_id: str) -> Plugin:
@@ -59,9 +63,11 @@ class PluginServicer(pb_grpc.PluginServicer):
             name=cls.name or cls.__name__,
             version=cls.version,
             description=cls.description,
-            hooks=[HOOK_ENUMS[name] for name in cls.implemented_hooks()],
+            hooks=[HOOK_ENUMS[name] for name in cls.implemented_hooks()]
+            + ([HOOK_ENUMS[ENDPOINT_HOOK]] if self._routes else []),
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
+            endpoints=[spec.as_endpoint() for spec in self._routes.values()],
         )
 
     async def Configure(self, request: pb.ConfigureRequest, context: Context) -> pb.ConfigureResponse:
@@ -144,3 +150,63 @@ class PluginServicer(pb_grpc.PluginServicer):
             "data_collection", context, request.config_id, lambda p: p.data_collection(records)
         )
         return pb.DataCollectionResponse(accepted=int(accepted or 0))
+
+    async def _route(self, request: pb.EndpointRequest, context: Context, stream: bool) -> RouteSpec:
+        spec = self._routes.get(request.route)
+        if spec is None or spec.stream != stream:
+            kind = "streamed" if stream else "unary"
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"plugin {type(self._plugin).__name__} has no {kind} route {request.route!r}",
+            )
+        return spec
+
+    async def HandleEndpoint(self, request: pb.EndpointRequest, context: Context) -> pb.HttpResponse:
+        spec = await self._route(request, context, stream=False)
+        target = await self._call(ENDPOINT_HOOK, context, request.context.config_id, lambda p: p)
+        try:
+            answer = await _resolve(getattr(target, spec.handler)(request))
+        except Exception as exc:  # a plugin bug must reach the host as an error, not kill the server
+            log.exception("route %s failed", spec.path)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"route {spec.path} failed: {type(exc).__name__}: {exc}"
+            )
+        if not isinstance(answer, pb.HttpResponse):
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"route {spec.path} answered {type(answer).__name__}; return respond(...) instead",
+            )
+        return answer
+
+    async def HandleEndpointStream(
+        self, request: pb.EndpointRequest, context: Context
+    ) -> AsyncIterator[pb.EndpointChunk]:
+        spec = await self._route(request, context, stream=True)
+        target = await self._call(ENDPOINT_HOOK, context, request.context.config_id, lambda p: p)
+        pieces = getattr(target, spec.handler)(request)
+        if not hasattr(pieces, "__aiter__"):
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"route {spec.path} is streamed, so its method must be an async generator "
+                "(async def with yield)",
+            )
+        headed = False
+        try:
+            async for piece in pieces:
+                if isinstance(piece, pb.HttpResponse):
+                    if headed:
+                        raise TypeError("respond(...) may only come first, before any body")
+                    headed = True
+                    yield pb.EndpointChunk(head=pb.HttpResponse(status=piece.status, headers=piece.headers))
+                    continue
+                if not headed:
+                    headed = True
+                    yield pb.EndpointChunk(head=respond(media_type=spec.media_type))
+                yield pb.EndpointChunk(body=piece.encode() if isinstance(piece, str) else bytes(piece))
+        except Exception as exc:  # a plugin bug must reach the host as an error, not kill the server
+            log.exception("route %s failed", spec.path)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"route {spec.path} failed: {type(exc).__name__}: {exc}"
+            )
+        if not headed:
+            yield pb.EndpointChunk(head=respond(media_type=spec.media_type))

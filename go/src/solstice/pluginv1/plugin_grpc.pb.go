@@ -30,6 +30,12 @@ type PluginClient interface {
 	PostAuth(ctx context.Context, in *PostAuthRequest, opts ...grpc.CallOption) (*HookResponse, error)
 	OnResponse(ctx context.Context, in *OnResponseRequest, opts ...grpc.CallOption) (*HookResponse, error)
 	DataCollection(ctx context.Context, in *DataCollectionRequest, opts ...grpc.CallOption) (*DataCollectionResponse, error)
+	// custom_endpoint: one HTTP request to a route the plugin declared in PluginInfo.endpoints,
+	// answered whole.
+	HandleEndpoint(ctx context.Context, in *EndpointRequest, opts ...grpc.CallOption) (*HttpResponse, error)
+	// The same for a route declared with `stream`: the first message is the head (status and
+	// headers), each later one a piece of the body, relayed to the client as it comes.
+	HandleEndpointStream(ctx context.Context, in *EndpointRequest, opts ...grpc.CallOption) (Plugin_HandleEndpointStreamClient, error)
 }
 
 type pluginClient struct {
@@ -103,6 +109,47 @@ func (c *pluginClient) DataCollection(ctx context.Context, in *DataCollectionReq
 	return out, nil
 }
 
+func (c *pluginClient) HandleEndpoint(ctx context.Context, in *EndpointRequest, opts ...grpc.CallOption) (*HttpResponse, error) {
+	out := new(HttpResponse)
+	err := c.cc.Invoke(ctx, "/solstice.plugin.v1.Plugin/HandleEndpoint", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginClient) HandleEndpointStream(ctx context.Context, in *EndpointRequest, opts ...grpc.CallOption) (Plugin_HandleEndpointStreamClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Plugin_serviceDesc.Streams[0], "/solstice.plugin.v1.Plugin/HandleEndpointStream", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &pluginHandleEndpointStreamClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type Plugin_HandleEndpointStreamClient interface {
+	Recv() (*EndpointChunk, error)
+	grpc.ClientStream
+}
+
+type pluginHandleEndpointStreamClient struct {
+	grpc.ClientStream
+}
+
+func (x *pluginHandleEndpointStreamClient) Recv() (*EndpointChunk, error) {
+	m := new(EndpointChunk)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility
@@ -120,6 +167,12 @@ type PluginServer interface {
 	PostAuth(context.Context, *PostAuthRequest) (*HookResponse, error)
 	OnResponse(context.Context, *OnResponseRequest) (*HookResponse, error)
 	DataCollection(context.Context, *DataCollectionRequest) (*DataCollectionResponse, error)
+	// custom_endpoint: one HTTP request to a route the plugin declared in PluginInfo.endpoints,
+	// answered whole.
+	HandleEndpoint(context.Context, *EndpointRequest) (*HttpResponse, error)
+	// The same for a route declared with `stream`: the first message is the head (status and
+	// headers), each later one a piece of the body, relayed to the client as it comes.
+	HandleEndpointStream(*EndpointRequest, Plugin_HandleEndpointStreamServer) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -147,6 +200,12 @@ func (UnimplementedPluginServer) OnResponse(context.Context, *OnResponseRequest)
 }
 func (UnimplementedPluginServer) DataCollection(context.Context, *DataCollectionRequest) (*DataCollectionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DataCollection not implemented")
+}
+func (UnimplementedPluginServer) HandleEndpoint(context.Context, *EndpointRequest) (*HttpResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HandleEndpoint not implemented")
+}
+func (UnimplementedPluginServer) HandleEndpointStream(*EndpointRequest, Plugin_HandleEndpointStreamServer) error {
+	return status.Errorf(codes.Unimplemented, "method HandleEndpointStream not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 
@@ -287,6 +346,45 @@ func _Plugin_DataCollection_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_HandleEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).HandleEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/solstice.plugin.v1.Plugin/HandleEndpoint",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).HandleEndpoint(ctx, req.(*EndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Plugin_HandleEndpointStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EndpointRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PluginServer).HandleEndpointStream(m, &pluginHandleEndpointStreamServer{stream})
+}
+
+type Plugin_HandleEndpointStreamServer interface {
+	Send(*EndpointChunk) error
+	grpc.ServerStream
+}
+
+type pluginHandleEndpointStreamServer struct {
+	grpc.ServerStream
+}
+
+func (x *pluginHandleEndpointStreamServer) Send(m *EndpointChunk) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _Plugin_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "solstice.plugin.v1.Plugin",
 	HandlerType: (*PluginServer)(nil),
@@ -319,7 +417,17 @@ var _Plugin_serviceDesc = grpc.ServiceDesc{
 			MethodName: "DataCollection",
 			Handler:    _Plugin_DataCollection_Handler,
 		},
+		{
+			MethodName: "HandleEndpoint",
+			Handler:    _Plugin_HandleEndpoint_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "HandleEndpointStream",
+			Handler:       _Plugin_HandleEndpointStream_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "solstice/protocol/plugin/v1/plugin.proto",
 }

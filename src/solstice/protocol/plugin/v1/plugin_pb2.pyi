@@ -15,6 +15,7 @@ class Hook(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOOK_POST_AUTH: _ClassVar[Hook]
     HOOK_ON_RESPONSE: _ClassVar[Hook]
     HOOK_DATA_COLLECTION: _ClassVar[Hook]
+    HOOK_CUSTOM_ENDPOINT: _ClassVar[Hook]
 
 class ResponsePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ HOOK_AUTH: Hook
 HOOK_POST_AUTH: Hook
 HOOK_ON_RESPONSE: Hook
 HOOK_DATA_COLLECTION: Hook
+HOOK_CUSTOM_ENDPOINT: Hook
 RESPONSE_PHASE_UNSPECIFIED: ResponsePhase
 RESPONSE_PHASE_COMPLETE: ResponsePhase
 RESPONSE_PHASE_STREAM_CHUNK: ResponsePhase
@@ -38,20 +40,22 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PluginInfo(_message.Message):
-    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks")
+    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     HOOKS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     WANTS_STREAM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
     hooks: _containers.RepeatedScalarFieldContainer[Hook]
     config_schema_json: str
     wants_stream_chunks: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
 
 class ConfigureRequest(_message.Message):
     __slots__ = ("config_json", "plugin_slug", "config_id")
@@ -326,3 +330,46 @@ class DataCollectionResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("path", "methods", "description", "require_auth", "stream")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_AUTH_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    methods: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    require_auth: bool
+    stream: bool
+    def __init__(self, path: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., require_auth: _Optional[bool] = ..., stream: _Optional[bool] = ...) -> None: ...
+
+class EndpointRequest(_message.Message):
+    __slots__ = ("context", "request", "route", "params", "authenticated")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    request: HttpRequest
+    route: str
+    params: _containers.ScalarMap[str, str]
+    authenticated: bool
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., request: _Optional[_Union[HttpRequest, _Mapping]] = ..., route: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., authenticated: _Optional[bool] = ...) -> None: ...
+
+class EndpointChunk(_message.Message):
+    __slots__ = ("head", "body")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    head: HttpResponse
+    body: bytes
+    def __init__(self, head: _Optional[_Union[HttpResponse, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...

@@ -69,6 +69,16 @@ class PluginStub:
                 request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.DataCollectionRequest.SerializeToString,
                 response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.DataCollectionResponse.FromString,
                 _registered_method=True)
+        self.HandleEndpoint = channel.unary_unary(
+                '/solstice.plugin.v1.Plugin/HandleEndpoint',
+                request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.SerializeToString,
+                response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HttpResponse.FromString,
+                _registered_method=True)
+        self.HandleEndpointStream = channel.unary_stream(
+                '/solstice.plugin.v1.Plugin/HandleEndpointStream',
+                request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.SerializeToString,
+                response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointChunk.FromString,
+                _registered_method=True)
 
 
 class PluginServicer:
@@ -122,6 +132,22 @@ class PluginServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleEndpoint(self, request, context):
+        """custom_endpoint: one HTTP request to a route the plugin declared in PluginInfo.endpoints,
+        answered whole.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleEndpointStream(self, request, context):
+        """The same for a route declared with `stream`: the first message is the head (status and
+        headers), each later one a piece of the body, relayed to the client as it comes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +185,16 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.DataCollection,
                     request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.DataCollectionRequest.FromString,
                     response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.DataCollectionResponse.SerializeToString,
+            ),
+            'HandleEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleEndpoint,
+                    request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.FromString,
+                    response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HttpResponse.SerializeToString,
+            ),
+            'HandleEndpointStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.HandleEndpointStream,
+                    request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.FromString,
+                    response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +386,60 @@ class Plugin:
             '/solstice.plugin.v1.Plugin/DataCollection',
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.DataCollectionRequest.SerializeToString,
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.DataCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.plugin.v1.Plugin/HandleEndpoint',
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.SerializeToString,
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HttpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleEndpointStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solstice.plugin.v1.Plugin/HandleEndpointStream',
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.SerializeToString,
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointChunk.FromString,
             options,
             channel_credentials,
             insecure,

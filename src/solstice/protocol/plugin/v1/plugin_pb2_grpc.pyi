@@ -53,6 +53,14 @@ class PluginStub:
     PostAuth: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.PostAuthRequest, _plugin_pb2.HookResponse]
     OnResponse: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.OnResponseRequest, _plugin_pb2.HookResponse]
     DataCollection: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.DataCollectionRequest, _plugin_pb2.DataCollectionResponse]
+    HandleEndpoint: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.EndpointRequest, _plugin_pb2.HttpResponse]
+    """custom_endpoint: one HTTP request to a route the plugin declared in PluginInfo.endpoints,
+    answered whole.
+    """
+    HandleEndpointStream: _grpc.UnaryStreamMultiCallable[_plugin_pb2.EndpointRequest, _plugin_pb2.EndpointChunk]
+    """The same for a route declared with `stream`: the first message is the head (status and
+    headers), each later one a piece of the body, relayed to the client as it comes.
+    """
 
 @_typing.type_check_only
 class PluginAsyncStub(PluginStub):
@@ -71,6 +79,14 @@ class PluginAsyncStub(PluginStub):
     PostAuth: _aio.UnaryUnaryMultiCallable[_plugin_pb2.PostAuthRequest, _plugin_pb2.HookResponse]  # type: ignore[assignment]
     OnResponse: _aio.UnaryUnaryMultiCallable[_plugin_pb2.OnResponseRequest, _plugin_pb2.HookResponse]  # type: ignore[assignment]
     DataCollection: _aio.UnaryUnaryMultiCallable[_plugin_pb2.DataCollectionRequest, _plugin_pb2.DataCollectionResponse]  # type: ignore[assignment]
+    HandleEndpoint: _aio.UnaryUnaryMultiCallable[_plugin_pb2.EndpointRequest, _plugin_pb2.HttpResponse]  # type: ignore[assignment]
+    """custom_endpoint: one HTTP request to a route the plugin declared in PluginInfo.endpoints,
+    answered whole.
+    """
+    HandleEndpointStream: _aio.UnaryStreamMultiCallable[_plugin_pb2.EndpointRequest, _plugin_pb2.EndpointChunk]  # type: ignore[assignment]
+    """The same for a route declared with `stream`: the first message is the head (status and
+    headers), each later one a piece of the body, relayed to the client as it comes.
+    """
 
 class PluginServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -128,5 +144,25 @@ class PluginServicer(metaclass=_abc_1.ABCMeta):
         request: _plugin_pb2.DataCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_plugin_pb2.DataCollectionResponse, _abc.Awaitable[_plugin_pb2.DataCollectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def HandleEndpoint(
+        self,
+        request: _plugin_pb2.EndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_plugin_pb2.HttpResponse, _abc.Awaitable[_plugin_pb2.HttpResponse]]:
+        """custom_endpoint: one HTTP request to a route the plugin declared in PluginInfo.endpoints,
+        answered whole.
+        """
+
+    @_abc_1.abstractmethod
+    def HandleEndpointStream(
+        self,
+        request: _plugin_pb2.EndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_plugin_pb2.EndpointChunk], _abc.AsyncIterator[_plugin_pb2.EndpointChunk]]:
+        """The same for a route declared with `stream`: the first message is the head (status and
+        headers), each later one a piece of the body, relayed to the client as it comes.
+        """
 
 def add_PluginServicer_to_server(servicer: PluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
