@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TESTBED, child_pids, pid_alive, terminate, wait_until
+from tests.conftest import ROOT, TESTBED, child_pids, pid_alive, terminate, wait_until
 from tests.server import Server, free_port
 
 
@@ -294,3 +294,36 @@ def test_a_bad_config_file_stops_the_edge_with_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == f"solstice: {config}: llm x uses plugin 'nope', which is not defined\n"
+
+
+ENDPOINTS_YAML = """
+plugins:
+  - slug: routes
+    command: file://{plugin}
+    hook_types: [custom_endpoint]
+    config: {{greeting: edge}}
+apps:
+  - name: demo
+    llms: []
+    keys_env: [DEMO_KEY]
+"""
+
+
+def test_an_edge_serves_plugin_endpoints(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.yaml"
+    config.write_text(ENDPOINTS_YAML.format(plugin=ROOT / "tests" / "plugins" / "routes.py"))
+    edge = Edge(tmp_path / "edge", None, "", "", env={"DEMO_KEY": "sk-demo-123"}, config=config).start()
+    try:
+        assert edge.ready() is not None
+        echoed = httpx.get(f"{edge.url}/plugins/routes/echo/ada")
+        assert echoed.status_code == 200 and echoed.json()["greeting"] == "edge ada", echoed.text
+        assert httpx.post(f"{edge.url}/plugins/routes/store", content=b"x").status_code == 401
+        stored = httpx.post(
+            f"{edge.url}/plugins/routes/store", content=b"x", headers={"Authorization": "Bearer sk-demo-123"}
+        )
+        assert stored.status_code == 201 and stored.json()["authenticated"] is True, stored.text
+        with httpx.stream("GET", f"{edge.url}/plugins/routes/count/3") as counted:
+            assert counted.status_code == 200
+            assert "".join(counted.iter_text()) == "0\n1\n2\n"
+    finally:
+        edge.stop()

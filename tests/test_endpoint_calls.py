@@ -37,7 +37,10 @@ async def test_the_plugin_declares_its_routes(routes: PluginHost) -> None:
     info = routes.status("routes").info
     assert info is not None and pb.HOOK_CUSTOM_ENDPOINT in info.hooks
     declared = {e.path: e for e in info.endpoints}
-    assert list(declared) == ["/echo/{name}", "/store", "/count/{n}", "/broken", "/wrong", "/files/{rest...}"]
+    assert list(declared) == [
+        "/echo/{name}", "/store", "/count/{n}", "/hold", "/broken", "/wrong", "/headers", "/sleep/{ms}",
+        "/files/{rest...}",
+    ]  # fmt: skip
     assert declared["/store"].require_auth and list(declared["/store"].methods) == ["POST"]
     assert declared["/store"].description == "Answers what it received, and for which app."
     assert declared["/echo/{name}"].description == "Greets the name in the path."

@@ -12,10 +12,13 @@ from typing import Literal, cast, get_args
 from solstice.protocol import pb
 
 HookType = Literal["pre_auth", "auth", "post_auth", "on_response", "data_collection"]
-# Served at /plugins/{slug}/…, not a step of the request pipeline, so not one of HOOK_TYPES.
-ENDPOINT_HOOK = "custom_endpoint"
 # In pipeline order.
 HOOK_TYPES: tuple[HookType, ...] = get_args(HookType)
+# Served at /plugins/{slug}/…, not a step of the request pipeline, so not one of HOOK_TYPES.
+ENDPOINT_HOOK: Literal["custom_endpoint"] = "custom_endpoint"
+# What a plugin may be registered for (hook_type, hook_types): the pipeline's hooks and endpoints.
+PluginHook = Literal[HookType, "custom_endpoint"]
+PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK)
 FailurePolicy = Literal["fail_closed", "fail_open"]
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = get_args(FailurePolicy)
 PluginType = Literal["gateway", "data_collector"]
@@ -26,7 +29,7 @@ _ENUM_PREFIX = "HOOK_"
 # Hook name -> protocol Hook value, the pipeline's hooks then custom_endpoint; the enum is the name
 # upper-cased after HOOK_ (pre_auth: HOOK_PRE_AUTH).
 HOOK_ENUMS: dict[str, pb.Hook] = {
-    hook: cast(pb.Hook, pb.Hook.Value(_ENUM_PREFIX + hook.upper())) for hook in (*HOOK_TYPES, ENDPOINT_HOOK)
+    hook: cast(pb.Hook, pb.Hook.Value(_ENUM_PREFIX + hook.upper())) for hook in PLUGIN_HOOKS
 }
 
 

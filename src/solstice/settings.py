@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         5, ge=1, description="Consecutive failed starts after which a plugin is marked failed."
     )
     plugin_timeout_ms: int = Field(1000, ge=1, description="Default deadline of one hook call.")
+    plugin_endpoint_timeout: float = Field(
+        60.0, gt=0, allow_inf_nan=False, description="Deadline of one custom endpoint call answered whole."
+    )
+    plugin_endpoint_stream_timeout: float = Field(
+        300.0, gt=0, allow_inf_nan=False, description="Deadline of one streamed custom endpoint call."
+    )
     plugin_drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )

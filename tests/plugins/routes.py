@@ -5,8 +5,9 @@ ROUTES_MODE (environment): serve (default) | overlap (also declares /{everything
 overlaps the others) | malformed (also declares /a/../b); both past the SDK's own checks, so the
 host's are the ones that refuse them.
 Routes: GET /echo/{name} (unary), POST /store (require_auth, answers what it got),
-GET /count/{n} (streamed, n text lines), GET /broken (raises), GET /wrong (returns a string),
-GET /files/{rest...} (the captured rest).
+GET /count/{n} (streamed, n text lines), GET /hold (streamed: one event, then a minute's wait), GET /broken (raises), GET /wrong (returns a string),
+GET|POST /headers (the request headers it got), GET /sleep/{ms}, GET|HEAD /files/{rest...} (the
+captured rest).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Routes(Plugin):
 
     def configure(self, config: dict[str, Any]) -> None:
         self.greeting = str(config.get("greeting", "hello"))
+        self.cancel_file = str(config.get("cancel_file", os.devnull))
 
     @route("/echo/{name}", description="Greets the name in the path.")
     def echo(self, request: pb.EndpointRequest) -> pb.HttpResponse:
@@ -53,6 +55,18 @@ class Routes(Plugin):
             yield f"{number}\n"
             await asyncio.sleep(0.01)
 
+    @route("/hold", stream=True, media_type="text/event-stream")
+    async def hold(self, request: pb.EndpointRequest) -> AsyncIterator[str]:
+        """One event, then nothing for a minute; a cancel is written to config "cancel_file"."""
+        yield "data: first\n\n"
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            with open(self.cancel_file, "a") as out:
+                out.write("cancelled\n")
+            raise
+        yield "data: late\n\n"
+
     @route("/broken")
     def broken(self, request: pb.EndpointRequest) -> pb.HttpResponse:
         raise RuntimeError("the broken route broke")
@@ -60,6 +74,15 @@ class Routes(Plugin):
     @route("/wrong")
     def wrong(self, request: pb.EndpointRequest) -> str:
         return "not a response"
+
+    @route("/headers", methods=["GET", "POST"])
+    def headers(self, request: pb.EndpointRequest) -> pb.HttpResponse:
+        return respond(json=[[h.name, h.value] for h in request.request.headers])
+
+    @route("/sleep/{ms}")
+    async def sleep(self, request: pb.EndpointRequest) -> pb.HttpResponse:
+        await asyncio.sleep(int(request.params["ms"]) / 1000)
+        return respond("awake")
 
     @route("/files/{rest...}", methods=["GET", "HEAD"])
     def files(self, request: pb.EndpointRequest) -> pb.HttpResponse:

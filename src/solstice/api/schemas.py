@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from solstice.hooks import HOOK_TYPES, FailurePolicy, PluginType
+from solstice.hooks import PLUGIN_HOOKS, FailurePolicy, PluginType
 from solstice.safejson import JSONObject
 from solstice.security.variables import refusal as secret_refusal
 from solstice.snapshot import SLUG_PATTERN
@@ -20,11 +20,11 @@ _SHA256 = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 RESERVED_SLUGS = frozenset({"health"})
 # Request bodies: unknown fields are errors, and values are never coerced (true is not 1, "5" is not 5).
 INPUT = ConfigDict(extra="forbid", strict=True)
-_VALID_HOOKS = ", ".join(HOOK_TYPES)
+_VALID_HOOKS = ", ".join(PLUGIN_HOOKS)
 
 
 def _check_hook(value: str) -> str:
-    if value not in HOOK_TYPES:
+    if value not in PLUGIN_HOOKS:
         raise ValueError(f"hook type {value!r} is invalid; valid hook types: {_VALID_HOOKS}")
     return value
 
@@ -39,12 +39,12 @@ class PluginFields(BaseModel):
     description: str | None = Field(None, max_length=10_000)
     command: str | None = Field(None, min_length=1, max_length=2048)
     oci_reference: str | None = Field(None, max_length=2048)
-    hook_type: str | None = Field(None, json_schema_extra={"enum": [*HOOK_TYPES, None]})
+    hook_type: str | None = Field(None, json_schema_extra={"enum": [*PLUGIN_HOOKS, None]})
     hook_types: list[str] | None = Field(
         None,
         min_length=1,
-        max_length=len(HOOK_TYPES),
-        json_schema_extra={"items": {"enum": list(HOOK_TYPES)}},
+        max_length=len(PLUGIN_HOOKS),
+        json_schema_extra={"items": {"enum": list(PLUGIN_HOOKS)}},
     )
     plugin_type: PluginType | None = None
     is_active: bool | None = None

@@ -24,12 +24,12 @@ from solstice.cli.client import (
     status_cell,
     table,
 )
-from solstice.hooks import FAILURE_POLICIES, HOOK_TYPES
+from solstice.hooks import FAILURE_POLICIES, PLUGIN_HOOKS
 
 app = typer.Typer(help="Manage the plugins of a running server.", no_args_is_help=True)
 
 _PREFIX = "/api/v1/plugins"
-_HOOKS = ", ".join(HOOK_TYPES)
+_HOOKS = ", ".join(PLUGIN_HOOKS)
 _LABELS = {"is_active": "active", "timeout_ms": "timeout (ms)", "uptime_s": "uptime"}
 
 Ref = Annotated[str, typer.Argument(help="Plugin id or slug.", show_default=False)]

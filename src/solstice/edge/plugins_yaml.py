@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from solstice.appkeys import hash_key
 from solstice.edge.source import Apply, SyncStatus
 from solstice.gateway import mock
-from solstice.hooks import FailurePolicy, HookType
+from solstice.hooks import FailurePolicy, PluginHook
 from solstice.safejson import MAX_DEPTH, JSONObject
 from solstice.security.upstreams import UpstreamRefused, split_upstream_url
 from solstice.security.variables import refusal as secret_refusal
@@ -45,7 +45,7 @@ class _Model(BaseModel):
 class FilePlugin(_Model):
     slug: str = Field(pattern=SLUG_PATTERN)
     command: str = Field(max_length=2048)
-    hook_types: list[HookType] = Field(min_length=1)
+    hook_types: list[PluginHook] = Field(min_length=1)
     config: JSONObject = Field(default_factory=dict)
     timeout_ms: int = Field(1000, ge=1, le=600_000)
     failure_policy: FailurePolicy | None = None

@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from solstice import safejson
-from solstice.appkeys import hash_key
 from solstice.gateway.collector import Collector
+from solstice.gateway.http import app_for_key, credential_of, raw_headers, read_limited
 from solstice.gateway.openai_errors import openai_error, plugin_failure
 from solstice.gateway.pipeline import Blocked, Hooks, PluginFailure, Unauthorized, apply_modify
+from solstice.gateway.plugin_endpoints import PluginEndpoints
 from solstice.gateway.routes import AppIdentity, ConfigHolder, Route, Step
 from solstice.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, forwardable
 from solstice.host import PluginHost, PluginNotLoadedError
@@ -29,26 +30,11 @@ log = structlog.get_logger("solstice.gateway")
 _MaybeResponse = TypeVar("_MaybeResponse", Response, None)
 
 
-def _credential(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("x-api-key") or request.headers.get("api-key") or ""
-
-
-def _raw(headers: list[tuple[str, str]], length: int | None = None) -> list[tuple[bytes, bytes]]:
-    """ASGI header pairs, with Content-Length for a body of `length` bytes."""
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    if length is not None:
-        raw.append((b"content-length", str(length).encode()))
-    return raw
-
-
 def _stopped(stop: Exception) -> Response:
     """The response for a request that ends before (or instead of) the upstream's answer."""
     if isinstance(stop, Blocked):
         response = Response(stop.block.body, status_code=stop.block.status or 403)
-        response.raw_headers = _raw(
+        response.raw_headers = raw_headers(
             forwardable([(h.name, h.value) for h in stop.block.headers]), len(stop.block.body)
         )
         return response
@@ -90,6 +76,7 @@ class Gateway:
         self.hooks = Hooks(host)
         self.upstream = Upstream(settings)
         self.collector = Collector(host, settings)
+        self.endpoints = PluginEndpoints(settings, state, host)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -149,7 +136,7 @@ class Gateway:
         )
         try:
             await self.hooks.request_chain(route.chains["pre_auth"], "pre_auth", ctx, message)
-            await self._authenticate(route, ctx, message, _credential(request))
+            await self._authenticate(route, ctx, message, credential_of(request))
             await self.hooks.request_chain(route.chains["post_auth"], "post_auth", ctx, message)
             upstream = await self.upstream.send(
                 route, message.method, message.path, message.query,
@@ -162,18 +149,9 @@ class Gateway:
         return await self._buffered(route, ctx, message, record, started, upstream)
 
     async def _read_body(self, request: Request) -> tuple[bytes, Response | None]:
-        limit = self.settings.gateway_max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return b"", openai_error(413, safejson.body_too_large(limit, int(declared)))
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return b"", openai_error(413, safejson.body_too_large(limit))
-            parts.append(chunk)
-        body = b"".join(parts)
+        body, problem = await read_limited(request, self.settings.gateway_max_body_bytes)
+        if problem is not None:
+            return b"", problem
         if body and "json" in request.headers.get("content-type", "json").lower():
             try:
                 # Bounded like API bodies: plugins parse this body too, and deep nesting crashes parsers.
@@ -196,11 +174,7 @@ class Gateway:
             ctx.app.CopyFrom(pb.App(id=who.app_id, name=known.name if known else ""))
             ctx.user_id = who.user_id
             return
-        if not credential:
-            raise Unauthorized(401, "missing API key; send 'Authorization: Bearer <app key>'")
-        app = config.apps_by_key.get(hash_key(credential))
-        if app is None:
-            raise Unauthorized(401, "the API key is invalid or revoked")
+        app = app_for_key(config, credential)
         self._check_app(app, route)
         ctx.app.CopyFrom(pb.App(id=str(app.id), name=app.name))
 
@@ -235,7 +209,9 @@ class Gateway:
                 _usage(record, safejson.loads(response.body))
             record.response_body = response.body
         out = Response(response.body, status_code=response.status)
-        out.raw_headers = _raw(forwardable([(h.name, h.value) for h in response.headers]), len(response.body))
+        out.raw_headers = raw_headers(
+            forwardable([(h.name, h.value) for h in response.headers]), len(response.body)
+        )
         return self._finish(route, ctx, record, started, out)
 
     def _stream(
@@ -289,7 +265,7 @@ class Gateway:
                 self._background(self._stream_end(route, ctx, message, upstream, whole, index))
 
         streamed = StreamingResponse(relay(), status_code=upstream.status)
-        streamed.raw_headers = _raw(forwardable(upstream.headers))  # repeated headers stay repeated
+        streamed.raw_headers = raw_headers(forwardable(upstream.headers))  # repeated headers stay repeated
         return streamed
 
     def _wants_chunks(self, step: Step) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from solstice.hooks import HOOK_TYPES, FailurePolicy, default_failure_policy, hook_types_of
+from solstice.hooks import ENDPOINT_HOOK, HOOK_TYPES, FailurePolicy, default_failure_policy, hook_types_of
 from solstice.snapshot import PluginEntry, Snapshot, config_id_for, deep_merge
 
 
@@ -52,10 +52,13 @@ class GatewayConfig:
     routes: Mapping[str, Route] = field(default_factory=dict)
     apps_by_key: Mapping[str, AppIdentity] = field(default_factory=dict)
     apps_by_id: Mapping[int, AppIdentity] = field(default_factory=dict)
+    # Active plugins registered for custom_endpoint: their routes are served at /plugins/{slug}/.
+    endpoint_plugins: frozenset[str] = frozenset()
 
 
 def _hooks(plugin: PluginEntry) -> list[str]:
-    return hook_types_of(plugin.get("hook_types"), plugin.get("hook_type"))
+    """The pipeline hooks a plugin is registered for (custom_endpoint is served apart)."""
+    return [h for h in hook_types_of(plugin.get("hook_types"), plugin.get("hook_type")) if h in HOOK_TYPES]
 
 
 def _step(
@@ -111,7 +114,12 @@ def config_from_snapshot(snapshot: Snapshot) -> GatewayConfig:
         for app in snapshot.get("apps", [])
     }
     by_key = {key: apps[app["id"]] for app in snapshot.get("apps", []) for key in app.get("key_hashes", [])}
-    return GatewayConfig(routes=routes, apps_by_key=by_key, apps_by_id=apps)
+    endpoints = frozenset(
+        slug
+        for slug, plugin in plugins.items()
+        if ENDPOINT_HOOK in hook_types_of(plugin.get("hook_types"), plugin.get("hook_type"))
+    )
+    return GatewayConfig(routes=routes, apps_by_key=by_key, apps_by_id=apps, endpoint_plugins=endpoints)
 
 
 class ConfigHolder:

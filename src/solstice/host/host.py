@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -117,7 +117,7 @@ class HookClient:
 
     async def handle_endpoint_stream(
         self, request: pb.EndpointRequest, timeout: float | None = None
-    ) -> AsyncIterator[pb.EndpointChunk]:
+    ) -> AsyncGenerator[pb.EndpointChunk, None]:
         """Serve one request to a streamed route; the instance stays in use until the stream ends."""
         supervisor = self._supervisor
         config_id = request.context.config_id

@@ -65,7 +65,7 @@ class PluginInstance:
         self.process = process
         self.info = pb.PluginInfo()
         # custom_endpoint: the routes the plugin declared, checked (see solstice.endpoints).
-        self.routes: list[Route] = []
+        self.routes: tuple[Route, ...] = ()
         self.started_at = time.time()
         self.inflight = 0
         # Bumped by each Configure of a config_id, so concurrent callers send it only once.
@@ -122,7 +122,7 @@ class PluginInstance:
             self._stdio = asyncio.create_task(self._stream_stdio(self.process.output))
         try:
             self.info = await self.client.get_info(settings.plugin_configure_timeout)
-            self.routes = routes_of(self.spec, self.info)
+            self.routes = tuple(routes_of(self.spec, self.info))
             for config_id in ("", *self.spec.overrides):
                 config = self.spec.config_for(config_id)
                 check_config(self.spec, self.info.config_schema_json, config, config_id)

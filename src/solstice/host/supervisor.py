@@ -14,6 +14,7 @@ import structlog
 from prometheus_client import Histogram
 
 from solstice.commands import CommandError, FileCommand, GrpcCommand, OciCommand, parse_command
+from solstice.endpoints import Route
 from solstice.host.errors import (
     PluginCallError,
     PluginError,
@@ -74,6 +75,8 @@ class PluginStatus:
     # oci:// plugins: the manifest digest running, and warnings from the pull (stale cache).
     digest: str | None = None
     warnings: tuple[str, ...] = ()
+    # custom_endpoint: the serving instance's routes, replaced with it on reload.
+    routes: tuple[Route, ...] = ()
 
 
 class PluginSupervisor:
@@ -224,6 +227,7 @@ class PluginSupervisor:
             info=instance.info if instance else None,
             digest=pulled.digest if pulled else None,
             warnings=self.policy_warnings + (pulled.warnings if pulled else ()),
+            routes=instance.routes if instance else (),
         )
 
     # -- internals -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import traceback
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -115,13 +116,17 @@ async def serve_launched(plugin: Plugin, env: Mapping[str, str]) -> int:
     try:
         await stop.wait()
     finally:
-        # Also when a handler ends the process (sys.exit): its last words must reach the host.
-        capture.close()
-    watcher.cancel()
-    await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(_LAUNCHED_GRACE_S)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
+        # Also when a handler ends the process (sys.exit) and asyncio cancels this task: a server
+        # left running would be torn down by the garbage collector after the loop closed, and its
+        # complaints would bury the plugin's last words in what the host reports.
+        watcher.cancel()
+        try:
+            await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await server.stop(_LAUNCHED_GRACE_S if stop.is_set() else None)
+        finally:
+            capture.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
     return 0
 
 
@@ -154,10 +159,23 @@ def serve(plugin: Plugin, argv: list[str] | None = None) -> NoReturn:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
     env = os.environ
     if env.get(MAGIC_COOKIE_KEY) == MAGIC_COOKIE_VALUE:
-        code = asyncio.run(serve_launched(plugin, env))
+        try:
+            code = asyncio.run(serve_launched(plugin, env))
+        except SystemExit as exc:
+            _exit_now(exc)
     elif listen := args.listen or env.get(ENV_LISTEN):
         code = asyncio.run(serve_standalone(plugin, listen))
     else:
         sys.stderr.write(USAGE)
         code = 1
     sys.exit(code)
+
+
+def _exit_now(exc: SystemExit) -> NoReturn:
+    """End a launched plugin whose handler called sys.exit, its traceback the last thing it says."""
+    traceback.print_exception(exc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Interpreter teardown would collect the handler's task after this and log it again ("Task
+    # exception was never retrieved"), at a moment that varies from run to run.
+    os._exit(exc.code if isinstance(exc.code, int) else 1)

@@ -6,8 +6,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from solstice.endpoints import METHODS
+
 PROXY_PATH = "/llm/{slug}/{path:path}"
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# A plugin's own root (/plugins/{slug}) is its route "/", like /plugins/{slug}/.
+ENDPOINT_PATHS = ("/plugins/{slug}", "/plugins/{slug}/{path:path}")
 
 
 async def _proxy(request: Request) -> Response:
@@ -15,6 +19,13 @@ async def _proxy(request: Request) -> Response:
     return response
 
 
+async def _endpoint(request: Request) -> Response:
+    response: Response = await request.app.state.gateway.endpoints.handle(request)
+    return response
+
+
 def mount_proxy(app: Starlette) -> None:
-    """Route /llm/{slug}/… to the Gateway held in `app.state.gateway`."""
+    """Route /llm/{slug}/… and plugins' /plugins/{slug}/… to the Gateway in `app.state.gateway`."""
     app.router.add_route(PROXY_PATH, _proxy, methods=list(PROXY_METHODS), include_in_schema=False)
+    for path in ENDPOINT_PATHS:
+        app.router.add_route(path, _endpoint, methods=list(METHODS), include_in_schema=False)
