@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     plugin_endpoint_stream_timeout: float = Field(
         300.0, gt=0, allow_inf_nan=False, description="Deadline of one streamed custom endpoint call."
     )
+    plugin_kv_max_value_bytes: int = Field(
+        256 << 10, ge=1, le=4 << 20, description="Largest value a plugin may store under one key."
+    )
+    plugin_kv_max_bytes: int = Field(
+        64 << 20,
+        ge=1,
+        description="Most a plugin may store in all (keys and values, expired ones not counted).",
+    )
     plugin_drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )

@@ -41,6 +41,8 @@ class PluginEntry(TypedDict):
     # POST /plugins/{id}/reload bumps (edges reload with the control plane).
     name: NotRequired[str]
     revision: NotRequired[int]
+    # Host service API scopes an operator approved (on an edge from plugins.yaml: `scopes`).
+    approved_scopes: NotRequired[list[str]]
     # Why the stored settings cannot be used: the edge fails the plugin with this reason instead
     # of running it without its settings.
     unusable: NotRequired[str]

@@ -16,6 +16,7 @@ from solstice.control.bootstrap import ensure_admin_token, ensure_plugins
 from solstice.control.changes import ChangeFeed
 from solstice.control.gateway_view import StoredGatewayConfig
 from solstice.control.manager import PluginManager
+from solstice.control.plugin_services import control_plane_services
 from solstice.gateway.proxy import Gateway
 from solstice.host import PluginHost, PluginSpec
 from solstice.oci.puller import cache_dir_of
@@ -65,6 +66,7 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         routes.listeners.append(changes.changed)  # every change reaches waiting edges
         await routes.refresh()
         manager.listeners.append(routes.refresh)
+        host.services = control_plane_services(settings, sessions, routes)
         gateway = Gateway(settings, routes, host)
         gateway.start()
         app.state.settings = settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
 from solstice.api.schemas import (
     RESERVED_SLUGS,
+    DataCleared,
     HealthReport,
     HealthSummary,
     PluginCreate,
@@ -20,9 +22,15 @@ from solstice.api.schemas import (
     PluginHealth,
     PluginOut,
     PluginPage,
+    PluginScopes,
+    RouteOut,
+    ScopeApproval,
+    ScopeChange,
 )
 from solstice.commands import OciCommand, parse_command
+from solstice.control import grants
 from solstice.control.errors import ConflictError, InvalidError, RefusedError
+from solstice.control.grants import ScopeState, pending_scopes, requested_scopes
 from solstice.control.manager import PluginManager
 from solstice.control.specs import live_status
 from solstice.hooks import default_failure_policy, hook_types_of
@@ -33,6 +41,7 @@ from solstice.safejson import unreadable_reason
 from solstice.security.policy import PolicyError
 from solstice.store.models import PluginRow
 from solstice.store.plugins import MAX_ID, PluginFilter, list_plugins, slug_taken
+from solstice.store.scopes import all_approvals, approvals_of
 
 router = APIRouter(prefix="/api/v1/plugins", tags=["plugins"])
 _DERIVED_SLUG_ATTEMPTS = 20
@@ -43,9 +52,10 @@ def _manager(request: Request) -> PluginManager:
     return manager
 
 
-def render(row: PluginRow, manager: PluginManager) -> PluginOut:
-    """The API view of a stored plugin, with its live status."""
+def render(row: PluginRow, manager: PluginManager, approved: Sequence[str]) -> PluginOut:
+    """The API view of a stored plugin, with its live status; `approved` are its approved scopes."""
     status, error = live_status(row, manager.host)
+    requested = requested_scopes(row, manager)
     return PluginOut(
         id=row.id,
         name=row.name,
@@ -68,9 +78,38 @@ def render(row: PluginRow, manager: PluginManager) -> PluginOut:
         last_error=error,
         warnings=[*(row.warnings or []), *_unreadable(row)],
         digest=row.digest,
+        routes=_routes(row, manager),
+        requested_scopes=requested,
+        pending_scopes=pending_scopes(requested, approved),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _routes(row: PluginRow, manager: PluginManager) -> list[RouteOut]:
+    """The routes the running instance declared ([] when it does not run here)."""
+    try:
+        info = manager.host.status(row.slug).info
+    except PluginNotLoadedError:
+        return []
+    if info is None or not row.is_active:
+        return []
+    return [
+        RouteOut(
+            path=e.path,
+            methods=list(e.methods),
+            description=e.description,
+            require_auth=e.require_auth,
+            stream=e.stream,
+        )
+        for e in info.endpoints
+    ]
+
+
+async def _render(row: PluginRow, manager: PluginManager) -> PluginOut:
+    async with manager.sessions() as session:
+        approved = [a.scope for a in await approvals_of(session, row.id)]
+    return render(row, manager, approved)
 
 
 def _unreadable(row: PluginRow) -> list[str]:
@@ -141,12 +180,12 @@ async def create_plugin(request: Request, principal: Principal = Depends(require
     values["hook_type"], values["hook_types"] = _normalise_hooks(body.hook_type, body.hook_types)
     values.setdefault("is_active", True)
     if body.slug:
-        return render(await manager.create(values, principal.name), manager)
+        return await _render(await manager.create(values, principal.name), manager)
     for _ in range(_DERIVED_SLUG_ATTEMPTS):
         # Concurrent creates may derive the same slug; the loser takes the next free one.
         values["slug"] = await _free_slug(manager, body.name)
         try:
-            return render(await manager.create(values, principal.name), manager)
+            return await _render(await manager.create(values, principal.name), manager)
         except ConflictError:
             continue
     raise ConflictError(f"could not derive a free slug from name {body.name!r}; pass a slug")
@@ -170,7 +209,9 @@ async def list_all(
     )
     async with manager.sessions() as session:
         rows, total = await list_plugins(session, where, limit, offset)
-    return PluginPage(data=[render(r, manager) for r in rows], total=total, limit=limit, offset=offset)
+        approvals = await all_approvals(session)
+    data = [render(r, manager, approvals.get(r.id, [])) for r in rows]
+    return PluginPage(data=data, total=total, limit=limit, offset=offset)
 
 
 def _health(row: PluginRow, manager: PluginManager) -> PluginHealth:
@@ -212,7 +253,7 @@ async def health_all(request: Request, principal: Principal = Depends(require_re
 async def get_one(ref: str, request: Request, principal: Principal = Depends(require_read)) -> PluginOut:
     """One plugin, by numeric id or slug."""
     manager = _manager(request)
-    return render(await manager.get(ref), manager)
+    return await _render(await manager.get(ref), manager)
 
 
 # What PUT stores for optional fields a client leaves out.
@@ -259,7 +300,7 @@ async def _change(request: Request, ref: str, principal: Principal, replace: boo
         )
         changes["hook_type"], changes["hook_types"] = _normalise_hooks(hook_type, hook_types)
     row = await manager.update(ref, changes, principal.name)
-    return render(row, manager)
+    return await _render(row, manager)
 
 
 @router.patch("/{ref}", response_model=PluginOut, openapi_extra=documented(PluginFields))
@@ -285,7 +326,7 @@ async def delete_one(ref: str, request: Request, principal: Principal = Depends(
 async def reload_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
     """Start a fresh instance and switch to it; 502 (old instance kept) when it fails."""
     manager = _manager(request)
-    return render(await manager.reload(ref, principal.name), manager)
+    return await _render(await manager.reload(ref, principal.name), manager)
 
 
 @router.get("/{ref}/health", response_model=PluginHealth)
@@ -295,3 +336,51 @@ async def health_one(
     """Runtime health of one plugin."""
     manager = _manager(request)
     return _health(await manager.get(ref), manager)
+
+
+def _scopes_out(state: ScopeState) -> PluginScopes:
+    return PluginScopes(
+        plugin=state.slug,
+        requested=state.requested,
+        approved=[
+            ScopeApproval(scope=a.scope, approved_by=a.approved_by, approved_at=a.approved_at)
+            for a in state.approved
+        ],
+        pending=state.pending,
+    )
+
+
+@router.get("/{ref}/scopes", response_model=PluginScopes)
+async def get_scopes(
+    ref: str, request: Request, principal: Principal = Depends(require_read)
+) -> PluginScopes:
+    """The host service API scopes a plugin requests, those approved, and those pending."""
+    return _scopes_out(await grants.scope_state(_manager(request), ref))
+
+
+@router.post("/{ref}/scopes/approve", response_model=PluginScopes, openapi_extra=documented(ScopeChange))
+async def approve_scopes(
+    ref: str, request: Request, principal: Principal = Depends(require_admin)
+) -> PluginScopes:
+    """Approve scopes; the plugin's next call may use them, without a reload. Audited."""
+    body = ScopeChange.model_validate(await json_object(request))
+    return _scopes_out(await grants.approve(_manager(request), ref, body.scopes, principal.name))
+
+
+@router.post("/{ref}/scopes/revoke", response_model=PluginScopes, openapi_extra=documented(ScopeChange))
+async def revoke_scopes(
+    ref: str, request: Request, principal: Principal = Depends(require_admin)
+) -> PluginScopes:
+    """Withdraw approvals; the plugin's next call under them is refused. Audited."""
+    body = ScopeChange.model_validate(await json_object(request))
+    return _scopes_out(await grants.revoke(_manager(request), ref, body.scopes, principal.name))
+
+
+@router.delete("/{ref}/data", response_model=DataCleared)
+async def delete_data(
+    ref: str, request: Request, principal: Principal = Depends(require_admin)
+) -> DataCleared:
+    """Remove every key the plugin stored with kv.*. Audited."""
+    manager = _manager(request)
+    row = await manager.get(ref)
+    return DataCleared(plugin=row.slug, deleted_keys=await grants.clear_data(manager, ref, principal.name))

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from solstice.hooks import PLUGIN_HOOKS, FailurePolicy, PluginType
 from solstice.safejson import JSONObject
+from solstice.scopes import SCOPES
 from solstice.security.variables import refusal as secret_refusal
 from solstice.snapshot import SLUG_PATTERN
 
@@ -142,8 +143,55 @@ class PluginOut(BaseModel):
     last_error: str | None
     warnings: list[str]
     digest: str | None
+    # custom_endpoint: the routes the running instance serves under /plugins/{slug}/.
+    routes: list[RouteOut]
+    # Host service API scopes the plugin asks for, and those of them no operator approved yet.
+    requested_scopes: list[str]
+    pending_scopes: list[str]
     created_at: datetime
     updated_at: datetime
+
+
+class RouteOut(BaseModel):
+    """A route a plugin serves."""
+
+    path: str
+    methods: list[str]
+    description: str
+    require_auth: bool
+    stream: bool
+
+
+class ScopeApproval(BaseModel):
+    """One approved scope: by whom and when."""
+
+    scope: str
+    approved_by: str
+    approved_at: datetime
+
+
+class PluginScopes(BaseModel):
+    """A plugin's host service API scopes."""
+
+    plugin: str
+    requested: list[str]
+    approved: list[ScopeApproval]
+    pending: list[str]
+
+
+class ScopeChange(BaseModel):
+    """Scopes to approve or revoke."""
+
+    model_config = INPUT
+
+    scopes: list[str] = Field(max_length=len(SCOPES))
+
+
+class DataCleared(BaseModel):
+    """What DELETE /plugins/{id}/data removed."""
+
+    plugin: str
+    deleted_keys: int
 
 
 class PluginPage(BaseModel):

@@ -321,6 +321,8 @@ class PluginManager:
                 for hook in row.hook_types or []
                 if hook not in reported
             ]
+        if info is not None:
+            learned["requested_scopes"] = sorted(set(info.scopes))
         if info is not None or status.digest or warnings:
             learned["warnings"] = warnings
         return learned

@@ -13,6 +13,7 @@ from solstice.store.apps import all_apps, live_keys
 from solstice.store.llms import all_chain_entries, all_llms
 from solstice.store.models import AppRow, LLMPluginRow, LLMRow
 from solstice.store.plugins import all_plugins
+from solstice.store.scopes import all_approvals
 
 log = structlog.get_logger("solstice.control")
 
@@ -87,11 +88,13 @@ async def build_snapshot(
     for key in await live_keys(session):
         keys.setdefault(key.app_id, []).append(key.key_hash)
     apps = [a for a in await all_apps(session) if _visible(namespace, a.namespace)]
+    approvals = await all_approvals(session)
     return new_snapshot(
         namespace,
         reload_generation,
         plugins=sorted(
-            (plugin_entry(p, entries_of.get(p.id, [])) for p in plugins.values()), key=lambda p: p["slug"]
+            (plugin_entry(p, entries_of.get(p.id, []), approvals.get(p.id, [])) for p in plugins.values()),
+            key=lambda p: p["slug"],
         ),
         llms=sorted(
             (_llm(llm, sorted(chains.get(llm.id, []), key=lambda e: e["position"]), keyring) for llm in llms),

@@ -12,7 +12,9 @@ from solstice.snapshot import PluginEntry, overrides_of
 from solstice.store.models import LLMPluginRow, PluginRow
 
 
-def plugin_entry(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> PluginEntry:
+def plugin_entry(
+    row: PluginRow, entries: Sequence[LLMPluginRow] = (), approved_scopes: Sequence[str] = ()
+) -> PluginEntry:
     """A stored plugin as the snapshot carries it; `entries` are the chain entries that use it."""
     plugin: PluginEntry = {
         "slug": row.slug,
@@ -31,6 +33,7 @@ def plugin_entry(row: PluginRow, entries: Sequence[LLMPluginRow] = ()) -> Plugin
         "namespace": row.namespace or "",
         "digest": row.digest,
         "revision": row.revision,
+        "approved_scopes": list(approved_scopes),
     }
     unusable = unusable_reason(row, entries)
     if unusable:

@@ -54,6 +54,9 @@ class GatewayConfig:
     apps_by_id: Mapping[int, AppIdentity] = field(default_factory=dict)
     # Active plugins registered for custom_endpoint: their routes are served at /plugins/{slug}/.
     endpoint_plugins: frozenset[str] = frozenset()
+    # Host service API scopes approved per active plugin (slug): read at each call, so an
+    # approval takes effect without a reload.
+    approved_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _hooks(plugin: PluginEntry) -> list[str]:
@@ -119,7 +122,14 @@ def config_from_snapshot(snapshot: Snapshot) -> GatewayConfig:
         for slug, plugin in plugins.items()
         if ENDPOINT_HOOK in hook_types_of(plugin.get("hook_types"), plugin.get("hook_type"))
     )
-    return GatewayConfig(routes=routes, apps_by_key=by_key, apps_by_id=apps, endpoint_plugins=endpoints)
+    approved = {slug: frozenset(plugin.get("approved_scopes") or ()) for slug, plugin in plugins.items()}
+    return GatewayConfig(
+        routes=routes,
+        apps_by_key=by_key,
+        apps_by_id=apps,
+        endpoint_plugins=endpoints,
+        approved_scopes=approved,
+    )
 
 
 class ConfigHolder:

@@ -15,6 +15,7 @@ from solstice.host.errors import (
     ProtocolMismatchError,
 )
 from solstice.host.host import HookClient, PluginHost
+from solstice.host.service_link import ServiceHandler, refusal
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginState, PluginStatus
 
@@ -36,4 +37,6 @@ __all__ = [
     "PluginStoppedError",
     "PluginUnreachableError",
     "ProtocolMismatchError",
+    "ServiceHandler",
+    "refusal",
 ]

@@ -16,6 +16,7 @@ from solstice.host.client import PluginClient
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
 from solstice.host.oci_config import config_from_settings
+from solstice.host.service_link import ServiceHandler
 from solstice.host.spec import PluginSpec
 from solstice.host.supervisor import PluginStatus, PluginSupervisor
 from solstice.oci.puller import OciConfig, Puller, cache_dir_of
@@ -166,6 +167,9 @@ class PluginHost:
         sweep_dead_hosts(self.settings.plugin_cgroups)
         # Called with a slug after a plugin restarted on its own (not by load or reload).
         self.restart_listeners: list[Callable[[str], Awaitable[None]]] = []
+        # Answers plugins' calls to the platform (the host service API); set by the runtime. Without
+        # it, no plugin gets a service channel.
+        self.services: ServiceHandler | None = None
 
     def puller(self) -> Puller:
         """The OCI puller of this host, created (with its cache directory) on first use."""
@@ -194,7 +198,9 @@ class PluginHost:
         """
         if spec.slug in self._plugins:
             return await self.reload(spec.slug, spec)
-        supervisor = PluginSupervisor(spec, self.settings, self.puller, self.policy, self._restarted)
+        supervisor = PluginSupervisor(
+            spec, self.settings, self.puller, self.policy, self._restarted, lambda: self.services
+        )
         self._plugins[spec.slug] = supervisor
         await supervisor.start()
         return supervisor.status()

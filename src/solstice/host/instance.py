@@ -29,6 +29,7 @@ from solstice.host.errors import (
 )
 from solstice.host.output import PluginOutput
 from solstice.host.process import LocalProcess, open_executable
+from solstice.host.service_link import ServiceHandler, ServiceLink
 from solstice.host.spec import PluginSpec
 from solstice.oci.puller import Pulled
 from solstice.protocol import gp, gp_grpc, pb
@@ -77,6 +78,8 @@ class PluginInstance:
         # Set for oci:// plugins: what was pulled to run this instance.
         self.pulled: Pulled | None = None
         self._on_close: list[Callable[[], None]] = []
+        # The host service API stream, open while the instance serves a plugin that declared scopes.
+        self.link: ServiceLink | None = None
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the instance has stopped (e.g. release its cache pin)."""
@@ -104,8 +107,10 @@ class PluginInstance:
                 await self.client.configure(config, self.client.timeout, config_id)
                 self.generations[config_id] = seen_generation + 1
 
-    async def initialize(self, settings: Settings, timeout: float) -> None:
-        """Check health, open the stdio stream (local), read info and send the config."""
+    async def initialize(
+        self, settings: Settings, timeout: float, services: ServiceHandler | None = None
+    ) -> None:
+        """Check health, open the stdio stream (local), read info, open the service link, configure."""
         deadline = time.monotonic() + timeout
         delay = 0.02
         while (problem := await self._check_before(deadline, settings.plugin_health_timeout)) is not None:
@@ -123,6 +128,10 @@ class PluginInstance:
         try:
             self.info = await self.client.get_info(settings.plugin_configure_timeout)
             self.routes = tuple(routes_of(self.spec, self.info))
+            if self.info.scopes and services is not None:
+                # Before Configure, so that a plugin may already call the platform while configuring.
+                self.link = ServiceLink(self.spec.slug, self.channel, services, self.info.scopes)
+                self.link.start()
             for config_id in ("", *self.spec.overrides):
                 config = self.spec.config_for(config_id)
                 check_config(self.spec, self.info.config_schema_json, config, config_id)
@@ -171,6 +180,8 @@ class PluginInstance:
         if drain and self.inflight > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), settings.plugin_drain_timeout)
+        if self.link is not None:
+            await self.link.close()
         if self.process is not None:
             await self.process.stop(self.channel, settings.plugin_stop_grace)
         if self._stdio is not None:
@@ -235,7 +246,11 @@ async def verify_checksum(executable: CheckedFile, expected: str) -> None:
 
 
 async def start_local(
-    spec: PluginSpec, path: str, settings: Settings, resolved: bool = False
+    spec: PluginSpec,
+    path: str,
+    settings: Settings,
+    resolved: bool = False,
+    services: ServiceHandler | None = None,
 ) -> PluginInstance:
     """Start a file:// plugin, handshake, connect and configure it.
 
@@ -259,7 +274,7 @@ async def start_local(
     client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
     instance = PluginInstance(spec, channel, client, handshake.target, process)
     try:
-        await instance.initialize(settings, settings.plugin_handshake_timeout)
+        await instance.initialize(settings, settings.plugin_handshake_timeout, services)
     except BaseException:
         await instance.close(settings, drain=False)
         raise
@@ -267,7 +282,11 @@ async def start_local(
 
 
 async def connect_remote(
-    spec: PluginSpec, command: GrpcCommand, settings: Settings, dial: str | None = None
+    spec: PluginSpec,
+    command: GrpcCommand,
+    settings: Settings,
+    dial: str | None = None,
+    services: ServiceHandler | None = None,
 ) -> PluginInstance:
     """Connect to a grpc:// plugin, check its health and configure it.
 
@@ -281,7 +300,7 @@ async def connect_remote(
     client = PluginClient(channel, spec.slug, spec.timeout_ms or settings.plugin_timeout_ms)
     instance = PluginInstance(spec, channel, client, command.target)
     try:
-        await instance.initialize(settings, settings.plugin_connect_timeout)
+        await instance.initialize(settings, settings.plugin_connect_timeout, services)
     except BaseException:
         await instance.close(settings, drain=False)
         raise

@@ -23,6 +23,7 @@ from solstice.host.errors import (
     exited_text,
 )
 from solstice.host.instance import PluginInstance, connect_remote, start_local
+from solstice.host.service_link import ServiceHandler
 from solstice.host.spec import PluginSpec
 from solstice.metrics import HOOK_DURATION, HOOK_ERRORS, HOOK_TIMEOUTS, PLUGIN_RESTARTS, PLUGIN_START_FAILURES
 from solstice.oci.errors import OciError
@@ -93,8 +94,11 @@ class PluginSupervisor:
         oci: OciSource | None = None,
         policy: Policy | None = None,
         on_restart: Callable[[str], Awaitable[None]] | None = None,
+        services: Callable[[], ServiceHandler | None] = lambda: None,
     ) -> None:
         self.spec = spec
+        # What answers the plugin's calls to the platform; asked at each start.
+        self._services = services
         self.settings = settings
         self._oci = oci
         self._policy = policy
@@ -268,10 +272,16 @@ class PluginSupervisor:
         verdict = await self._check_policy(spec)
         if isinstance(command, FileCommand):
             return await start_local(
-                spec, verdict.path or command.path, self.settings, resolved=verdict.path is not None
+                spec,
+                verdict.path or command.path,
+                self.settings,
+                resolved=verdict.path is not None,
+                services=self._services(),
             )
         if isinstance(command, GrpcCommand):
-            return await connect_remote(spec, command, self.settings, dial=verdict.dial)
+            return await connect_remote(
+                spec, command, self.settings, dial=verdict.dial, services=self._services()
+            )
         assert isinstance(command, OciCommand)
         reference = command.reference
         if restart and self._instance_digest and self._instance_command == spec.command:
@@ -308,7 +318,7 @@ class PluginSupervisor:
         for warning in pulled.warnings:
             log.warning("oci plugin", plugin=spec.slug, warning=warning)
         try:
-            instance = await start_local(spec, str(pulled.path), self.settings)
+            instance = await start_local(spec, str(pulled.path), self.settings, services=self._services())
         except BaseException:
             puller.unpin(pulled.key)
             raise

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from solstice.hooks import HOOK_TYPES
 from solstice.protocol import pb
+from solstice.sdk.host import Host
 
 HookAnswer = pb.HookResponse | Awaitable[pb.HookResponse]
 
@@ -23,6 +24,16 @@ class Plugin:
     description: ClassVar[str] = ""
     config_schema: ClassVar[Mapping[str, Any] | None] = None
     wants_stream_chunks: ClassVar[bool] = False
+    # Host service API scopes the plugin needs (solstice.scopes.SCOPES); an operator approves them.
+    scopes: ClassVar[Sequence[str]] = ()
+
+    @property
+    def host(self) -> Host:
+        """The platform's services (kv, llms, apps, events), within the plugin's approved scopes."""
+        host = self.__dict__.get("_solstice_host")
+        if host is None:
+            host = self.__dict__["_solstice_host"] = Host()
+        return host
 
     def configure(self, config: dict[str, Any]) -> None:
         """Receive the plugin's configuration (a JSON object); called before any hook."""

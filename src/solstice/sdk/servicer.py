@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import json
@@ -14,6 +15,8 @@ import grpc
 from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import NOT_CONFIGURED
+from solstice.scopes import check_scopes
+from solstice.sdk.host import Host, Link
 from solstice.sdk.plugin import Plugin
 from solstice.sdk.routes import RouteSpec, respond, routes_of
 
@@ -45,6 +48,10 @@ class PluginServicer(pb_grpc.PluginServicer):
         if self._routes:
             self._hooks.add(ENDPOINT_HOOK)
         self._configured: dict[str, Plugin] = {}
+        # Refused here, before the handshake, so a misspelt scope fails the start with its name.
+        self._scopes = check_scopes(type(plugin).scopes)
+        # One Host for every configured object, so they all share the process's service channel.
+        self._host: Host = plugin.host
 
     def _object_for(self, config_id: str) -> Plugin:
         if not config_id:
@@ -53,9 +60,14 @@ class PluginServicer(pb_grpc.PluginServicer):
         if existing is not None:
             return existing
         try:
-            return type(self._plugin)()
+            fresh = type(self._plugin)()
         except TypeError:  # a constructor that needs arguments: copy the original instead
-            return copy.deepcopy(self._plugin)
+            fresh = copy.copy(self._plugin)
+            fresh.__dict__ = copy.deepcopy(
+                {k: v for k, v in self._plugin.__dict__.items() if k != "_solstice_host"}
+            )
+        fresh.__dict__["_solstice_host"] = self._host
+        return fresh
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: Context) -> pb.PluginInfo:
         cls = type(self._plugin)
@@ -68,7 +80,35 @@ class PluginServicer(pb_grpc.PluginServicer):
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
             endpoints=[spec.as_endpoint() for spec in self._routes.values()],
+            scopes=self._scopes,
         )
+
+    async def HostChannel(
+        self, request_iterator: AsyncIterator[pb.HostMessage], context: Context
+    ) -> AsyncIterator[pb.ServiceCall]:
+        """Carry the plugin's calls to Solstice and Solstice's replies back, while the host keeps it open."""
+        link = Link()
+        first = await anext(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "hello":
+            return
+        link.slug = first.hello.plugin_slug
+        reader = asyncio.create_task(self._read_replies(link, request_iterator))
+        self._host.attach(link)
+        try:
+            while (call := await link.outbox.get()) is not None:
+                yield call
+        finally:
+            self._host.detach(link)
+            reader.cancel()
+
+    @staticmethod
+    async def _read_replies(link: Link, messages: AsyncIterator[pb.HostMessage]) -> None:
+        try:
+            async for message in messages:
+                if message.WhichOneof("part") == "reply":
+                    link.deliver(message.reply)
+        finally:
+            link.close()  # the host ended the stream: end ours, fail what still waits
 
     async def Configure(self, request: pb.ConfigureRequest, context: Context) -> pb.ConfigureResponse:
         try:

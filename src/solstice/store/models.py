@@ -1,4 +1,4 @@
-"""Database tables: plugins, API tokens and the audit log."""
+"""Database tables: plugins and their scopes and data, LLMs, apps, tokens, edges, the audit log."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -76,11 +78,43 @@ class PluginRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
     digest: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The host service API scopes the plugin declared when it last started here.
+    requested_scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # A global plugin runs on every LLM, before the LLM's own chain.
     is_global: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped by every change that needs running instances to reload (several servers may share a database).
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PluginScopeRow(Base):
+    """A host service API scope an operator approved for a plugin."""
+
+    __tablename__ = "plugin_scopes"
+
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    approved_by: Mapped[str] = mapped_column(String(120))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Byte order on PostgreSQL too, so listings page the same way on both databases.
+KvKeyType = String(512).with_variant(String(512, collation="C"), "postgresql")
+
+
+class PluginKvRow(Base):
+    """One key of a plugin's own key-value data."""
+
+    __tablename__ = "plugin_kv"
+
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(KvKeyType, primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    # Key and value bytes: what the entry counts against the plugin's total.
+    size: Mapped[int] = mapped_column(Integer)
+    # Milliseconds since the epoch; null: never expires.
+    expires_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -36,6 +36,14 @@ type PluginClient interface {
 	// The same for a route declared with `stream`: the first message is the head (status and
 	// headers), each later one a piece of the body, relayed to the client as it comes.
 	HandleEndpointStream(ctx context.Context, in *EndpointRequest, opts ...grpc.CallOption) (Plugin_HandleEndpointStreamClient, error)
+	// The host service API, carried over the connection the host already holds. The host opens
+	// this stream once per instance, after GetInfo and before Configure, when the plugin declares
+	// scopes (PluginInfo.scopes), and keeps it open while the instance serves. Its first message
+	// is a HostHello. The plugin sends its calls to the platform as the messages of the response
+	// stream; the host answers each with one ServiceReply carrying the call's id (several, the
+	// last with `more` false, for a streamed call). The host knows which plugin is at the other
+	// end: a call never names its caller.
+	HostChannel(ctx context.Context, opts ...grpc.CallOption) (Plugin_HostChannelClient, error)
 }
 
 type pluginClient struct {
@@ -150,6 +158,37 @@ func (x *pluginHandleEndpointStreamClient) Recv() (*EndpointChunk, error) {
 	return m, nil
 }
 
+func (c *pluginClient) HostChannel(ctx context.Context, opts ...grpc.CallOption) (Plugin_HostChannelClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Plugin_serviceDesc.Streams[1], "/solstice.plugin.v1.Plugin/HostChannel", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &pluginHostChannelClient{stream}
+	return x, nil
+}
+
+type Plugin_HostChannelClient interface {
+	Send(*HostMessage) error
+	Recv() (*ServiceCall, error)
+	grpc.ClientStream
+}
+
+type pluginHostChannelClient struct {
+	grpc.ClientStream
+}
+
+func (x *pluginHostChannelClient) Send(m *HostMessage) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *pluginHostChannelClient) Recv() (*ServiceCall, error) {
+	m := new(ServiceCall)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility
@@ -173,6 +212,14 @@ type PluginServer interface {
 	// The same for a route declared with `stream`: the first message is the head (status and
 	// headers), each later one a piece of the body, relayed to the client as it comes.
 	HandleEndpointStream(*EndpointRequest, Plugin_HandleEndpointStreamServer) error
+	// The host service API, carried over the connection the host already holds. The host opens
+	// this stream once per instance, after GetInfo and before Configure, when the plugin declares
+	// scopes (PluginInfo.scopes), and keeps it open while the instance serves. Its first message
+	// is a HostHello. The plugin sends its calls to the platform as the messages of the response
+	// stream; the host answers each with one ServiceReply carrying the call's id (several, the
+	// last with `more` false, for a streamed call). The host knows which plugin is at the other
+	// end: a call never names its caller.
+	HostChannel(Plugin_HostChannelServer) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -206,6 +253,9 @@ func (UnimplementedPluginServer) HandleEndpoint(context.Context, *EndpointReques
 }
 func (UnimplementedPluginServer) HandleEndpointStream(*EndpointRequest, Plugin_HandleEndpointStreamServer) error {
 	return status.Errorf(codes.Unimplemented, "method HandleEndpointStream not implemented")
+}
+func (UnimplementedPluginServer) HostChannel(Plugin_HostChannelServer) error {
+	return status.Errorf(codes.Unimplemented, "method HostChannel not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 
@@ -385,6 +435,32 @@ func (x *pluginHandleEndpointStreamServer) Send(m *EndpointChunk) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _Plugin_HostChannel_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PluginServer).HostChannel(&pluginHostChannelServer{stream})
+}
+
+type Plugin_HostChannelServer interface {
+	Send(*ServiceCall) error
+	Recv() (*HostMessage, error)
+	grpc.ServerStream
+}
+
+type pluginHostChannelServer struct {
+	grpc.ServerStream
+}
+
+func (x *pluginHostChannelServer) Send(m *ServiceCall) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *pluginHostChannelServer) Recv() (*HostMessage, error) {
+	m := new(HostMessage)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 var _Plugin_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "solstice.plugin.v1.Plugin",
 	HandlerType: (*PluginServer)(nil),
@@ -427,6 +503,12 @@ var _Plugin_serviceDesc = grpc.ServiceDesc{
 			StreamName:    "HandleEndpointStream",
 			Handler:       _Plugin_HandleEndpointStream_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "HostChannel",
+			Handler:       _Plugin_HostChannel_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "solstice/protocol/plugin/v1/plugin.proto",

@@ -40,7 +40,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PluginInfo(_message.Message):
-    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints")
+    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints", "scopes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class PluginInfo(_message.Message):
     CONFIG_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     WANTS_STREAM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
@@ -55,7 +56,8 @@ class PluginInfo(_message.Message):
     config_schema_json: str
     wants_stream_chunks: bool
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConfigureRequest(_message.Message):
     __slots__ = ("config_json", "plugin_slug", "config_id")
@@ -373,3 +375,235 @@ class EndpointChunk(_message.Message):
     head: HttpResponse
     body: bytes
     def __init__(self, head: _Optional[_Union[HttpResponse, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class HostMessage(_message.Message):
+    __slots__ = ("hello", "reply")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    hello: HostHello
+    reply: ServiceReply
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[ServiceReply, _Mapping]] = ...) -> None: ...
+
+class HostHello(_message.Message):
+    __slots__ = ("plugin_slug",)
+    PLUGIN_SLUG_FIELD_NUMBER: _ClassVar[int]
+    plugin_slug: str
+    def __init__(self, plugin_slug: _Optional[str] = ...) -> None: ...
+
+class ServiceCall(_message.Message):
+    __slots__ = ("id", "kv_get", "kv_put", "kv_delete", "kv_list", "llms_list", "llms_get", "apps_list", "apps_get", "llms_call", "events_publish", "cancel")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KV_GET_FIELD_NUMBER: _ClassVar[int]
+    KV_PUT_FIELD_NUMBER: _ClassVar[int]
+    KV_DELETE_FIELD_NUMBER: _ClassVar[int]
+    KV_LIST_FIELD_NUMBER: _ClassVar[int]
+    LLMS_LIST_FIELD_NUMBER: _ClassVar[int]
+    LLMS_GET_FIELD_NUMBER: _ClassVar[int]
+    APPS_LIST_FIELD_NUMBER: _ClassVar[int]
+    APPS_GET_FIELD_NUMBER: _ClassVar[int]
+    LLMS_CALL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    kv_get: KvGet
+    kv_put: KvPut
+    kv_delete: KvDelete
+    kv_list: KvList
+    llms_list: ListRequest
+    llms_get: GetRequest
+    apps_list: ListRequest
+    apps_get: GetRequest
+    llms_call: LlmCall
+    events_publish: Event
+    cancel: int
+    def __init__(self, id: _Optional[int] = ..., kv_get: _Optional[_Union[KvGet, _Mapping]] = ..., kv_put: _Optional[_Union[KvPut, _Mapping]] = ..., kv_delete: _Optional[_Union[KvDelete, _Mapping]] = ..., kv_list: _Optional[_Union[KvList, _Mapping]] = ..., llms_list: _Optional[_Union[ListRequest, _Mapping]] = ..., llms_get: _Optional[_Union[GetRequest, _Mapping]] = ..., apps_list: _Optional[_Union[ListRequest, _Mapping]] = ..., apps_get: _Optional[_Union[GetRequest, _Mapping]] = ..., llms_call: _Optional[_Union[LlmCall, _Mapping]] = ..., events_publish: _Optional[_Union[Event, _Mapping]] = ..., cancel: _Optional[int] = ...) -> None: ...
+
+class ServiceReply(_message.Message):
+    __slots__ = ("id", "more", "error", "kv_value", "kv_written", "kv_keys", "llms", "llm", "apps", "app", "llm_call", "event")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    KV_VALUE_FIELD_NUMBER: _ClassVar[int]
+    KV_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    KV_KEYS_FIELD_NUMBER: _ClassVar[int]
+    LLMS_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    LLM_CALL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    more: bool
+    error: ServiceError
+    kv_value: KvValue
+    kv_written: KvWritten
+    kv_keys: KvKeys
+    llms: LlmList
+    llm: LlmInfo
+    apps: AppList
+    app: AppInfo
+    llm_call: LlmCallPart
+    event: EventPublished
+    def __init__(self, id: _Optional[int] = ..., more: _Optional[bool] = ..., error: _Optional[_Union[ServiceError, _Mapping]] = ..., kv_value: _Optional[_Union[KvValue, _Mapping]] = ..., kv_written: _Optional[_Union[KvWritten, _Mapping]] = ..., kv_keys: _Optional[_Union[KvKeys, _Mapping]] = ..., llms: _Optional[_Union[LlmList, _Mapping]] = ..., llm: _Optional[_Union[LlmInfo, _Mapping]] = ..., apps: _Optional[_Union[AppList, _Mapping]] = ..., app: _Optional[_Union[AppInfo, _Mapping]] = ..., llm_call: _Optional[_Union[LlmCallPart, _Mapping]] = ..., event: _Optional[_Union[EventPublished, _Mapping]] = ...) -> None: ...
+
+class ServiceError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class KvGet(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class KvValue(_message.Message):
+    __slots__ = ("found", "value", "expires_unix_ms")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: bytes
+    expires_unix_ms: int
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+
+class KvPut(_message.Message):
+    __slots__ = ("key", "value", "ttl_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    ttl_ms: int
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class KvDelete(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class KvWritten(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class KvList(_message.Message):
+    __slots__ = ("prefix", "limit", "page_token")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    limit: int
+    page_token: str
+    def __init__(self, prefix: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class KvKey(_message.Message):
+    __slots__ = ("key", "size", "expires_unix_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size: int
+    expires_unix_ms: int
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+
+class KvKeys(_message.Message):
+    __slots__ = ("keys", "next_page_token")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KvKey]
+    next_page_token: str
+    def __init__(self, keys: _Optional[_Iterable[_Union[KvKey, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class LlmInfo(_message.Message):
+    __slots__ = ("id", "slug", "name", "vendor", "upstream_url", "is_active")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SLUG_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_URL_FIELD_NUMBER: _ClassVar[int]
+    IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    slug: str
+    name: str
+    vendor: str
+    upstream_url: str
+    is_active: bool
+    def __init__(self, id: _Optional[str] = ..., slug: _Optional[str] = ..., name: _Optional[str] = ..., vendor: _Optional[str] = ..., upstream_url: _Optional[str] = ..., is_active: _Optional[bool] = ...) -> None: ...
+
+class LlmList(_message.Message):
+    __slots__ = ("llms",)
+    LLMS_FIELD_NUMBER: _ClassVar[int]
+    llms: _containers.RepeatedCompositeFieldContainer[LlmInfo]
+    def __init__(self, llms: _Optional[_Iterable[_Union[LlmInfo, _Mapping]]] = ...) -> None: ...
+
+class AppInfo(_message.Message):
+    __slots__ = ("id", "name", "is_active", "llms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    LLMS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    is_active: bool
+    llms: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., is_active: _Optional[bool] = ..., llms: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AppList(_message.Message):
+    __slots__ = ("apps",)
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    apps: _containers.RepeatedCompositeFieldContainer[AppInfo]
+    def __init__(self, apps: _Optional[_Iterable[_Union[AppInfo, _Mapping]]] = ...) -> None: ...
+
+class LlmCall(_message.Message):
+    __slots__ = ("llm", "path", "method", "headers", "body", "stream")
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    llm: str
+    path: str
+    method: str
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    body: bytes
+    stream: bool
+    def __init__(self, llm: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., stream: _Optional[bool] = ...) -> None: ...
+
+class LlmCallPart(_message.Message):
+    __slots__ = ("status", "headers", "body")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    body: bytes
+    def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("type", "data_json")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    data_json: str
+    def __init__(self, type: _Optional[str] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class EventPublished(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

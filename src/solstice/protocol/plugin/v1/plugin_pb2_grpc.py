@@ -79,6 +79,11 @@ class PluginStub:
                 request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.SerializeToString,
                 response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointChunk.FromString,
                 _registered_method=True)
+        self.HostChannel = channel.stream_stream(
+                '/solstice.plugin.v1.Plugin/HostChannel',
+                request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HostMessage.SerializeToString,
+                response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ServiceCall.FromString,
+                _registered_method=True)
 
 
 class PluginServicer:
@@ -148,6 +153,19 @@ class PluginServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HostChannel(self, request_iterator, context):
+        """The host service API, carried over the connection the host already holds. The host opens
+        this stream once per instance, after GetInfo and before Configure, when the plugin declares
+        scopes (PluginInfo.scopes), and keeps it open while the instance serves. Its first message
+        is a HostHello. The plugin sends its calls to the platform as the messages of the response
+        stream; the host answers each with one ServiceReply carrying the call's id (several, the
+        last with `more` false, for a streamed call). The host knows which plugin is at the other
+        end: a call never names its caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +213,11 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.HandleEndpointStream,
                     request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.FromString,
                     response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointChunk.SerializeToString,
+            ),
+            'HostChannel': grpc.stream_stream_rpc_method_handler(
+                    servicer.HostChannel,
+                    request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HostMessage.FromString,
+                    response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ServiceCall.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +463,33 @@ class Plugin:
             '/solstice.plugin.v1.Plugin/HandleEndpointStream',
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointRequest.SerializeToString,
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.EndpointChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HostChannel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/solstice.plugin.v1.Plugin/HostChannel',
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HostMessage.SerializeToString,
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ServiceCall.FromString,
             options,
             channel_credentials,
             insecure,

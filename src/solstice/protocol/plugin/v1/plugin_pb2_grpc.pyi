@@ -61,6 +61,15 @@ class PluginStub:
     """The same for a route declared with `stream`: the first message is the head (status and
     headers), each later one a piece of the body, relayed to the client as it comes.
     """
+    HostChannel: _grpc.StreamStreamMultiCallable[_plugin_pb2.HostMessage, _plugin_pb2.ServiceCall]
+    """The host service API, carried over the connection the host already holds. The host opens
+    this stream once per instance, after GetInfo and before Configure, when the plugin declares
+    scopes (PluginInfo.scopes), and keeps it open while the instance serves. Its first message
+    is a HostHello. The plugin sends its calls to the platform as the messages of the response
+    stream; the host answers each with one ServiceReply carrying the call's id (several, the
+    last with `more` false, for a streamed call). The host knows which plugin is at the other
+    end: a call never names its caller.
+    """
 
 @_typing.type_check_only
 class PluginAsyncStub(PluginStub):
@@ -86,6 +95,15 @@ class PluginAsyncStub(PluginStub):
     HandleEndpointStream: _aio.UnaryStreamMultiCallable[_plugin_pb2.EndpointRequest, _plugin_pb2.EndpointChunk]  # type: ignore[assignment]
     """The same for a route declared with `stream`: the first message is the head (status and
     headers), each later one a piece of the body, relayed to the client as it comes.
+    """
+    HostChannel: _aio.StreamStreamMultiCallable[_plugin_pb2.HostMessage, _plugin_pb2.ServiceCall]  # type: ignore[assignment]
+    """The host service API, carried over the connection the host already holds. The host opens
+    this stream once per instance, after GetInfo and before Configure, when the plugin declares
+    scopes (PluginInfo.scopes), and keeps it open while the instance serves. Its first message
+    is a HostHello. The plugin sends its calls to the platform as the messages of the response
+    stream; the host answers each with one ServiceReply carrying the call's id (several, the
+    last with `more` false, for a streamed call). The host knows which plugin is at the other
+    end: a call never names its caller.
     """
 
 class PluginServicer(metaclass=_abc_1.ABCMeta):
@@ -163,6 +181,21 @@ class PluginServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_plugin_pb2.EndpointChunk], _abc.AsyncIterator[_plugin_pb2.EndpointChunk]]:
         """The same for a route declared with `stream`: the first message is the head (status and
         headers), each later one a piece of the body, relayed to the client as it comes.
+        """
+
+    @_abc_1.abstractmethod
+    def HostChannel(
+        self,
+        request_iterator: _MaybeAsyncIterator[_plugin_pb2.HostMessage],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_plugin_pb2.ServiceCall], _abc.AsyncIterator[_plugin_pb2.ServiceCall]]:
+        """The host service API, carried over the connection the host already holds. The host opens
+        this stream once per instance, after GetInfo and before Configure, when the plugin declares
+        scopes (PluginInfo.scopes), and keeps it open while the instance serves. Its first message
+        is a HostHello. The plugin sends its calls to the platform as the messages of the response
+        stream; the host answers each with one ServiceReply carrying the call's id (several, the
+        last with `more` false, for a streamed call). The host knows which plugin is at the other
+        end: a call never names its caller.
         """
 
 def add_PluginServicer_to_server(servicer: PluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

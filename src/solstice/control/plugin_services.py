@@ -1,0 +1,52 @@
+"""The host service API on the control plane: the database keeps plugins' data, events reach the audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from solstice.gateway.catalog import ConfigCatalog
+from solstice.gateway.routes import ConfigHolder
+from solstice.services import KvService, PluginServices
+from solstice.settings import Settings
+from solstice.store import audit
+from solstice.store.plugin_data import StoredKv
+
+log = structlog.get_logger("solstice.plugins")
+
+
+def approve_hint(slug: str, scope: str) -> str:
+    """How an operator of the control plane approves a scope."""
+    return (
+        f'POST /api/v1/plugins/{slug}/scopes/approve with {{"scopes": ["{scope}"]}}, '
+        f"or solstice plugins approve {slug} {scope}"
+    )
+
+
+class AuditedEvents:
+    """Plugin events: one server log line and one audit entry each."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def publish(self, slug: str, event_type: str, data: Mapping[str, Any]) -> None:
+        """Record one event from plugin `slug`."""
+        log.info("plugin event", plugin=slug, type=event_type, data=dict(data))
+        async with self.sessions.begin() as session:
+            detail = json.dumps({"event": event_type, "data": dict(data)})
+            await audit.record(session, f"plugin:{slug}", "plugin.event", slug, "ok", detail)
+
+
+def control_plane_services(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], state: ConfigHolder
+) -> PluginServices:
+    """What answers plugins' calls on `solstice serve`."""
+    return PluginServices(
+        ConfigCatalog(state, approve_hint),
+        KvService(StoredKv(sessions), settings.plugin_kv_max_value_bytes, settings.plugin_kv_max_bytes),
+        AuditedEvents(sessions),
+    )

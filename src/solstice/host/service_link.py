@@ -1,0 +1,149 @@
+"""The host end of a plugin's HostChannel: reads the plugin's calls to the platform, answers each.
+
+The host opens the stream to the plugin (over the connection it already holds), so a remote
+grpc:// plugin needs no route back to the host, and every call is known to come from the plugin
+this instance runs: the slug the link was opened for, never one the plugin names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Protocol
+
+import grpc
+import structlog
+
+from solstice.protocol import pb, pb_grpc
+
+log = structlog.get_logger("solstice.host")
+
+_Stream = grpc.aio.StreamStreamCall[pb.HostMessage, pb.ServiceCall]
+
+# Calls one plugin may have unanswered at once; more are refused, not queued without bound.
+MAX_OPEN_CALLS = 256
+# A link that broke (a grpc:// plugin restarting) is opened again after this many seconds.
+_REOPEN_DELAY_S = 1.0
+
+
+class ServiceHandler(Protocol):
+    """What answers plugins' calls: the service layer of the runtime (control plane or edge)."""
+
+    def answer(
+        self, slug: str, declared: Sequence[str], call: pb.ServiceCall
+    ) -> AsyncIterator[pb.ServiceReply]:
+        """The replies to one call from plugin `slug`, which declared the scopes `declared`."""
+        ...
+
+
+def refusal(code: str, message: str) -> pb.ServiceReply:
+    """A reply that refuses or fails a call."""
+    return pb.ServiceReply(error=pb.ServiceError(code=code, message=message))
+
+
+class ServiceLink:
+    """One instance's HostChannel stream, reopened while the instance lives."""
+
+    def __init__(
+        self, slug: str, channel: grpc.aio.Channel, handler: ServiceHandler, declared: Sequence[str]
+    ) -> None:
+        self.slug = slug
+        self._stub = pb_grpc.PluginStub(channel)
+        self._handler = handler
+        self._declared = tuple(declared)
+        self._task: asyncio.Task[None] | None = None
+        # The calls being answered, by id; _tasks also holds refusals being sent.
+        self._calls: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._write_lock = asyncio.Lock()
+        # Set once the plugin got the hello of the first stream.
+        self.opened = asyncio.Event()
+
+    def start(self) -> None:
+        """Open the stream in the background."""
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """End the stream and every call still being answered."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._serve()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    log.warning(
+                        "plugin declares scopes but serves no HostChannel; its calls cannot reach Solstice",
+                        plugin=self.slug,
+                    )
+                    return
+                log.info("service channel closed; reopening", plugin=self.slug, code=exc.code().name)
+            await asyncio.sleep(_REOPEN_DELAY_S)
+
+    async def _serve(self) -> None:
+        stream = self._stub.HostChannel()
+        try:
+            await stream.write(pb.HostMessage(hello=pb.HostHello(plugin_slug=self.slug)))
+            self.opened.set()
+            while (call := await stream.read()) is not grpc.aio.EOF:
+                assert isinstance(call, pb.ServiceCall)
+                self._dispatch(stream, call)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            self._calls.clear()
+            stream.cancel()
+
+    def _dispatch(self, stream: _Stream, call: pb.ServiceCall) -> None:
+        if call.WhichOneof("call") == "cancel":
+            if (running := self._calls.pop(call.cancel, None)) is not None:
+                running.cancel()
+            return
+        problem = None
+        if call.id in self._calls:
+            problem = refusal(
+                "INVALID_ARGUMENT", f"call id {call.id} is in use; give each open call its own id"
+            )
+        elif len(self._calls) >= MAX_OPEN_CALLS:
+            problem = refusal(
+                "RESOURCE_EXHAUSTED",
+                f"plugin {self.slug} has {MAX_OPEN_CALLS} calls open; wait for answers before sending more",
+            )
+        if problem is not None:
+            self._spawn(self._send(stream, call.id, problem))
+            return
+        task = self._spawn(self._answer(stream, call))
+        self._calls[call.id] = task
+        task.add_done_callback(lambda _: self._forget(call.id, task))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _forget(self, call_id: int, task: asyncio.Task[None]) -> None:
+        if self._calls.get(call_id) is task:
+            del self._calls[call_id]
+
+    async def _answer(self, stream: _Stream, call: pb.ServiceCall) -> None:
+        try:
+            async for reply in self._handler.answer(self.slug, self._declared, call):
+                await self._send(stream, call.id, reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the platform's failure, reported to the plugin, never ending the link
+            log.exception("service call failed", plugin=self.slug, call=call.WhichOneof("call"))
+            reply = refusal("INTERNAL", "Solstice failed to answer this call; the server log has the details")
+            await self._send(stream, call.id, reply)
+
+    async def _send(self, stream: _Stream, call_id: int, reply: pb.ServiceReply) -> None:
+        reply.id = call_id
+        async with self._write_lock:  # one write at a time on a gRPC stream
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await stream.write(pb.HostMessage(reply=reply))

@@ -1,0 +1,238 @@
+"""The plugin's end of the host service API: `self.host.kv`, `.llms`, `.apps` and `.events`.
+
+Solstice opens a HostChannel stream to a plugin that declares scopes; calls made here travel on
+it as messages and come back as replies with the same id. Every method is a coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from solstice.protocol import pb
+
+# How long a call waits for Solstice to open the channel (it does so as it starts the plugin).
+CONNECT_WAIT_S = 10.0
+
+
+class HostError(Exception):
+    """Solstice refused or failed a call; `code` is a gRPC status name such as PERMISSION_DENIED."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Link:
+    """One open HostChannel: the calls waiting to be sent and the replies awaited, by id."""
+
+    def __init__(self) -> None:
+        self.outbox: asyncio.Queue[pb.ServiceCall | None] = asyncio.Queue()
+        self.pending: dict[int, asyncio.Queue[pb.ServiceReply | HostError]] = {}
+        self.slug = ""
+
+    def deliver(self, reply: pb.ServiceReply) -> None:
+        """Hand a reply to the call that waits for it."""
+        waiting = self.pending.get(reply.id)
+        if waiting is not None:
+            waiting.put_nowait(reply)
+
+    def close(self) -> None:
+        """Fail every call still waiting, and end the stream."""
+        for waiting in self.pending.values():
+            waiting.put_nowait(
+                HostError("UNAVAILABLE", "the service channel closed before Solstice answered; try again")
+            )
+        self.pending.clear()
+        self.outbox.put_nowait(None)
+
+
+class Host:
+    """The platform's services as this plugin may use them, within its approved scopes."""
+
+    def __init__(self) -> None:
+        self._links: list[Link] = []
+        self._ids = itertools.count(1)
+        self._linked: asyncio.Event | None = None
+        self.kv = Kv(self)
+        self.llms = Llms(self)
+        self.apps = Apps(self)
+        self.events = Events(self)
+
+    @property
+    def slug(self) -> str:
+        """The slug Solstice runs this plugin under ("" until it opened the channel)."""
+        return self._links[-1].slug if self._links else ""
+
+    def attach(self, link: Link) -> None:
+        """Use `link` for calls (the newest open link is used)."""
+        self._links.append(link)
+        self._event().set()
+
+    def detach(self, link: Link) -> None:
+        """Stop using `link`; its waiting calls fail."""
+        if link in self._links:
+            self._links.remove(link)
+        if not self._links:
+            self._event().clear()
+        link.close()
+
+    def _event(self) -> asyncio.Event:
+        if self._linked is None:
+            self._linked = asyncio.Event()
+        return self._linked
+
+    async def _link(self) -> Link:
+        if not self._links:
+            try:
+                await asyncio.wait_for(self._event().wait(), CONNECT_WAIT_S)
+            except TimeoutError:
+                raise HostError(
+                    "UNAVAILABLE",
+                    "Solstice has not opened the service channel: declare the scopes the plugin needs "
+                    "(scopes = [...]) and run it under Solstice",
+                ) from None
+        return self._links[-1]
+
+    async def _send(self, call: pb.ServiceCall) -> tuple[Link, asyncio.Queue[pb.ServiceReply | HostError]]:
+        link = await self._link()
+        call.id = next(self._ids)
+        replies: asyncio.Queue[pb.ServiceReply | HostError] = asyncio.Queue()
+        link.pending[call.id] = replies
+        link.outbox.put_nowait(call)
+        return link, replies
+
+    @staticmethod
+    async def _next(replies: asyncio.Queue[pb.ServiceReply | HostError]) -> pb.ServiceReply:
+        reply = await replies.get()
+        if isinstance(reply, HostError):
+            raise reply
+        if reply.WhichOneof("result") == "error":
+            raise HostError(reply.error.code, reply.error.message)
+        return reply
+
+    async def call(self, call: pb.ServiceCall) -> pb.ServiceReply:
+        """Send one call and return its reply; HostError if Solstice refused it."""
+        link, replies = await self._send(call)
+        try:
+            return await self._next(replies)
+        finally:
+            link.pending.pop(call.id, None)
+
+    async def stream(self, call: pb.ServiceCall) -> AsyncIterator[pb.ServiceReply]:
+        """Send one call and yield each reply until the last; HostError if Solstice refused it."""
+        link, replies = await self._send(call)
+        finished = False
+        try:
+            while not finished:
+                try:
+                    reply = await self._next(replies)
+                except HostError:
+                    finished = True  # a refusal is the call's last reply
+                    raise
+                finished = not reply.more
+                yield reply
+        finally:
+            link.pending.pop(call.id, None)
+            if not finished and link in self._links:  # the caller stopped reading: Solstice may stop
+                link.outbox.put_nowait(pb.ServiceCall(cancel=call.id))
+
+
+@dataclass(frozen=True)
+class KvPage:
+    """One page of keys and the token of the next page ("" when this is the last)."""
+
+    keys: list[pb.KvKey]
+    next_page_token: str
+
+
+class Kv:
+    """The plugin's own key-value data (scopes kv.read, kv.readwrite)."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    async def get(self, key: str) -> bytes | None:
+        """The value under `key`, or None when there is none (or it expired)."""
+        reply = await self._host.call(pb.ServiceCall(kv_get=pb.KvGet(key=key)))
+        return reply.kv_value.value if reply.kv_value.found else None
+
+    async def put(self, key: str, value: bytes | str, ttl: float | None = None) -> bool:
+        """Store `value` under `key`, for `ttl` seconds if given; whether the key held a value."""
+        raw = value.encode() if isinstance(value, str) else value
+        ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else 0
+        reply = await self._host.call(pb.ServiceCall(kv_put=pb.KvPut(key=key, value=raw, ttl_ms=ttl_ms)))
+        return reply.kv_written.existed
+
+    async def delete(self, key: str) -> bool:
+        """Remove `key`; whether it held a value."""
+        reply = await self._host.call(pb.ServiceCall(kv_delete=pb.KvDelete(key=key)))
+        return reply.kv_written.existed
+
+    async def list(self, prefix: str = "", limit: int = 0, page_token: str = "") -> KvPage:
+        """One page of keys starting with `prefix`, in byte order (`limit` 0: 100, at most 1000)."""
+        call = pb.KvList(prefix=prefix, limit=limit, page_token=page_token)
+        reply = await self._host.call(pb.ServiceCall(kv_list=call))
+        return KvPage(list(reply.kv_keys.keys), reply.kv_keys.next_page_token)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every key starting with `prefix`, page after page."""
+        token = ""
+        while True:
+            page = await self.list(prefix, 0, token)
+            for key in page.keys:
+                yield key.key
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+
+class Llms:
+    """The LLMs Solstice serves, as its API shows them (scope llms.read)."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    async def list(self) -> list[pb.LlmInfo]:
+        """Every LLM, in slug order."""
+        reply = await self._host.call(pb.ServiceCall(llms_list=pb.ListRequest()))
+        return list(reply.llms.llms)
+
+    async def get(self, ref: str) -> pb.LlmInfo:
+        """One LLM by slug or id; HostError NOT_FOUND if there is none."""
+        reply = await self._host.call(pb.ServiceCall(llms_get=pb.GetRequest(ref=ref)))
+        return reply.llm
+
+
+class Apps:
+    """The apps that call Solstice's LLMs, without their keys (scope apps.read)."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    async def list(self) -> list[pb.AppInfo]:
+        """Every app, in id order."""
+        reply = await self._host.call(pb.ServiceCall(apps_list=pb.ListRequest()))
+        return list(reply.apps.apps)
+
+    async def get(self, ref: str) -> pb.AppInfo:
+        """One app by id or name; HostError NOT_FOUND if there is none."""
+        reply = await self._host.call(pb.ServiceCall(apps_get=pb.GetRequest(ref=ref)))
+        return reply.app
+
+
+class Events:
+    """Events for the server log and the audit log (scope events.publish)."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    async def publish(self, event_type: str, data: Mapping[str, Any] | None = None) -> None:
+        """Record an event such as ("webhook.received", {"bytes": 120})."""
+        event = pb.Event(type=event_type, data_json=json.dumps(dict(data or {})))
+        await self._host.call(pb.ServiceCall(events_publish=event))

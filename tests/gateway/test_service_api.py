@@ -1,0 +1,217 @@
+"""The host service API: scopes requested, approved and refused, each plugin's KV data, LLMs and apps
+read, events published; a real plugin process (tests/plugins/services.py) calling through its endpoints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ROOT, wait_until
+from tests.gateway.conftest import Route, plugin
+from tests.inprocess import InProcess, app_settings
+
+SERVICES = ROOT / "tests" / "plugins" / "services.py"
+COMMAND = f"file://{SERVICES}"
+EVERYTHING = ["kv.readwrite", "llms.read", "apps.read", "events.publish"]
+
+
+def call(gw: InProcess, slug: str, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
+    with gw.client(token="") as client:
+        return client.request(method, f"/plugins/{slug}{path}", **kwargs)
+
+
+def result(gw: InProcess, slug: str, path: str, method: str = "GET", **kwargs: Any) -> Any:
+    answer = call(gw, slug, path, method, **kwargs)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["result"]
+
+
+def approve(gw: InProcess, slug: str, scopes: list[str]) -> dict[str, Any]:
+    with gw.client() as client:
+        answer = client.post(f"/api/v1/plugins/{slug}/scopes/approve", json={"scopes": scopes})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def approved_plugin(gw: InProcess, scopes: list[str] = EVERYTHING, command: str = COMMAND) -> str:
+    slug = plugin(gw, "custom_endpoint", command=command)
+    approve(gw, slug, scopes)
+    return slug
+
+
+def narrowed(tmp_path: Path, scopes: str) -> str:
+    """The services plugin declaring only `scopes`."""
+    wrapper = tmp_path / f"narrow-{scopes.replace(',', '-')}.py"
+    wrapper.write_text(
+        f"#!{sys.executable}\nimport os, runpy\nos.environ['SERVICES_SCOPES'] = {scopes!r}\n"
+        f"runpy.run_path({str(SERVICES)!r}, run_name='__main__')\n"
+    )
+    wrapper.chmod(0o755)
+    return f"file://{wrapper}"
+
+
+def test_a_call_waits_for_approval_and_works_after_it_without_a_reload(gw: InProcess) -> None:
+    slug = plugin(gw, "custom_endpoint", command=COMMAND)
+    with gw.client() as client:
+        shown = client.get(f"/api/v1/plugins/{slug}").json()
+        pid = client.get(f"/api/v1/plugins/{slug}/health").json()["pid"]
+        scopes = client.get(f"/api/v1/plugins/{slug}/scopes").json()
+    assert shown["requested_scopes"] == sorted(EVERYTHING) and shown["pending_scopes"] == sorted(EVERYTHING)
+    assert {"path": "/kv/{key...}", "methods": ["GET", "PUT", "DELETE"], "description": "",
+            "require_auth": False, "stream": False} in shown["routes"]  # fmt: skip
+    assert scopes == {"plugin": slug, "requested": sorted(EVERYTHING), "approved": [], "pending": sorted(EVERYTHING)}
+
+    refused = call(gw, slug, "/kv/greeting", "PUT", content=b"hi")
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "code": "PERMISSION_DENIED",
+        "message": f"plugin {slug} may not use kv.readwrite until an operator approves it: POST "
+        f'/api/v1/plugins/{slug}/scopes/approve with {{"scopes": ["kv.readwrite"]}}, or solstice plugins '
+        f"approve {slug} kv.readwrite",
+    }
+    after = approve(gw, slug, ["kv.readwrite"])
+    assert after["pending"] == ["apps.read", "events.publish", "llms.read"]
+    assert [a["scope"] for a in after["approved"]] == ["kv.readwrite"] and after["approved"][0]["approved_by"]
+    assert result(gw, slug, "/kv/greeting", "PUT", content=b"hi") is False
+    assert result(gw, slug, "/kv/greeting") == "hi"  # kv.readwrite covers kv.read
+    with gw.client() as client:
+        assert client.get(f"/api/v1/plugins/{slug}/health").json()["pid"] == pid
+        audit = client.get("/api/v1/audit", params={"target": slug}).json()
+        revoked = client.post(f"/api/v1/plugins/{slug}/scopes/revoke", json={"scopes": ["kv.readwrite"]})
+    assert revoked.json()["approved"] == []
+    assert any(e["action"] == "plugin.scopes.approve" and e["detail"] == "kv.readwrite" for e in audit)
+    assert call(gw, slug, "/kv/greeting").status_code == 403
+
+
+def test_approving_unknown_or_no_scopes_is_refused_with_the_valid_ones(gw: InProcess) -> None:
+    slug = plugin(gw, "custom_endpoint", command=COMMAND)
+    with gw.client() as client:
+        unknown = client.post(f"/api/v1/plugins/{slug}/scopes/approve", json={"scopes": ["kv.write"]})
+        empty = client.post(f"/api/v1/plugins/{slug}/scopes/approve", json={"scopes": []})
+        missing = client.post("/api/v1/plugins/nobody/scopes/approve", json={"scopes": ["kv.read"]})
+        scopes = client.get(f"/api/v1/plugins/{slug}/scopes").json()
+    assert unknown.status_code == 422
+    assert "unknown scope 'kv.write'; valid scopes: kv.read, kv.readwrite" in unknown.json()["detail"]
+    assert empty.status_code == 422 and "scopes is empty" in empty.json()["detail"]
+    assert missing.status_code == 404
+    assert scopes["approved"] == []
+
+
+def test_a_scope_the_plugin_did_not_declare_is_refused_even_when_approved(gw: InProcess, tmp_path: Path) -> None:
+    slug = approved_plugin(gw, ["kv.readwrite"], command=narrowed(tmp_path, "kv.read"))
+    assert result(gw, slug, "/kv/a") is None
+    refused = call(gw, slug, "/kv/a", "PUT", content=b"x")
+    assert refused.status_code == 403
+    assert refused.json()["message"] == (
+        f"plugin {slug} did not declare the scope kv.readwrite; add it to the plugin's scopes and reload it"
+    )
+
+
+def test_kv_put_get_delete_and_expiry(gw: InProcess) -> None:
+    slug = approved_plugin(gw)
+    assert result(gw, slug, "/kv/a/b c", "PUT", content="é".encode()) is False
+    assert result(gw, slug, "/kv/a/b c") == "é"
+    assert result(gw, slug, "/kv/a/b c", "PUT", content=b"second") is True
+    assert result(gw, slug, "/kv/a/b c") == "second"
+    assert result(gw, slug, "/kv/a/b c", "DELETE") is True
+    assert result(gw, slug, "/kv/a/b c", "DELETE") is False
+    assert result(gw, slug, "/kv/a/b c") is None
+    assert result(gw, slug, "/kv/short", "PUT", content=b"x", params={"ttl_ms": "300"}) is False
+    listed = result(gw, slug, "/list")["keys"]
+    assert [k["key"] for k in listed] == ["short"] and listed[0]["expires"] > time.time() * 1000
+    wait_until(lambda: result(gw, slug, "/kv/short") is None, 10, what="the key to expire")
+    assert result(gw, slug, "/list")["keys"] == []
+    # An expired key did not exist, as far as a put can tell.
+    assert result(gw, slug, "/kv/short", "PUT", content=b"y") is False
+
+
+def test_kv_lists_by_prefix_in_byte_order_page_by_page(gw: InProcess) -> None:
+    slug = approved_plugin(gw)
+    keys = ["p/%", "p/_", "p/a", "p/b", "p/B", "p/é", "px", "q"]
+    for key in keys:
+        result(gw, slug, f"/kv/{key}", "PUT", content=b"v")
+    under = sorted(k for k in keys if k.startswith("p/"))  # LIKE wildcards in a prefix are literal
+    first = result(gw, slug, "/list", params={"prefix": "p/", "limit": "4"})
+    second = result(gw, slug, "/list", params={"prefix": "p/", "limit": "4", "token": first["next"]})
+    assert [k["key"] for k in first["keys"]] + [k["key"] for k in second["keys"]] == under
+    assert second["next"] == "" and first["keys"][0]["size"] == len(b"p/%") + 1
+    assert result(gw, slug, "/keys", params={"prefix": "p"}) == sorted(k for k in keys if k.startswith("p"))
+    bad = call(gw, slug, "/list", params={"token": "not a token!"})
+    assert bad.status_code == 400 and "pass next_page_token as given" in bad.json()["message"]
+    assert call(gw, slug, "/list", params={"limit": "1001"}).status_code == 400
+
+
+def test_kv_limits_refuse_without_writing(tmp_path: Path) -> None:
+    gw = InProcess(app_settings(tmp_path, plugin_kv_max_value_bytes=100, plugin_kv_max_bytes=250)).start()
+    try:
+        slug = approved_plugin(gw)
+        big = call(gw, slug, "/kv/big", "PUT", content=b"x" * 101)
+        assert big.status_code == 400
+        assert big.json()["message"] == (
+            "the value for key 'big' is 101 bytes; values are at most 100 bytes (SOLSTICE_PLUGIN_KV_MAX_VALUE_BYTES)"
+        )
+        assert result(gw, slug, "/kv/one", "PUT", content=b"x" * 100) is False
+        assert result(gw, slug, "/kv/two", "PUT", content=b"x" * 100) is False
+        full = call(gw, slug, "/kv/three", "PUT", content=b"x" * 100)
+        assert full.status_code == 507
+        assert full.json()["message"] == (
+            f"plugin {slug} stores 206 of its 250 bytes and 'three' (105 bytes) does not fit; "
+            "delete keys or raise SOLSTICE_PLUGIN_KV_MAX_BYTES"
+        )
+        assert result(gw, slug, "/kv/three") is None
+        # Replacing a value counts the new size instead of the old one.
+        assert result(gw, slug, "/kv/two", "PUT", content=b"y" * 100) is True
+        long_key = call(gw, slug, "/kv/" + "k" * 513, "PUT", content=b"x")
+        assert long_key.status_code == 400 and "keys are at most 512 bytes" in long_key.json()["message"]
+        with gw.client() as client:
+            cleared = client.delete(f"/api/v1/plugins/{slug}/data")
+        assert cleared.json() == {"plugin": slug, "deleted_keys": 2}
+        assert result(gw, slug, "/keys") == []
+        assert result(gw, slug, "/kv/three", "PUT", content=b"x" * 100) is False
+    finally:
+        gw.stop()
+
+
+def test_a_plugins_data_is_its_own_and_goes_with_it(gw: InProcess) -> None:
+    first, second = approved_plugin(gw), approved_plugin(gw)
+    result(gw, first, "/kv/shared-name", "PUT", content=b"first's")
+    assert result(gw, second, "/kv/shared-name") is None
+    with gw.client() as client:
+        assert client.delete(f"/api/v1/plugins/{first}").status_code == 204
+    plugin(gw, "custom_endpoint", command=COMMAND, slug=first, name=first)
+    approve(gw, first, ["kv.read"])
+    assert result(gw, first, "/kv/shared-name") is None
+
+
+def test_llms_and_apps_as_the_api_shows_them_without_secrets(gw: InProcess) -> None:
+    route = Route(gw, api_key="sk-upstream-secret")
+    slug = approved_plugin(gw)
+    llms = result(gw, slug, "/llms")
+    mine = next(llm for llm in llms if llm["slug"] == route.slug)
+    assert mine["vendor"] == "mock" and mine["is_active"] is True
+    assert result(gw, slug, f"/llms/{route.slug}") == mine == result(gw, slug, f"/llms/{mine['id']}")
+    app = result(gw, slug, f"/apps/{route.app_id}")
+    assert app["llms"] == [route.slug] and app["name"] == f"app-{route.slug}"
+    assert app in result(gw, slug, "/apps")
+    everything = call(gw, slug, "/llms").text + call(gw, slug, "/apps").text
+    assert "sk-upstream-secret" not in everything and route.key not in everything
+    missing = call(gw, slug, "/llms/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "no LLM 'nowhere'; give an LLM's slug or id (llms.list shows them)"
+
+
+def test_events_reach_the_log_and_the_audit_log(gw: InProcess) -> None:
+    slug = approved_plugin(gw)
+    assert result(gw, slug, "/event/webhook.received", "POST", json={"bytes": 12}) is None
+    with gw.client() as client:
+        audit = client.get("/api/v1/audit", params={"target": slug}).json()
+    event = next(e for e in audit if e["action"] == "plugin.event")
+    assert event["actor"] == f"plugin:{slug}" and '"webhook.received"' in event["detail"]
+    assert '"bytes": 12' in event["detail"]
+    assert any(r.get("event") == "plugin event" and r.get("plugin") == slug for r in gw._capture.records)
+    bad = call(gw, slug, "/event/has space", "POST", json={})
+    assert bad.status_code == 400 and "name it like 'webhook.received'" in bad.json()["message"]
