@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, TESTBED, wait_until
 from tests.gateway.conftest import Route, plugin
 from tests.inprocess import InProcess, app_settings
 
 SERVICES = ROOT / "tests" / "plugins" / "services.py"
 COMMAND = f"file://{SERVICES}"
-EVERYTHING = ["kv.readwrite", "llms.read", "apps.read", "events.publish"]
+EVERYTHING = ["kv.readwrite", "llms.read", "apps.read", "events.publish", "llms.call"]
 
 
 def call(gw: InProcess, slug: str, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
@@ -74,7 +74,7 @@ def test_a_call_waits_for_approval_and_works_after_it_without_a_reload(gw: InPro
         f"approve {slug} kv.readwrite",
     }
     after = approve(gw, slug, ["kv.readwrite"])
-    assert after["pending"] == ["apps.read", "events.publish", "llms.read"]
+    assert after["pending"] == ["apps.read", "events.publish", "llms.call", "llms.read"]
     assert [a["scope"] for a in after["approved"]] == ["kv.readwrite"] and after["approved"][0]["approved_by"]
     assert result(gw, slug, "/kv/greeting", "PUT", content=b"hi") is False
     assert result(gw, slug, "/kv/greeting") == "hi"  # kv.readwrite covers kv.read
@@ -215,3 +215,33 @@ def test_events_reach_the_log_and_the_audit_log(gw: InProcess) -> None:
     assert any(r.get("event") == "plugin event" and r.get("plugin") == slug for r in gw._capture.records)
     bad = call(gw, slug, "/event/has space", "POST", json={})
     assert bad.status_code == 400 and "name it like 'webhook.received'" in bad.json()["message"]
+
+
+def test_a_plugin_calls_an_llm_whole_or_streamed_and_its_own_hooks_do_not_loop(
+    gw: InProcess, record_file: Path
+) -> None:
+    slug = plugin(gw, ["custom_endpoint", "pre_auth"], command=COMMAND)
+    refused = call(gw, slug, "/ask/anything")
+    assert refused.status_code == 403 and "may not use llms.call until" in refused.json()["message"]
+    approve(gw, slug, EVERYTHING)
+    collector = plugin(gw, "data_collection", command=f"file://{TESTBED}", config={"record_file": str(record_file)})
+    route = Route(gw, chain=[{"plugin": slug}, {"plugin": collector}])
+    # A client's request: the hook calls the same LLM, whose chain holds the hook; it is not run again.
+    answer = route.call(headers={"x-ask": "yes"})
+    assert answer.status_code == 200, answer.text
+    assert result(gw, slug, "/kv/pre_auth-calls") == "1"
+    assert result(gw, slug, f"/ask/{route.slug}") == {"status": 200, "content": "echo: tell me"}
+    assert result(gw, slug, "/kv/pre_auth-calls") == "1"
+    records = wait_until(
+        lambda: (lines := record_file.read_text().splitlines() if record_file.exists() else []) and len(lines) == 3
+        and lines,
+        what="three data_collection records",
+    )
+    assert sorted(line.endswith(f"caller={slug}") for line in records) == [False, True, True]
+    assert any(f"app={route.app_id}" in line and "caller" not in line for line in records)
+    streamed = call(gw, slug, f"/sse/{route.slug}")
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    assert streamed.text.count("data: ") >= 3 and streamed.text.rstrip().endswith("data: [DONE]")
+    missing = call(gw, slug, "/ask/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "no LLM with slug 'nowhere'; list LLMs with GET /api/v1/llms"

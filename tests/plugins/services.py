@@ -6,23 +6,27 @@ Each route answers what the call returned as JSON, or the refusal: {"code", "mes
 status that follows the code. --listen HOST:PORT serves it for grpc://.
 Routes: GET|PUT|DELETE /kv/{key...} (PUT: the body, ?ttl_ms=), GET /list (?prefix=&limit=&token=),
 GET /keys (every key, page after page), GET /llms, GET /llms/{ref}, GET /apps, GET /apps/{ref},
-POST /event/{type} (the body as the event's data JSON).
+POST /event/{type} (the body as the event's data JSON), GET /ask/{llm} (llms.call, whole),
+GET /sse/{llm} (llms.call streamed, relayed as it comes).
+pre_auth (when registered for it): counts its calls in the key "pre_auth-calls"; a request with
+the header x-ask calls its own LLM from the hook, and goes on with x-inner-status set.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from google.protobuf.json_format import MessageToDict
 
-from solstice.sdk import Plugin, pb, respond, route, serve
+from solstice.sdk import Plugin, modify, pb, proceed, respond, route, serve
 from solstice.sdk.host import HostError
 
 _STATUS = {"PERMISSION_DENIED": 403, "NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 507}
-_DEFAULT = "kv.readwrite,llms.read,apps.read,events.publish"
+_DEFAULT = "kv.readwrite,llms.read,apps.read,events.publish,llms.call"
+_ASK = {"model": "m", "messages": [{"role": "user", "content": "tell me"}]}
 
 
 async def _answer(work: Callable[[], Awaitable[Any]]) -> pb.HttpResponse:
@@ -103,6 +107,35 @@ class Services(Plugin):
 
         data = json.loads(request.request.body or b"{}")
         return await _answer(lambda: self.host.events.publish(request.params["type"], data))
+
+    @route("/ask/{llm}")
+    async def ask(self, request: pb.EndpointRequest) -> pb.HttpResponse:
+        async def answer() -> dict[str, Any]:
+            got = await self.host.llms.call(request.params["llm"], _ASK)
+            content = got.json()["choices"][0]["message"]["content"] if got.status == 200 else got.json()
+            return {"status": got.status, "content": content}
+
+        return await _answer(answer)
+
+    @route("/sse/{llm}", stream=True, media_type="text/event-stream")
+    async def sse(self, request: pb.EndpointRequest) -> AsyncIterator[bytes | pb.HttpResponse]:
+        try:
+            answer = await self.host.llms.stream(request.params["llm"], {**_ASK, "stream": True})
+        except HostError as refused:
+            yield respond(status=_STATUS.get(refused.code, 503))
+            yield f"refused: {refused.code}: {refused.message}".encode()
+            return
+        yield respond(status=answer.status, media_type="text/event-stream")
+        async for piece in answer:
+            yield piece
+
+    async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
+        calls = int(await self.host.kv.get("pre_auth-calls") or b"0") + 1
+        await self.host.kv.put("pre_auth-calls", str(calls))
+        if not any(h.name == "x-ask" for h in request.headers):
+            return proceed()
+        inner = await self.host.llms.call(ctx.llm.slug, _ASK)
+        return modify(set_headers={"x-inner-status": str(inner.status)})
 
     @staticmethod
     async def _dicts(found: Awaitable[list[Any]]) -> list[dict[str, Any]]:

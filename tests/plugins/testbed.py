@@ -102,7 +102,8 @@ class Testbed(Plugin):
                 fh.write(
                     f"record status={r.status} model={r.model} prompt={r.prompt_tokens} "
                     f"completion={r.completion_tokens} total={r.total_tokens} app={r.context.app.id}"
-                    f"{' truncated' if r.truncated else ''}\n"
+                    f"{' truncated' if r.truncated else ''}"
+                    f"{' caller=' + r.context.calling_plugin if r.context.calling_plugin else ''}\n"
                 )
         return len(records)
 

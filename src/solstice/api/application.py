@@ -66,8 +66,8 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         routes.listeners.append(changes.changed)  # every change reaches waiting edges
         await routes.refresh()
         manager.listeners.append(routes.refresh)
-        host.services = control_plane_services(settings, sessions, routes)
         gateway = Gateway(settings, routes, host)
+        host.services = control_plane_services(settings, sessions, gateway)
         gateway.start()
         app.state.settings = settings
         app.state.sessions = sessions

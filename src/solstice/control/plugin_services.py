@@ -10,7 +10,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from solstice.gateway.catalog import ConfigCatalog
-from solstice.gateway.routes import ConfigHolder
+from solstice.gateway.llm_calls import GatewayLlmCalls
+from solstice.gateway.proxy import Gateway
 from solstice.services import KvService, PluginServices
 from solstice.settings import Settings
 from solstice.store import audit
@@ -42,11 +43,12 @@ class AuditedEvents:
 
 
 def control_plane_services(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], state: ConfigHolder
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], gateway: Gateway
 ) -> PluginServices:
     """What answers plugins' calls on `solstice serve`."""
     return PluginServices(
-        ConfigCatalog(state, approve_hint),
+        ConfigCatalog(gateway.state, approve_hint),
         KvService(StoredKv(sessions), settings.plugin_kv_max_value_bytes, settings.plugin_kv_max_bytes),
         AuditedEvents(sessions),
+        GatewayLlmCalls(gateway),
     )

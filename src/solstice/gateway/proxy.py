@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -66,6 +68,22 @@ def _stream_usage(record: pb.ProxyRecord, body: bytes) -> None:
                 continue
 
 
+class LlmCallRefused(Exception):
+    """A plugin's llms.call that cannot be made; `code` is the gRPC status name to answer with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _no_llm(slug: str) -> str:
+    return f"no LLM with slug {slug!r}; list LLMs with GET /api/v1/llms"
+
+
+def _inactive(slug: str) -> str:
+    return f"LLM {slug!r} is inactive; activate it with PATCH /api/v1/llms/{slug}"
+
+
 class Gateway:
     """Serves proxied LLM calls with the current GatewayConfig."""
 
@@ -102,11 +120,9 @@ class Gateway:
         slug = request.path_params["slug"]
         route = self.state.config.routes.get(slug)
         if route is None:
-            return openai_error(
-                404, f"no LLM with slug {slug!r}; list LLMs with GET /api/v1/llms", "llm_not_found"
-            )
+            return openai_error(404, _no_llm(slug), "llm_not_found")
         if not route.is_active:
-            return openai_error(503, f"LLM {slug!r} is inactive; activate it with PATCH /api/v1/llms/{slug}")
+            return openai_error(503, _inactive(slug))
         body, problem = await self._read_body(request)
         if problem is not None:
             return problem
@@ -127,16 +143,65 @@ class Gateway:
             body=body,
             remote_addr=f"{client.host}:{client.port}" if client else "",
         )
+        return await self._proxy(route, ctx, message, started, credential_of(request))
+
+    async def call_as_plugin(self, caller: str, call: pb.LlmCall) -> Response:
+        """One request to an LLM made by plugin `caller` (llms.call); LlmCallRefused if it cannot be made.
+
+        The LLM's hooks run except the caller's own, so a hook that calls an LLM cannot loop
+        into itself; auth does not run: the caller's approved scope stands for an app key.
+        """
+        started = time.perf_counter()
+        route = self.state.config.routes.get(call.llm)
+        if route is None:
+            raise LlmCallRefused("NOT_FOUND", _no_llm(call.llm[:100]))
+        if not route.is_active:
+            raise LlmCallRefused("FAILED_PRECONDITION", _inactive(route.slug))
+        limit = self.settings.gateway_max_body_bytes
+        if len(call.body) > limit:
+            raise LlmCallRefused("INVALID_ARGUMENT", safejson.body_too_large(limit, len(call.body)))
+        headers = [(h.name.lower(), h.value) for h in call.headers]
+        if call.body and "json" in dict(headers).get("content-type", "json"):
+            try:
+                safejson.loads(call.body)
+            except safejson.JSONValueError as exc:
+                raise LlmCallRefused("INVALID_ARGUMENT", safejson.body_refusal(exc)) from None
+        path, _, query = call.path.lstrip("/").partition("?")
+        ctx = pb.RequestContext(
+            request_id=uuid.uuid4().hex,
+            llm=pb.LLM(id=str(route.id), slug=route.slug, vendor=route.vendor),
+            calling_plugin=caller,
+        )
+        message = pb.HttpRequest(
+            method=call.method.upper() or "POST",
+            path=path,
+            query=query,
+            headers=[pb.Header(name=k, value=v) for k, v in headers],
+            body=call.body,
+        )
+        own = {hook: tuple(s for s in steps if s.slug != caller) for hook, steps in route.chains.items()}
+        return await self._proxy(dataclasses.replace(route, chains=own), ctx, message, started, None)
+
+    async def _proxy(
+        self,
+        route: Route,
+        ctx: pb.RequestContext,
+        message: pb.HttpRequest,
+        started: float,
+        credential: str | None,
+    ) -> Response:
+        """Hook chains, upstream, answer; `credential` None is a plugin's call, which is not authenticated."""
         collecting = bool(route.chains["data_collection"])
         record = pb.ProxyRecord(
             timestamp_unix_ms=int(time.time() * 1000),
-            method=request.method,
+            method=message.method,
             path=message.path,
-            request_body=body if collecting else b"",
+            request_body=message.body if collecting else b"",
         )
         try:
             await self.hooks.request_chain(route.chains["pre_auth"], "pre_auth", ctx, message)
-            await self._authenticate(route, ctx, message, credential_of(request))
+            if credential is not None:
+                await self._authenticate(route, ctx, message, credential)
             await self.hooks.request_chain(route.chains["post_auth"], "post_auth", ctx, message)
             upstream = await self.upstream.send(
                 route, message.method, message.path, message.query,

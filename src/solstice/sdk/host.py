@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,7 @@ class Host:
         finally:
             link.pending.pop(call.id, None)
 
-    async def stream(self, call: pb.ServiceCall) -> AsyncIterator[pb.ServiceReply]:
+    async def stream(self, call: pb.ServiceCall) -> AsyncGenerator[pb.ServiceReply, None]:
         """Send one call and yield each reply until the last; HostError if Solstice refused it."""
         link, replies = await self._send(call)
         finished = False
@@ -207,6 +207,90 @@ class Llms:
         """One LLM by slug or id; HostError NOT_FOUND if there is none."""
         reply = await self._host.call(pb.ServiceCall(llms_get=pb.GetRequest(ref=ref)))
         return reply.llm
+
+    async def call(
+        self,
+        llm: str,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        *,
+        path: str = "/v1/chat/completions",
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+    ) -> LlmAnswer:
+        """Call LLM `llm` through the gateway and return its whole answer (scope llms.call).
+
+        A mapping body is sent as JSON. The LLM's hooks run, except this plugin's own.
+        """
+        reply = await self._host.call(_llm_call(llm, body, path, method, headers, stream=False))
+        part = reply.llm_call
+        return LlmAnswer(part.status, [(h.name, h.value) for h in part.headers], part.body)
+
+    async def stream(
+        self,
+        llm: str,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        *,
+        path: str = "/v1/chat/completions",
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+    ) -> LlmStream:
+        """Call LLM `llm` and read its answer as it comes (`"stream": true` in the body for SSE)."""
+        replies = self._host.stream(_llm_call(llm, body, path, method, headers, stream=True))
+        head = await anext(replies)
+        return LlmStream(head.llm_call, replies)
+
+
+@dataclass(frozen=True)
+class LlmAnswer:
+    """An LLM's answer to llms.call: status, headers and the whole body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+class LlmStream:
+    """An LLM's answer as it streams: status and headers now, the body piece by piece."""
+
+    def __init__(self, head: pb.LlmCallPart, rest: AsyncGenerator[pb.ServiceReply, None]) -> None:
+        self.status = head.status
+        self.headers = [(h.name, h.value) for h in head.headers]
+        self._first = head.body
+        self._rest = rest
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._first:
+            yield self._first
+        async for reply in self._rest:
+            if reply.llm_call.body:
+                yield reply.llm_call.body
+
+    async def aclose(self) -> None:
+        """Stop reading; Solstice stops the upstream call."""
+        await self._rest.aclose()
+
+
+def _llm_call(llm: str, body: bytes | str | Mapping[str, Any] | None, path: str, method: str,
+              headers: Mapping[str, str] | None, stream: bool) -> pb.ServiceCall:  # fmt: skip
+    sent = dict(headers or {})
+    if isinstance(body, Mapping):
+        raw = json.dumps(dict(body)).encode()
+        sent.setdefault("content-type", "application/json")
+    else:
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+    call = pb.LlmCall(
+        llm=llm,
+        path=path,
+        method=method,
+        headers=[pb.Header(name=k, value=v) for k, v in sent.items()],
+        body=raw,
+        stream=stream,
+    )
+    return pb.ServiceCall(llms_call=call)
 
 
 class Apps:

@@ -4,7 +4,7 @@ The runtime supplies the backends (`Catalog`, `KvStore`, `EventSink`): the contr
 database, an edge what it keeps locally.
 """
 
-from solstice.services.backends import Catalog, EventSink, KvEntry, KvFull, KvStore, PluginGone
+from solstice.services.backends import Catalog, EventSink, KvEntry, KvFull, KvStore, LlmCaller, PluginGone
 from solstice.services.dispatch import SCOPE_OF, PluginServices
 from solstice.services.kv import KvService
 
@@ -16,6 +16,7 @@ __all__ = [
     "KvFull",
     "KvService",
     "KvStore",
+    "LlmCaller",
     "PluginGone",
     "PluginServices",
 ]

@@ -5,7 +5,7 @@ The control plane backs these with its database; an edge with what it keeps loca
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,6 +76,14 @@ class KvStore(Protocol):
 
     async def list(self, slug: str, prefix: str, after: str, limit: int, now_ms: int) -> Sequence[KvEntry]:
         """Up to `limit` live entries whose keys start with `prefix` and sort after `after`."""
+        ...
+
+
+class LlmCaller(Protocol):
+    """Makes a plugin's request to an LLM through the gateway (llms.call)."""
+
+    def call(self, caller: str, call: pb.LlmCall) -> AsyncIterator[pb.ServiceReply]:
+        """The replies that carry the LLM's answer to plugin `caller`."""
         ...
 
 

@@ -9,7 +9,7 @@ import structlog
 from solstice.host import refusal
 from solstice.protocol import pb
 from solstice.scopes import Scope, grants
-from solstice.services.backends import Catalog, EventSink, PluginGone
+from solstice.services.backends import Catalog, EventSink, LlmCaller, PluginGone
 from solstice.services.events import EventError, event_of
 from solstice.services.kv import KvError, KvService
 
@@ -26,16 +26,18 @@ SCOPE_OF: dict[str, Scope] = {
     "apps_list": "apps.read",
     "apps_get": "apps.read",
     "events_publish": "events.publish",
+    "llms_call": "llms.call",
 }
 
 
 class PluginServices:
     """Answers plugins' calls to the platform, each within the scopes its plugin may use."""
 
-    def __init__(self, catalog: Catalog, kv: KvService, events: EventSink) -> None:
+    def __init__(self, catalog: Catalog, kv: KvService, events: EventSink, llm_calls: LlmCaller) -> None:
         self.catalog = catalog
         self.kv = kv
         self.events = events
+        self.llm_calls = llm_calls
 
     async def answer(
         self, slug: str, declared: Sequence[str], call: pb.ServiceCall
@@ -53,6 +55,10 @@ class PluginServices:
         problem = self._refusal(slug, declared, scope)
         if problem is not None:
             yield problem
+            return
+        if kind == "llms_call":
+            async for reply in self.llm_calls.call(slug, call.llms_call):
+                yield reply
             return
         try:
             yield await self._serve(slug, call)

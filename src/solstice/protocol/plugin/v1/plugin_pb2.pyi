@@ -108,7 +108,7 @@ class TraceContext(_message.Message):
     def __init__(self, traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class RequestContext(_message.Message):
-    __slots__ = ("request_id", "llm", "app", "user_id", "metadata", "trace", "config_id")
+    __slots__ = ("request_id", "llm", "app", "user_id", "metadata", "trace", "config_id", "calling_plugin")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class RequestContext(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLING_PLUGIN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     llm: LLM
     app: App
@@ -130,7 +131,8 @@ class RequestContext(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     trace: TraceContext
     config_id: str
-    def __init__(self, request_id: _Optional[str] = ..., llm: _Optional[_Union[LLM, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ..., config_id: _Optional[str] = ...) -> None: ...
+    calling_plugin: str
+    def __init__(self, request_id: _Optional[str] = ..., llm: _Optional[_Union[LLM, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ..., config_id: _Optional[str] = ..., calling_plugin: _Optional[str] = ...) -> None: ...
 
 class HttpRequest(_message.Message):
     __slots__ = ("method", "path", "query", "headers", "body", "remote_addr")
