@@ -327,3 +327,66 @@ def test_an_edge_serves_plugin_endpoints(tmp_path: Path) -> None:
             assert "".join(counted.iter_text()) == "0\n1\n2\n"
     finally:
         edge.stop()
+
+
+SERVICES_YAML = """
+plugins:
+  - slug: services
+    command: file://{plugin}
+    hook_types: [custom_endpoint]
+    scopes: [kv.readwrite, llms.call]
+llms:
+  - slug: mock
+    vendor: mock
+"""
+
+
+def test_an_edge_keeps_plugin_data_in_its_own_file_and_takes_approvals_from_plugins_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.yaml"
+    config.write_text(SERVICES_YAML.format(plugin=ROOT / "tests" / "plugins" / "services.py"))
+    edge = Edge(tmp_path / "edge", None, "", "", config=config).start()
+    base = f"{edge.url}/plugins/services"
+    try:
+        assert httpx.put(f"{base}/kv/note", content=b"kept").json() == {"result": False}
+        assert httpx.get(f"{base}/ask/mock").json()["result"] == {"status": 200, "content": "echo: tell me"}
+        with httpx.stream("GET", f"{base}/sse/mock") as streamed:
+            assert "".join(streamed.iter_text()).rstrip().endswith("data: [DONE]")
+        refused = httpx.get(f"{base}/apps")
+        assert refused.status_code == 403
+        assert refused.json()["message"] == (
+            "plugin services may not use apps.read until an operator approves it: "
+            "add apps.read to the scopes of plugin services in the edge's plugins.yaml"
+        )
+        edge.stop()
+        edge.start()
+        assert httpx.get(f"{base}/kv/note").json() == {"result": "kept"}
+        assert (tmp_path / "edge" / "plugin-data.sqlite3").exists()
+        # Approving is editing the file: the watched file is applied, the call works, no restart.
+        assert edge.proc is not None
+        pids = child_pids(edge.proc.pid)
+        config.write_text(config.read_text().replace("llms.call]", "llms.call, apps.read]"))
+        wait_until(lambda: httpx.get(f"{base}/apps").status_code == 200, 15, edge.read_log)
+        assert child_pids(edge.proc.pid) == pids
+    finally:
+        edge.stop()
+
+
+def test_an_approval_on_the_control_plane_reaches_a_synced_edge(
+    tmp_path: Path, control: Server, edges: tuple[Edge, Edge]
+) -> None:
+    edge = edges[0]
+    with control.client() as client:
+        created = client.post("/api/v1/plugins", json={
+            "name": "services", "command": f"file://{ROOT / 'tests' / 'plugins' / 'services.py'}",
+            "hook_types": ["custom_endpoint"], "namespace": "team-a",
+        })  # fmt: skip
+        assert created.status_code == 201, created.text
+    base = f"{edge.url}/plugins/services"
+    wait_until(lambda: httpx.get(f"{base}/kv/x").status_code == 403, 30, edge.read_log)
+    assert "approve it on the control plane" in httpx.get(f"{base}/kv/x").json()["message"]
+    with control.client() as client:
+        approved = client.post("/api/v1/plugins/services/scopes/approve", json={"scopes": ["kv.readwrite"]})
+        assert approved.status_code == 200, approved.text
+    wait_until(lambda: httpx.put(f"{base}/kv/x", content=b"edge").status_code == 200, 30, edge.read_log)
+    # The edge's data is its own: the control plane's plugin does not see it.
+    assert httpx.get(f"{control.url}/plugins/services/kv/x").json() == {"result": None}

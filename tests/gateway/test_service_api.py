@@ -140,6 +140,7 @@ def test_kv_lists_by_prefix_in_byte_order_page_by_page(gw: InProcess) -> None:
     assert [k["key"] for k in first["keys"]] + [k["key"] for k in second["keys"]] == under
     assert second["next"] == "" and first["keys"][0]["size"] == len(b"p/%") + 1
     assert result(gw, slug, "/keys", params={"prefix": "p"}) == sorted(k for k in keys if k.startswith("p"))
+    assert result(gw, slug, "/keys", params={"prefix": "p/b"}) == ["p/b"]  # case counts
     bad = call(gw, slug, "/list", params={"token": "not a token!"})
     assert bad.status_code == 400 and "pass next_page_token as given" in bad.json()["message"]
     assert call(gw, slug, "/list", params={"limit": "1001"}).status_code == 400

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from solstice import __version__
+from solstice.edge.plugin_data import FileKv
+from solstice.edge.plugin_services import edge_services
 from solstice.edge.plugins_yaml import FileSource
 from solstice.edge.reconcile import Reconciler
 from solstice.edge.snapshot_file import SnapshotStore, edge_id
@@ -36,6 +38,12 @@ def create_edge_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         host = PluginHost(settings, oci=config_from_settings(settings, edge=True))
         holder = ConfigHolder()
+        # Before any plugin starts: a plugin that declares scopes gets its service channel at start.
+        gateway = Gateway(settings, holder, host)
+        plugin_data = FileKv(settings.data_dir)
+        host.services = edge_services(
+            settings, gateway, plugin_data, file_config=settings.edge_config is not None
+        )
         reconciler = Reconciler(host, holder)
         source: ControlPlaneSource | FileSource
         if settings.edge_config is not None:
@@ -51,7 +59,6 @@ def create_edge_app(settings: Settings) -> FastAPI:
                 await reconciler.apply(persisted)
                 source.served_from_disk(persisted)
                 log.info("serving the persisted configuration", version=persisted.get("version"))
-        gateway = Gateway(settings, holder, host)
         gateway.start()
         app.state.gateway = gateway
         app.state.sync = source
@@ -67,6 +74,7 @@ def create_edge_app(settings: Settings) -> FastAPI:
                 await source.aclose()
             await gateway.aclose()
             await host.aclose()
+            plugin_data.close()
 
     app = FastAPI(title="Solstice edge", version=__version__, lifespan=lifespan, openapi_url=None)
     app.add_middleware(RequestContextMiddleware)

@@ -21,6 +21,7 @@ from solstice.edge.source import Apply, SyncStatus
 from solstice.gateway import mock
 from solstice.hooks import FailurePolicy, PluginHook
 from solstice.safejson import MAX_DEPTH, JSONObject
+from solstice.scopes import Scope
 from solstice.security.upstreams import UpstreamRefused, split_upstream_url
 from solstice.security.variables import refusal as secret_refusal
 from solstice.snapshot import SLUG_PATTERN, AppEntry, LLMEntry, PluginEntry, Snapshot, new_snapshot
@@ -53,6 +54,8 @@ class FilePlugin(_Model):
     checksum: str | None = None
     is_global: bool = Field(False, alias="global")
     is_active: bool = True
+    # Host service API scopes the operator approves by writing them here.
+    scopes: list[Scope] = Field(default_factory=list)
 
 
 class FileChainEntry(_Model):
@@ -219,6 +222,7 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> Snapshot:
             "hook_types": list(p.hook_types), "plugin_type": "gateway", "is_active": p.is_active,
             "is_global": p.is_global, "timeout_ms": p.timeout_ms, "failure_policy": p.failure_policy,
             "env": p.env, "checksum": p.checksum, "namespace": "", "digest": None,
+            "approved_scopes": sorted(set(p.scopes)),
         }
         for p in parsed.plugins
     ]  # fmt: skip

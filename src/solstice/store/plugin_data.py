@@ -107,7 +107,10 @@ class StoredKv:
                 .limit(limit)
             )
             if prefix:
-                query = query.where(PluginKvRow.key.startswith(prefix, autoescape=True))
+                # Not LIKE, which SQLite compares without case: a range start, then the exact prefix.
+                query = query.where(
+                    PluginKvRow.key >= prefix, func.substr(PluginKvRow.key, 1, len(prefix)) == prefix
+                )
             if after:
                 query = query.where(PluginKvRow.key > after)
             return [_entry(row) for row in (await session.execute(query)).scalars()]
