@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import TESTBED, pid_alive, wait_until
+import httpx
+
+from tests.conftest import ROOT, TESTBED, pid_alive, wait_until
 from tests.postgres import Postgres
 from tests.server import Server
+
+SERVICES = ROOT / "tests" / "plugins" / "services.py"
 
 
 def _pid(server: Server, slug: str) -> int | None:
@@ -66,3 +70,37 @@ def test_changes_on_one_server_reach_the_other(postgres: Postgres, tmp_path: Pat
     finally:
         assert first.stop() == 0
         assert second.stop() == 0
+
+
+def test_plugin_data_is_shared_by_servers_on_one_database(postgres: Postgres, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Server(tmp_path / "a", database_url=url)
+    second = Server(tmp_path / "b", database_url=url)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        with first.client() as client:
+            created = client.post("/api/v1/plugins", json={
+                "name": "services", "command": f"file://{SERVICES}", "hook_types": ["custom_endpoint"],
+            })  # fmt: skip
+            assert created.status_code == 201, created.text
+            approved = client.post("/api/v1/plugins/services/scopes/approve", json={"scopes": ["kv.readwrite"]})
+            assert approved.status_code == 200, approved.text
+        wait_until(lambda: _pid(second, "services"), 15, what="the second server to start the plugin")
+        # Each server runs its own plugin process; both store in the one database.
+        put = httpx.put(f"{first.url}/plugins/services/kv/shared", content=b"from the first")
+        assert put.status_code == 200, put.text
+        read = wait_until(
+            lambda: (r := httpx.get(f"{second.url}/plugins/services/kv/shared")).status_code == 200 and r.json(),
+            15,
+            what="the second server's plugin to be approved and read",
+        )
+        assert read == {"result": "from the first"}
+        with second.client() as client:
+            assert client.delete("/api/v1/plugins/services/data").json()["deleted_keys"] == 1
+        assert httpx.get(f"{first.url}/plugins/services/kv/shared").json() == {"result": None}
+    finally:
+        first.stop()
+        second.stop()

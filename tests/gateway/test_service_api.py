@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, TESTBED, wait_until
+from tests.conftest import ROOT, TESTBED, Standalone, wait_until
 from tests.gateway.conftest import Route, plugin
 from tests.inprocess import InProcess, app_settings
 
@@ -246,3 +246,21 @@ def test_a_plugin_calls_an_llm_whole_or_streamed_and_its_own_hooks_do_not_loop(
     missing = call(gw, slug, "/ask/nowhere")
     assert missing.status_code == 404
     assert missing.json()["message"] == "no LLM with slug 'nowhere'; list LLMs with GET /api/v1/llms"
+
+
+def test_a_grpc_plugin_calls_back_over_the_connection_the_host_opened(
+    gw: InProcess, standalone: type[Standalone]
+) -> None:
+    server = standalone(SERVICES)
+    slug = approved_plugin(gw, ["kv.readwrite"], command=server.command)
+    assert result(gw, slug, "/kv/remote", "PUT", content=b"over grpc") is False
+    port = server.port
+    server.stop()
+    # The same plugin served again behind the same address: the host opens the channel anew.
+    standalone(SERVICES, port)
+    value = wait_until(
+        lambda: (r := call(gw, slug, "/kv/remote")).status_code == 200 and r.json(),
+        30,
+        what="the plugin to be back and connected",
+    )
+    assert value == {"result": "over grpc"}
