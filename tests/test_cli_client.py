@@ -247,3 +247,29 @@ def test_unreachable_server_and_missing_token(api: Server) -> None:
     assert error(run(api, "plugins", "list", token="")) == no_token
     assert error(run(api, "tokens", "create", "--name", "x", token="")) == no_token
     assert "total" in json.loads(ok(run(api, "plugins", "list", "--json", "--token", api.token, token="")))
+
+
+def test_scopes_are_shown_approved_and_revoked_and_data_cleared(api: Server) -> None:
+    services = Path(__file__).parent / "plugins" / "services.py"
+    slug = f"svc-{uuid.uuid4().hex[:6]}"
+    ok(run(api, "plugins", "create", "--name", slug, "--command", f"file://{services}",
+           "--hook-types", "custom_endpoint"))  # fmt: skip
+    shown = ok(run(api, "plugins", "scopes", slug))
+    assert "kv.readwrite" in shown and "pending" in shown and "read, write and delete" in shown
+    pending = next(
+        line for line in ok(run(api, "plugins", "get", slug)).splitlines() if "pending scopes" in line
+    )
+    assert "kv.readwrite" in pending
+    approved = ok(run(api, "plugins", "approve", slug, "kv.readwrite", "llms.read"))
+    assert approved.startswith(f"Approved kv.readwrite, llms.read for plugin {slug}.")
+    state = json.loads(ok(run(api, "plugins", "scopes", slug, "--json")))
+    assert [a["scope"] for a in state["approved"]] == ["kv.readwrite", "llms.read"]
+    assert "kv.readwrite" not in state["pending"]
+    assert error(run(api, "plugins", "approve", slug, "kv.write")).startswith(
+        "unknown scope 'kv.write'; valid scopes: kv.read, kv.readwrite"
+    )
+    revoked = json.loads(ok(run(api, "plugins", "revoke", slug, "llms.read", "--json")))
+    assert [a["scope"] for a in revoked["approved"]] == ["kv.readwrite"]
+    assert error(run(api, "plugins", "clear-data", slug)).endswith("pass --yes")
+    cleared = json.loads(ok(run(api, "plugins", "clear-data", slug, "--yes", "--json")))
+    assert cleared == {"plugin": slug, "deleted_keys": 0}

@@ -341,7 +341,9 @@ llms:
 """
 
 
-def test_an_edge_keeps_plugin_data_in_its_own_file_and_takes_approvals_from_plugins_yaml(tmp_path: Path) -> None:
+def test_an_edge_keeps_plugin_data_in_its_own_file_and_takes_approvals_from_plugins_yaml(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "plugins.yaml"
     config.write_text(SERVICES_YAML.format(plugin=ROOT / "tests" / "plugins" / "services.py"))
     edge = Edge(tmp_path / "edge", None, "", "", config=config).start()

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 Scope = Literal["kv.read", "kv.readwrite", "llms.read", "apps.read", "llms.call", "events.publish"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 
-DESCRIPTIONS: dict[Scope, str] = {
+DESCRIPTIONS: dict[str, str] = {
     "kv.read": "read the plugin's own key-value data",
     "kv.readwrite": "read, write and delete the plugin's own key-value data",
     "llms.read": "list and read LLMs as the API shows them, without upstream keys",

@@ -86,14 +86,18 @@ def test_plugin_data_is_shared_by_servers_on_one_database(postgres: Postgres, tm
                 "name": "services", "command": f"file://{SERVICES}", "hook_types": ["custom_endpoint"],
             })  # fmt: skip
             assert created.status_code == 201, created.text
-            approved = client.post("/api/v1/plugins/services/scopes/approve", json={"scopes": ["kv.readwrite"]})
+            approved = client.post(
+                "/api/v1/plugins/services/scopes/approve", json={"scopes": ["kv.readwrite"]}
+            )
             assert approved.status_code == 200, approved.text
         wait_until(lambda: _pid(second, "services"), 15, what="the second server to start the plugin")
         # Each server runs its own plugin process; both store in the one database.
         put = httpx.put(f"{first.url}/plugins/services/kv/shared", content=b"from the first")
         assert put.status_code == 200, put.text
         read = wait_until(
-            lambda: (r := httpx.get(f"{second.url}/plugins/services/kv/shared")).status_code == 200 and r.json(),
+            lambda: (
+                (r := httpx.get(f"{second.url}/plugins/services/kv/shared")).status_code == 200 and r.json()
+            ),
             15,
             what="the second server's plugin to be approved and read",
         )

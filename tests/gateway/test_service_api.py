@@ -63,7 +63,12 @@ def test_a_call_waits_for_approval_and_works_after_it_without_a_reload(gw: InPro
     assert shown["requested_scopes"] == sorted(EVERYTHING) and shown["pending_scopes"] == sorted(EVERYTHING)
     assert {"path": "/kv/{key...}", "methods": ["GET", "PUT", "DELETE"], "description": "",
             "require_auth": False, "stream": False} in shown["routes"]  # fmt: skip
-    assert scopes == {"plugin": slug, "requested": sorted(EVERYTHING), "approved": [], "pending": sorted(EVERYTHING)}
+    assert scopes == {
+        "plugin": slug,
+        "requested": sorted(EVERYTHING),
+        "approved": [],
+        "pending": sorted(EVERYTHING),
+    }
 
     refused = call(gw, slug, "/kv/greeting", "PUT", content=b"hi")
     assert refused.status_code == 403
@@ -101,7 +106,9 @@ def test_approving_unknown_or_no_scopes_is_refused_with_the_valid_ones(gw: InPro
     assert scopes["approved"] == []
 
 
-def test_a_scope_the_plugin_did_not_declare_is_refused_even_when_approved(gw: InProcess, tmp_path: Path) -> None:
+def test_a_scope_the_plugin_did_not_declare_is_refused_even_when_approved(
+    gw: InProcess, tmp_path: Path
+) -> None:
     slug = approved_plugin(gw, ["kv.readwrite"], command=narrowed(tmp_path, "kv.read"))
     assert result(gw, slug, "/kv/a") is None
     refused = call(gw, slug, "/kv/a", "PUT", content=b"x")
@@ -225,7 +232,9 @@ def test_a_plugin_calls_an_llm_whole_or_streamed_and_its_own_hooks_do_not_loop(
     refused = call(gw, slug, "/ask/anything")
     assert refused.status_code == 403 and "may not use llms.call until" in refused.json()["message"]
     approve(gw, slug, EVERYTHING)
-    collector = plugin(gw, "data_collection", command=f"file://{TESTBED}", config={"record_file": str(record_file)})
+    collector = plugin(
+        gw, "data_collection", command=f"file://{TESTBED}", config={"record_file": str(record_file)}
+    )
     route = Route(gw, chain=[{"plugin": slug}, {"plugin": collector}])
     # A client's request: the hook calls the same LLM, whose chain holds the hook; it is not run again.
     answer = route.call(headers={"x-ask": "yes"})
@@ -234,8 +243,11 @@ def test_a_plugin_calls_an_llm_whole_or_streamed_and_its_own_hooks_do_not_loop(
     assert result(gw, slug, f"/ask/{route.slug}") == {"status": 200, "content": "echo: tell me"}
     assert result(gw, slug, "/kv/pre_auth-calls") == "1"
     records = wait_until(
-        lambda: (lines := record_file.read_text().splitlines() if record_file.exists() else []) and len(lines) == 3
-        and lines,
+        lambda: (
+            (lines := record_file.read_text().splitlines() if record_file.exists() else [])
+            and len(lines) == 3
+            and lines
+        ),
         what="three data_collection records",
     )
     assert sorted(line.endswith(f"caller={slug}") for line in records) == [False, True, True]

@@ -33,7 +33,9 @@ async def _answer(work: Callable[[], Awaitable[Any]]) -> pb.HttpResponse:
     try:
         return respond(json={"result": await work()})
     except HostError as refused:
-        return respond(json={"code": refused.code, "message": refused.message}, status=_STATUS.get(refused.code, 503))
+        return respond(
+            json={"code": refused.code, "message": refused.message}, status=_STATUS.get(refused.code, 503)
+        )
 
 
 def _query(request: pb.EndpointRequest) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`solstice plugins`: list, inspect, create, change, reload and delete plugins through the API."""
+"""`solstice plugins`: list, inspect, create, change, reload and delete plugins, approve their scopes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from solstice.cli.client import (
     table,
 )
 from solstice.hooks import FAILURE_POLICIES, PLUGIN_HOOKS
+from solstice.scopes import DESCRIPTIONS, SCOPES
 
 app = typer.Typer(help="Manage the plugins of a running server.", no_args_is_help=True)
 
@@ -389,3 +390,76 @@ def reload(ref: Ref, url: UrlOption = None, token: TokenOption = None, as_json: 
         print_json(plugin)
     else:
         _show(plugin, f"Reloaded plugin {plugin['slug']} (id {plugin['id']}).")
+
+
+ScopeNames = Annotated[list[str], typer.Argument(help=f"Scopes: {', '.join(SCOPES)}.", show_default=False)]
+
+
+def _show_scopes(state: dict[str, Any], as_json: bool, message: str = "") -> None:
+    if as_json:
+        print_json(state)
+        return
+    if message:
+        console().print(Text(message))
+    approved = {a["scope"]: a for a in state["approved"]}
+    rows = table("scope", "requested", "approved", "by", "what it allows")
+    for scope in sorted({*state["requested"], *approved}):
+        given = approved.get(scope)
+        rows.add_row(
+            cell(scope),
+            cell(scope in state["requested"]),
+            cell("pending" if scope in state["pending"] else given["approved_at"] if given else "-"),
+            cell(given["approved_by"] if given else None),
+            cell(DESCRIPTIONS.get(scope, "")),
+        )
+    console().print(rows if approved or state["requested"] else Text("The plugin requests no scopes."))
+
+
+@app.command()
+def scopes(ref: Ref, url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Host service API scopes: requested by the plugin, approved, and pending approval."""
+    with api(url, token) as client:
+        state = client.request("GET", ref_path(_PREFIX, ref, "scopes"))
+    _show_scopes(state, as_json)
+
+
+@app.command()
+def approve(
+    ref: Ref, names: ScopeNames, url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Approve scopes for a plugin; its next call may use them, without a reload."""
+    with api(url, token) as client:
+        state = client.request("POST", ref_path(_PREFIX, ref, "scopes", "approve"), body={"scopes": names})
+    _show_scopes(state, as_json, f"Approved {', '.join(names)} for plugin {state['plugin']}.")
+
+
+@app.command()
+def revoke(
+    ref: Ref, names: ScopeNames, url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """Withdraw approved scopes; the plugin's next call under them is refused."""
+    with api(url, token) as client:
+        state = client.request("POST", ref_path(_PREFIX, ref, "scopes", "revoke"), body={"scopes": names})
+    _show_scopes(state, as_json, f"Revoked {', '.join(names)} for plugin {state['plugin']}.")
+
+
+@app.command("clear-data")
+def clear_data(
+    ref: Ref,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Clear without asking.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove every key a plugin stored with kv.*; asks first unless --yes."""
+    with api(url, token) as client:  # its block turns a CliError into one line and exit status 1
+        if not yes:
+            if not sys.stdin.isatty():
+                raise CliError(f"not clearing the data of plugin {ref} without confirmation; pass --yes")
+            if not typer.confirm(f"Remove every key plugin {ref} stored?", default=False, err=True):
+                raise CliError(f"the data of plugin {ref} was not cleared")
+        cleared = client.request("DELETE", ref_path(_PREFIX, ref, "data"))
+    if as_json:
+        print_json(cleared)
+    else:
+        console().print(Text(f"Removed {cleared['deleted_keys']} keys of plugin {cleared['plugin']}."))
