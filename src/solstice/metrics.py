@@ -60,6 +60,17 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+ENDPOINT_REQUESTS = Counter(
+    "solstice_plugin_endpoint_requests_total",
+    "Requests to plugins' custom endpoints, by plugin, declared route and status.",
+    ["plugin", "route", "status"],
+)
+ENDPOINT_DURATION = Histogram(
+    "solstice_plugin_endpoint_duration_seconds",
+    "Time until a custom endpoint answered (its status and headers, for a streamed route).",
+    ["plugin", "route"],
+    buckets=_LATENCY_BUCKETS,
+)
 HOOK_FAIL_OPEN = Counter(
     "solstice_gateway_fail_open_total",
     "Plugin failures the gateway passed over because the plugin's policy is fail_open.",

@@ -4,6 +4,7 @@ route asks for it, the plugin's answer relayed (whole or as it streams)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import structlog
@@ -16,7 +17,8 @@ from solstice.gateway.openai_errors import openai_error
 from solstice.gateway.pipeline import Unauthorized
 from solstice.gateway.routes import ConfigHolder
 from solstice.gateway.upstream import forwardable
-from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError
+from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError, PluginStatus
+from solstice.metrics import ENDPOINT_DURATION, ENDPOINT_REQUESTS
 from solstice.protocol import pb
 from solstice.settings import Settings
 
@@ -86,6 +88,15 @@ class PluginEndpoints:
         if found is None:
             return self._no_route(slug, status.routes, request.method, path)
         route, params = found
+        started = time.perf_counter()
+        response = await self._serve(request, slug, status, route, params)
+        ENDPOINT_REQUESTS.labels(slug, route.path, str(response.status_code)).inc()
+        ENDPOINT_DURATION.labels(slug, route.path).observe(time.perf_counter() - started)
+        return response
+
+    async def _serve(
+        self, request: Request, slug: str, status: PluginStatus, route: Route, params: dict[str, str]
+    ) -> Response:
         body, problem = await read_limited(request, self.settings.gateway_max_body_bytes)
         if problem is not None:
             return problem
