@@ -98,8 +98,8 @@ async def test_closing_a_stream_early_cancels_it(routes: PluginHost) -> None:
     [
         ("/broken", "route /broken failed: RuntimeError: the broken route broke"),
         ("/wrong", "route /wrong answered str; return respond(...) instead"),
-        ("/nowhere", "has no unary route '/nowhere'"),
-        ("/count/{n}", "has no unary route '/count/{n}'"),
+        ("/nowhere", "has no unary route GET '/nowhere'"),
+        ("/count/{n}", "has no unary route GET '/count/{n}'"),
     ],
 )
 async def test_a_failing_route_is_a_call_error_and_the_plugin_keeps_serving(

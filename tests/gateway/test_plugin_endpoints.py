@@ -105,7 +105,10 @@ def test_failures_are_json_errors_without_plugin_details(gw: InProcess) -> None:
     big = _get(gw, f"/plugins/{slug}/store", method="POST", content=b"x" * 70000)
     assert big.status_code == 413
     metrics = _get(gw, "/metrics").text
-    assert f'solstice_plugin_endpoint_requests_total{{plugin="{slug}",route="/echo/{{name}}",status="200"}} 1.0' in metrics
+    assert (
+        f'solstice_plugin_endpoint_requests_total{{plugin="{slug}",route="/broken",status="502"}} 1.0'
+        in metrics
+    )
     assert f'solstice_plugin_endpoint_duration_seconds_count{{plugin="{slug}",route="/store"}} 1.0' in metrics
 
 

@@ -101,7 +101,14 @@ class PluginEndpoints:
         if problem is not None:
             return problem
         message = self._message(request, body, route, params, slug)
-        declared = next(e for e in status.info.endpoints if e.path == route.path) if status.info else None
+        declared = (
+            next(
+                (e for e in status.info.endpoints if e.path == route.path and request.method in e.methods),
+                None,
+            )
+            if status.info
+            else None
+        )
         if declared is not None and declared.require_auth:
             try:
                 app = app_for_key(self.state.config, credential_of(request))

@@ -44,7 +44,8 @@ class PluginServicer(pb_grpc.PluginServicer):
     def __init__(self, plugin: Plugin) -> None:
         self._plugin = plugin
         self._hooks = set(type(plugin).implemented_hooks())
-        self._routes = {spec.path: spec for spec in routes_of(type(plugin))}
+        # One path may have several routes, for different methods.
+        self._routes = routes_of(type(plugin))
         if self._routes:
             self._hooks.add(ENDPOINT_HOOK)
         self._configured: dict[str, Plugin] = {}
@@ -79,7 +80,7 @@ class PluginServicer(pb_grpc.PluginServicer):
             + ([HOOK_ENUMS[ENDPOINT_HOOK]] if self._routes else []),
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
-            endpoints=[spec.as_endpoint() for spec in self._routes.values()],
+            endpoints=[spec.as_endpoint() for spec in self._routes],
             scopes=self._scopes,
         )
 
@@ -192,12 +193,13 @@ class PluginServicer(pb_grpc.PluginServicer):
         return pb.DataCollectionResponse(accepted=int(accepted or 0))
 
     async def _route(self, request: pb.EndpointRequest, context: Context, stream: bool) -> RouteSpec:
-        spec = self._routes.get(request.route)
+        method = request.request.method
+        spec = next((r for r in self._routes if r.path == request.route and method in r.methods), None)
         if spec is None or spec.stream != stream:
             kind = "streamed" if stream else "unary"
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"plugin {type(self._plugin).__name__} has no {kind} route {request.route!r}",
+                f"plugin {type(self._plugin).__name__} has no {kind} route {method} {request.route!r}",
             )
         return spec
 
