@@ -4,6 +4,7 @@ from llms.call on the mock vendor), as file:// and grpc:// plugins of a control 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,9 +20,9 @@ STREAM = EXAMPLES / "llm-stream" / "plugin.py"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = Server(tmp_path_factory.mktemp("examples")).wait_ready()
-    yield running  # type: ignore[misc]
+    yield running
     running.stop()
 
 
