@@ -153,7 +153,7 @@ def test_scaffolded_plugin_runs_under_a_real_server(tmp_path: Path) -> None:
         ),
         (
             ["guard", "--hook", "pre_auth", "--hook", "preauth"],
-            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection",
+            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint",
         ),
         (["taken"], "directory {dir}/taken already exists and is not empty; choose another NAME or --dir"),
     ],
@@ -192,3 +192,37 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
     )  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "12 passed" in tested.stdout
+
+
+def test_an_endpoint_project_passes_its_tests_and_serves_its_routes(tmp_path: Path) -> None:
+    done = solstice("plugin", "new", "greeter", "--hook", "custom_endpoint", "--dir", "work", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    project = tmp_path / "work" / "greeter"
+    tested = subprocess.run(
+        [tool("make"), "--no-print-directory", "test", f"PYTHON={sys.executable}"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert tested.returncode == 0 and "5 passed" in tested.stdout, tested.stdout + tested.stderr
+    for check in (["check", "--select", "E,F,W,I,B,UP,SIM,ASYNC"], ["format", "--check"]):
+        linted = subprocess.run(
+            [tool("ruff"), check[0], "--isolated", "--line-length", "110", *check[1:], "."],
+            cwd=project, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert linted.returncode == 0, linted.stdout
+    assert "custom_endpoint" in (project / "README.md").read_text()
+
+    server = Server(tmp_path).wait_ready()
+    try:
+        with server.client() as client:
+            created = client.post("/api/v1/plugins", json={
+                "name": "greeter", "command": f"file://{project / 'plugin.py'}",
+                "hook_types": ["custom_endpoint"], "config": {"greeting": "welcome"},
+            })  # fmt: skip
+            assert created.status_code == 201 and created.json()["status"] == "healthy", created.text
+            assert [r["path"] for r in created.json()["routes"]] == ["/hello/{name}", "/countdown/{n}"]
+            assert client.get("/plugins/greeter/hello/ada").json() == {"message": "welcome, ada"}
+            counted = client.get("/plugins/greeter/countdown/2")
+            assert counted.text == "data: 2\n\ndata: 1\n\ndata: 0\n\n"
+            assert client.get("/plugins/greeter/countdown/x").status_code == 400
+    finally:
+        server.stop()

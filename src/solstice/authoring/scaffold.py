@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from solstice.authoring.errors import AuthoringError
-from solstice.hooks import HOOK_ENUMS, HOOK_TYPES
+from solstice.hooks import HOOK_ENUMS, PLUGIN_HOOKS
 from solstice.protocol import pb
 
 DEFAULT_HOOKS = ("pre_auth",)
@@ -51,10 +51,10 @@ def check_name(name: str) -> str:
 def check_hooks(hooks: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The hooks in pipeline order, once each (DEFAULT_HOOKS when none); AuthoringError on an unknown one."""
     for hook in hooks:
-        if hook not in HOOK_TYPES:
-            raise AuthoringError(f"unknown hook {hook!r}; valid hooks: {', '.join(HOOK_TYPES)}")
+        if hook not in PLUGIN_HOOKS:
+            raise AuthoringError(f"unknown hook {hook!r}; valid hooks: {', '.join(PLUGIN_HOOKS)}")
     chosen = set(hooks) or set(DEFAULT_HOOKS)
-    return tuple(hook for hook in HOOK_TYPES if hook in chosen)
+    return tuple(hook for hook in PLUGIN_HOOKS if hook in chosen)
 
 
 def class_name(name: str) -> str:
@@ -149,6 +149,9 @@ def _values(name: str, hooks: tuple[str, ...], sections: dict[str, dict[str, str
         # One per line with a trailing comma: the layout ruff format keeps for any number of hooks.
         "hook_enums": "[\n" + "".join(f'        "{pb.Hook.Name(HOOK_ENUMS[h])}",\n' for h in hooks) + "    ]",
         "stdlib_imports": "".join(f"\nimport {m}" for m in sorted(words("stdlib") | {"logging"})),
+        "abc_imports": f"from collections.abc import {', '.join(sorted(words('abc')))}\n"
+        if words("abc")
+        else "",
         "sdk_imports": ", ".join(sdk),
         "config_example": json.dumps(example, indent=4),
         "config_inline": json.dumps(example),

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from solstice.cli.client import ApiClient, CliError, TokenOption, UrlOption, api, console, fail, ref_path
-from solstice.hooks import HOOK_TYPES
+from solstice.hooks import PLUGIN_HOOKS
 
 app = typer.Typer(
     help="Plugin authoring: scaffold a project, build one executable, the development reload loop.",
@@ -97,7 +97,7 @@ def new(
         list[str] | None,
         typer.Option(
             "--hook",
-            help=f"A hook to implement; repeatable. One of {', '.join(HOOK_TYPES)} (default: pre_auth).",
+            help=f"A hook to implement; repeatable. One of {', '.join(PLUGIN_HOOKS)} (default: pre_auth).",
             show_default=False,
         ),
     ] = None,
