@@ -137,6 +137,7 @@ def _values(name: str, hooks: tuple[str, ...], sections: dict[str, dict[str, str
     example = json.loads("{" + ", ".join(sections[h]["example"].strip() for h in hooks) + "}")
     example = json.loads(_fill(json.dumps(example), {"name": name}))
     summaries = [f"- `{h}`: {sections[h]['summary'].strip()}" for h in hooks]
+    abc = sorted(words("abc"))
     return {
         "name": name,
         "class_name": class_name(name),
