@@ -150,9 +150,7 @@ def _values(name: str, hooks: tuple[str, ...], sections: dict[str, dict[str, str
         # One per line with a trailing comma: the layout ruff format keeps for any number of hooks.
         "hook_enums": "[\n" + "".join(f'        "{pb.Hook.Name(HOOK_ENUMS[h])}",\n' for h in hooks) + "    ]",
         "stdlib_imports": "".join(f"\nimport {m}" for m in sorted(words("stdlib") | {"logging"})),
-        "abc_imports": f"from collections.abc import {', '.join(sorted(words('abc')))}\n"
-        if words("abc")
-        else "",
+        "abc_imports": f"from collections.abc import {', '.join(abc)}\n" if abc else "",
         "sdk_imports": ", ".join(sdk),
         "config_example": json.dumps(example, indent=4),
         "config_inline": json.dumps(example),
