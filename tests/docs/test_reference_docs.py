@@ -393,6 +393,19 @@ def test_the_python_page_names_the_sdk_helpers() -> None:
         assert f"`{hook}(" in text, hook
 
 
+def test_the_service_api_page_lists_every_scope_and_sdk_call() -> None:
+    from solstice.scopes import SCOPES
+    from solstice.sdk.host import Apps, Events, Kv, Llms
+
+    text = read("service-api.md")
+    assert [row[0].strip("`") for row in table_rows(text.split("| scope |", 1)[1])][: len(SCOPES)] == list(
+        SCOPES
+    )
+    for client, attribute in ((Kv, "kv"), (Llms, "llms"), (Apps, "apps"), (Events, "events")):
+        for method in (m for m in vars(client) if not m.startswith("_")):
+            assert f"{attribute}.{method}" in text or f".{method}`" in text or f"`{method}" in text, method
+
+
 # -- docs/writing-plugins-go.md: the example under a server ---------------------------------------------
 
 
