@@ -68,6 +68,7 @@ bench: install system-deps
 	$(PY) benchmarks/bench_hooks.py
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_oci.py
+	$(PY) benchmarks/bench_endpoints.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .coverage .coverage.*

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import grpc
 import httpx
@@ -31,11 +31,13 @@ from support import (
     REPO,
     build_go_plugin,
     cancel_on_sigterm,
-    death_signal_prefix,
     free_port,
+    read_log,
     run_timed,
+    started,
     stop_process,
     use_venv_python,
+    wait_ready,
 )
 
 from solstice.host import PluginHost, PluginSpec
@@ -48,7 +50,6 @@ EXAMPLES = REPO / "examples" / "plugins"
 GATEWAY_TARGET_MS = 1.0
 HOOK_TARGET_RATIO = 1.3
 SAMPLE_INTERVAL_S = 0.1
-READY_TIMEOUT_S = 60.0
 # Long enough that no health check or reconcile pass runs while we measure.
 QUIET_INTERVAL_S = "3600"
 PROMPT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
@@ -128,46 +129,6 @@ def write_wrk_script(workdir: Path, key: str) -> Path:
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def open_log(log: Path) -> BinaryIO:
-    """Open a process's log file for appending."""
-    return log.open("ab")
-
-
-def read_log(log: Path) -> str:
-    """Everything a process wrote to its log file."""
-    return log.read_text(errors="replace") if log.exists() else ""
-
-
-@contextlib.asynccontextmanager
-async def started(
-    args: Sequence[str], log: Path, env: dict[str, str] | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Run `args` with output to `log`; stopped by PID when the block ends, however it ends."""
-    with open_log(log) as out:
-        proc = await asyncio.create_subprocess_exec(
-            *death_signal_prefix(), *args,
-            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            yield proc
-        finally:
-            await stop_process(proc)
-
-
-async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
-    """Poll `url` until it answers 200; fail with the process's log if it exits or takes too long."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                raise RuntimeError(f"{url}: the server exited with {proc.returncode}:\n{read_log(log)}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get(url)).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} was not ready in {READY_TIMEOUT_S:.0f}s:\n{read_log(log)}")
 
 
 def serve_env(workdir: Path, port: int, token: str) -> dict[str, str]:

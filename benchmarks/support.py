@@ -1,4 +1,4 @@
-"""What both benchmarks need: processes they start and stop, and the Go example plugin build."""
+"""What the benchmarks share: processes they start, wait for and stop, and the Go example plugin build."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 GO_PLUGIN_PACKAGE = "./examples/plugins/go-request-guard"
 STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 60.0
 
 
 async def build_go_plugin(out_dir: Path) -> Path:
@@ -99,3 +102,43 @@ def run_timed(
         return 130
     print(f"\ntotal time: {time.perf_counter() - began:.0f} s")
     return 0
+
+
+def open_log(log: Path) -> BinaryIO:
+    """Open a process's log file for appending."""
+    return log.open("ab")
+
+
+def read_log(log: Path) -> str:
+    """Everything a process wrote to its log file."""
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+@contextlib.asynccontextmanager
+async def started(
+    args: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run `args` with output to `log`; stopped by PID when the block ends, however it ends."""
+    with open_log(log) as out:
+        proc = await asyncio.create_subprocess_exec(
+            *death_signal_prefix(), *args,
+            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield proc
+        finally:
+            await stop_process(proc)
+
+
+async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+    """Poll `url` until it answers 200; fail with the process's log if it exits or takes too long."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError(f"{url}: the server exited with {proc.returncode}:\n{read_log(log)}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} was not ready in {READY_TIMEOUT_S:.0f}s:\n{read_log(log)}")
