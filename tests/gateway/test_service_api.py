@@ -276,3 +276,20 @@ def test_a_grpc_plugin_calls_back_over_the_connection_the_host_opened(
         what="the plugin to be back and connected",
     )
     assert value == {"result": "over grpc"}
+
+
+def test_a_new_version_asking_for_more_keeps_its_approvals_and_the_rest_is_pending(
+    gw: InProcess, tmp_path: Path
+) -> None:
+    slug = approved_plugin(gw, ["kv.read"], command=narrowed(tmp_path, "kv.read"))
+    with gw.client() as client:
+        changed = client.patch(
+            f"/api/v1/plugins/{slug}", json={"command": narrowed(tmp_path, "kv.read,llms.read")}
+        )
+        assert changed.status_code == 200, changed.text
+        shown = client.get(f"/api/v1/plugins/{slug}").json()
+        scopes = client.get(f"/api/v1/plugins/{slug}/scopes").json()
+    assert shown["requested_scopes"] == ["kv.read", "llms.read"] and shown["pending_scopes"] == ["llms.read"]
+    assert [a["scope"] for a in scopes["approved"]] == ["kv.read"] and scopes["pending"] == ["llms.read"]
+    assert result(gw, slug, "/kv/a") is None
+    assert call(gw, slug, "/llms").status_code == 403

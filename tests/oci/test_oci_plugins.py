@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TESTBED, wait_until
+from tests.conftest import EXAMPLES, TESTBED, wait_until
 from tests.oci.images import push_image_with_umoci
 from tests.oci.registries import Registry
 from tests.server import Server
@@ -97,5 +97,32 @@ def test_mismatched_oci_reference_and_bad_references_are_refused(tmp_path: Path)
             )
             assert bad.status_code == 400, bad.text
             assert "lowercase" in bad.json()["detail"]
+    finally:
+        server.stop()
+
+
+def test_an_oci_plugin_serves_endpoints_and_keeps_data(registry: Registry, tmp_path: Path) -> None:
+    inbox = tmp_path / "webhook-inbox"
+    shutil.copyfile(EXAMPLES / "webhook-inbox" / "plugin.py", inbox)
+    inbox.chmod(0o755)
+    push_image_with_umoci(registry, "plugins/inbox:v1", inbox)
+    server = Server(tmp_path).wait_ready()
+    try:
+        with server.client() as client:
+            created = client.post("/api/v1/plugins", json={
+                "name": "inbox", "command": f"oci://{registry.host}/plugins/inbox:v1",
+                "hook_types": ["custom_endpoint"],
+            })  # fmt: skip
+            assert created.status_code == 201, created.text
+            assert wait_status(client, "inbox", "healthy")["pending_scopes"] == ["kv.readwrite"]
+            assert client.post(
+                "/api/v1/plugins/inbox/scopes/approve", json={"scopes": ["kv.readwrite"]}
+            ).is_success
+            key = client.post("/api/v1/apps", json={"name": "ci", "llms": []}).json()["key"]
+        headers = {"Authorization": f"Bearer {key}"}
+        posted = httpx.post(f"{server.url}/plugins/inbox/hooks", content=b"from oci", headers=headers)
+        assert posted.status_code == 202, posted.text
+        back = httpx.get(f"{server.url}/plugins/inbox/hooks/{posted.json()['id']}", headers=headers)
+        assert back.content == b"from oci"
     finally:
         server.stop()
