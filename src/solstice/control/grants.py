@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from solstice.control.errors import InvalidError
 from solstice.control.manager import PluginManager
@@ -60,23 +61,26 @@ def _checked(names: Sequence[str]) -> list[str]:
 
 async def approve(manager: PluginManager, ref: str, names: Sequence[str], actor: str) -> ScopeState:
     """Approve scopes for a plugin (requested or not yet); takes effect at its next call, no reload."""
-    scopes = _checked(names)
-    row = await manager.get(ref)
-    async with manager.sessions.begin() as session:
-        await stored_scopes.approve(session, row.id, scopes, actor)
-        await audit.record(session, actor, "plugin.scopes.approve", row.slug, "ok", ", ".join(scopes))
-    await manager.notify()  # the gateway configuration carries approvals to every runtime
-    return await scope_state(manager, row.slug)
+    return await _change(manager, ref, names, actor, "approve")
 
 
 async def revoke(manager: PluginManager, ref: str, names: Sequence[str], actor: str) -> ScopeState:
     """Withdraw approvals; the plugin's next call under them is refused."""
+    return await _change(manager, ref, names, actor, "revoke")
+
+
+async def _change(
+    manager: PluginManager, ref: str, names: Sequence[str], actor: str, how: Literal["approve", "revoke"]
+) -> ScopeState:
     scopes = _checked(names)
     row = await manager.get(ref)
     async with manager.sessions.begin() as session:
-        await stored_scopes.revoke(session, row.id, scopes)
-        await audit.record(session, actor, "plugin.scopes.revoke", row.slug, "ok", ", ".join(scopes))
-    await manager.notify()
+        if how == "approve":
+            await stored_scopes.approve(session, row.id, scopes, actor)
+        else:
+            await stored_scopes.revoke(session, row.id, scopes)
+        await audit.record(session, actor, f"plugin.scopes.{how}", row.slug, "ok", ", ".join(scopes))
+    await manager.notify()  # the gateway configuration carries approvals to every runtime
     return await scope_state(manager, row.slug)
 
 
