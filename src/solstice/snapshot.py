@@ -37,12 +37,13 @@ class PluginEntry(TypedDict):
     namespace: str
     # For oci:// plugins the digest the control plane resolved: a change makes edges reload.
     digest: str | None
+    # Host service API scopes an operator approved (on an edge from plugins.yaml: `scopes`);
+    # read with .get(), since a snapshot saved by an older server has none.
+    approved_scopes: list[str]
     # Only from a control plane: the display name, and the revision every change and every
     # POST /plugins/{id}/reload bumps (edges reload with the control plane).
     name: NotRequired[str]
     revision: NotRequired[int]
-    # Host service API scopes an operator approved (on an edge from plugins.yaml: `scopes`).
-    approved_scopes: NotRequired[list[str]]
     # Why the stored settings cannot be used: the edge fails the plugin with this reason instead
     # of running it without its settings.
     unusable: NotRequired[str]
