@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 import grpc
@@ -53,9 +53,8 @@ class ServiceLink:
         self._handler = handler
         self._declared = tuple(declared)
         self._task: asyncio.Task[None] | None = None
-        # The calls being answered, by id; _tasks also holds refusals being sent.
+        # The calls being answered, by id.
         self._calls: dict[int, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
         # Set once the plugin got the hello of the first stream.
         self.opened = asyncio.Event()
@@ -92,40 +91,34 @@ class ServiceLink:
             self.opened.set()
             while (call := await stream.read()) is not grpc.aio.EOF:
                 assert isinstance(call, pb.ServiceCall)
-                self._dispatch(stream, call)
+                problem = self._dispatch(stream, call)
+                if problem is not None:
+                    # Sent before the next message is read: a plugin that floods the channel is
+                    # slowed down by its own refusals instead of piling up work here.
+                    await self._send(stream, call.id, problem)
         finally:
-            for task in self._tasks:
+            for task in self._calls.values():
                 task.cancel()
             self._calls.clear()
             stream.cancel()
 
-    def _dispatch(self, stream: _Stream, call: pb.ServiceCall) -> None:
+    def _dispatch(self, stream: _Stream, call: pb.ServiceCall) -> pb.ServiceReply | None:
+        """Start answering `call`; the refusal to send instead, if it cannot be taken."""
         if call.WhichOneof("call") == "cancel":
             if (running := self._calls.pop(call.cancel, None)) is not None:
                 running.cancel()
-            return
-        problem = None
+            return None
         if call.id in self._calls:
-            problem = refusal(
-                "INVALID_ARGUMENT", f"call id {call.id} is in use; give each open call its own id"
-            )
-        elif len(self._calls) >= MAX_OPEN_CALLS:
-            problem = refusal(
+            return refusal("INVALID_ARGUMENT", f"call id {call.id} is in use; give each open call its own id")
+        if len(self._calls) >= MAX_OPEN_CALLS:
+            return refusal(
                 "RESOURCE_EXHAUSTED",
                 f"plugin {self.slug} has {MAX_OPEN_CALLS} calls open; wait for answers before sending more",
             )
-        if problem is not None:
-            self._spawn(self._send(stream, call.id, problem))
-            return
-        task = self._spawn(self._answer(stream, call))
+        task = asyncio.create_task(self._answer(stream, call))
         self._calls[call.id] = task
         task.add_done_callback(lambda _: self._forget(call.id, task))
-
-    def _spawn(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return None
 
     def _forget(self, call_id: int, task: asyncio.Task[None]) -> None:
         if self._calls.get(call_id) is task:
