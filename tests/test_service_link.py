@@ -39,8 +39,10 @@ class Handler:
 class PluginEnd(pb_grpc.PluginServicer):
     """Sends the scripted calls, then collects replies until told to stop."""
 
-    def __init__(self, calls: list[pb.ServiceCall]) -> None:
+    def __init__(self, calls: list[pb.ServiceCall], wanted: int) -> None:
         self.calls = calls
+        self.wanted = wanted
+        self.enough = asyncio.Event()
         self.replies: list[pb.ServiceReply] = []
         self.hello = ""
         self.done = asyncio.Event()
@@ -54,6 +56,8 @@ class PluginEnd(pb_grpc.PluginServicer):
         async def read() -> None:
             async for message in request_iterator:
                 self.replies.append(message.reply)
+                if len(self.replies) >= self.wanted:
+                    self.enough.set()
 
         reader = asyncio.create_task(read())
         for call in self.calls:
@@ -64,7 +68,7 @@ class PluginEnd(pb_grpc.PluginServicer):
 
 async def run_link(calls: list[pb.ServiceCall], handler: Handler, until: int) -> PluginEnd:
     """Serve a PluginEnd, open a link to it, wait for `until` replies, close everything."""
-    end = PluginEnd(calls)
+    end = PluginEnd(calls, until)
     server = grpc.aio.server()
     pb_grpc.add_PluginServicer_to_server(end, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -73,9 +77,7 @@ async def run_link(calls: list[pb.ServiceCall], handler: Handler, until: int) ->
     link = ServiceLink("my-plugin", channel, handler, ["kv.read"])
     link.start()
     try:
-        async with asyncio.timeout(20):
-            while len(end.replies) < until:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(end.enough.wait(), 20)
     finally:
         end.done.set()
         await link.close()
