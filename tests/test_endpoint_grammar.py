@@ -92,3 +92,24 @@ def test_find_route_takes_method_and_path() -> None:
     assert found is not None and found[0] is routes[1]
     assert find_route(routes, "GET", "/items/7") == (routes[2], {"id": "7"})
     assert find_route(routes, "DELETE", "/items/7") is None
+
+
+def test_the_host_takes_methods_in_any_case_and_keeps_how_each_route_is_served() -> None:
+    from solstice.host.instance import routes_of
+    from solstice.host.spec import PluginSpec
+    from solstice.protocol import pb
+
+    info = pb.PluginInfo(
+        endpoints=[
+            pb.Endpoint(path="/hooks", methods=["post"], require_auth=True, description="deliveries"),
+            pb.Endpoint(path="/events", methods=["Get"], stream=True),
+        ]
+    )
+    hooks, events = routes_of(PluginSpec(slug="p", command="grpc://127.0.0.1:1"), info)
+    # A plugin written without the SDK may send lower case: the route still answers POST, and
+    # still requires an app key, since the gateway reads both from the route it matched.
+    assert find_route([hooks, events], "POST", "/hooks") == (hooks, {})
+    assert (hooks.methods, hooks.require_auth, hooks.stream, hooks.description) == (
+        frozenset({"POST"}), True, False, "deliveries",
+    )  # fmt: skip
+    assert (events.methods, events.require_auth, events.stream) == (frozenset({"GET"}), False, True)

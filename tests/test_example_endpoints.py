@@ -60,9 +60,11 @@ def check_inbox(base: str, key: str, other_key: str) -> None:
     assert httpx.get(f"{base}/hooks/{delivery}", headers=theirs).status_code == 404
 
 
-def check_stream(base: str) -> None:
-    """The mock LLM's answer, token by token, as server-sent events."""
-    with httpx.stream("GET", f"{base}/ask", params={"q": "hello there"}, timeout=30) as answer:
+def check_stream(base: str, key: str) -> None:
+    """The mock LLM's answer, token by token, as server-sent events, to an app only."""
+    assert httpx.get(f"{base}/ask", params={"q": "hello there"}).status_code == 401
+    mine = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("GET", f"{base}/ask", params={"q": "hello there"}, headers=mine, timeout=30) as answer:
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
         events = "".join(answer.iter_text()).split("\n\n")
     tokens = [e.removeprefix("data: ") for e in events if e.startswith("data: ")]
@@ -87,8 +89,9 @@ def test_llm_stream(server: Server, standalone: type[Standalone], deployment: st
     route = Route(server, options={"chunk_delay_ms": 20})
     command = f"file://{STREAM}" if deployment == "file" else standalone(STREAM).command
     slug = register(server, command, ["llms.call"], config={"llm": route.slug})
-    check_stream(f"{server.url}/plugins/{slug}")
-    missing = httpx.get(f"{server.url}/plugins/{slug}/ask")
+    key = app_key(server)
+    check_stream(f"{server.url}/plugins/{slug}", key)
+    missing = httpx.get(f"{server.url}/plugins/{slug}/ask", headers={"Authorization": f"Bearer {key}"})
     assert missing.status_code == 400 and missing.text == "ask with ?q=your+question\n"
 
 
@@ -138,8 +141,8 @@ def test_both_examples_on_an_edge(tmp_path: Path) -> None:
     keys = {"ONE_KEY": "sk-one-123", "TWO_KEY": "sk-two-456"}
     edge = Edge(tmp_path / "edge", None, "", "", env=keys, config=config).start()
     try:
-        wait_until(lambda: httpx.get(f"{edge.url}/plugins/ask/ask").status_code == 400, 30, edge.read_log)
+        wait_until(lambda: httpx.get(f"{edge.url}/plugins/ask/ask").status_code == 401, 30, edge.read_log)
         check_inbox(f"{edge.url}/plugins/inbox", keys["ONE_KEY"], keys["TWO_KEY"])
-        check_stream(f"{edge.url}/plugins/ask")
+        check_stream(f"{edge.url}/plugins/ask", keys["ONE_KEY"])
     finally:
         edge.stop()

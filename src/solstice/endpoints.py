@@ -37,11 +37,14 @@ class Segment:
 
 @dataclass(frozen=True)
 class Route:
-    """One declared route: its path, parsed, and the methods it answers."""
+    """One declared route: its path, parsed, the methods it answers (upper case) and how."""
 
     path: str
     segments: tuple[Segment, ...]
     methods: frozenset[str]
+    require_auth: bool = False
+    stream: bool = False
+    description: str = ""
 
     def match(self, path: str) -> dict[str, str] | None:
         """The captures when `path` (under the plugin's prefix, starting with "/") matches; else None."""

@@ -13,7 +13,7 @@ DESCRIPTIONS: dict[str, str] = {
     "kv.readwrite": "read, write and delete the plugin's own key-value data",
     "llms.read": "list and read LLMs as the API shows them, without upstream keys",
     "apps.read": "list and read apps as the API shows them, without keys",
-    "llms.call": "call an LLM through the gateway",
+    "llms.call": "call an LLM through the gateway as the plugin, with no app key",
     "events.publish": "write events to the server log and the audit log",
 }
 

@@ -9,7 +9,9 @@ GET /keys (every key, page after page), GET /llms, GET /llms/{ref}, GET /apps, G
 POST /event/{type} (the body as the event's data JSON), GET /ask/{llm} (llms.call, whole),
 GET /sse/{llm} (llms.call streamed, relayed as it comes).
 pre_auth (when registered for it): counts its calls in the key "pre_auth-calls"; a request with
-the header x-ask calls its own LLM from the hook, and goes on with x-inner-status set.
+the header x-ask calls an LLM from the hook, and goes on with x-inner-status set: "yes" its own
+LLM, else the first slug of a comma-separated list, passing the rest on as that call's x-ask. A
+refused call is kept in the key "refused" ("CODE: message"). GET /whoami: the slug the host knows.
 """
 
 from __future__ import annotations
@@ -131,12 +133,22 @@ class Services(Plugin):
         async for piece in answer:
             yield piece
 
+    @route("/whoami")
+    async def whoami(self, request: pb.EndpointRequest) -> pb.HttpResponse:
+        return respond(json={"result": self.host.slug})
+
     async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
         calls = int(await self.host.kv.get("pre_auth-calls") or b"0") + 1
         await self.host.kv.put("pre_auth-calls", str(calls))
-        if not any(h.name == "x-ask" for h in request.headers):
+        ask = next((h.value for h in request.headers if h.name == "x-ask"), "")
+        if not ask:
             return proceed()
-        inner = await self.host.llms.call(ctx.llm.slug, _ASK)
+        target, _, rest = (ctx.llm.slug, "", "") if ask == "yes" else ask.partition(",")
+        try:
+            inner = await self.host.llms.call(target, _ASK, headers={"x-ask": rest} if rest else None)
+        except HostError as refused:
+            await self.host.kv.put("refused", f"{refused.code}: {refused.message}")
+            return proceed()
         return modify(set_headers={"x-inner-status": str(inner.status)})
 
     @staticmethod

@@ -2,7 +2,8 @@
 """custom_endpoint plugin: asks an LLM through Solstice (scope llms.call) and streams the answer's
 tokens to the client as server-sent events, one `data:` event per token, then `event: done`.
 
-Route: GET /ask?q=QUESTION (streamed, text/event-stream).
+Route: GET /ask?q=QUESTION (streamed, text/event-stream), with an app key: llms.call spends the
+platform's upstream credentials, so a route that relays it must not be open to anyone.
 Config: {"llm": "mock"} (the slug of the LLM to ask), {"model": "m"}.
 """
 
@@ -47,7 +48,7 @@ class LlmStream(Plugin):
         self.llm = str(config["llm"])
         self.model = str(config.get("model", "m"))
 
-    @route("/ask", stream=True, media_type="text/event-stream")
+    @route("/ask", stream=True, require_auth=True, media_type="text/event-stream")
     async def ask(self, request: pb.EndpointRequest) -> AsyncIterator[bytes | str | pb.HttpResponse]:
         """Streams the answer to ?q=QUESTION."""
         question = parse_qs(request.request.query).get("q", [""])[0]

@@ -89,20 +89,20 @@ def render(row: PluginRow, manager: PluginManager, approved: Sequence[str]) -> P
 def _routes(row: PluginRow, manager: PluginManager) -> list[RouteOut]:
     """The routes the running instance declared ([] when it does not run here)."""
     try:
-        info = manager.host.status(row.slug).info
+        routes = manager.host.status(row.slug).routes
     except PluginNotLoadedError:
         return []
-    if info is None or not row.is_active:
+    if not row.is_active:
         return []
     return [
         RouteOut(
-            path=e.path,
-            methods=list(e.methods),
-            description=e.description,
-            require_auth=e.require_auth,
-            stream=e.stream,
+            path=r.path,
+            methods=sorted(r.methods),
+            description=r.description,
+            require_auth=r.require_auth,
+            stream=r.stream,
         )
-        for e in info.endpoints
+        for r in routes
     ]
 
 

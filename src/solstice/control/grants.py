@@ -78,10 +78,25 @@ async def _change(
         if how == "approve":
             await stored_scopes.approve(session, row.id, scopes, actor)
         else:
+            held = [a.scope for a in await stored_scopes.approvals_of(session, row.id)]
+            _refuse_implied(row.slug, held, scopes)
             await stored_scopes.revoke(session, row.id, scopes)
         await audit.record(session, actor, f"plugin.scopes.{how}", row.slug, "ok", ", ".join(scopes))
     await manager.notify()  # the gateway configuration carries approvals to every runtime
     return await scope_state(manager, row.slug)
+
+
+def _refuse_implied(slug: str, held: Sequence[str], revoking: Sequence[str]) -> None:
+    """Revoking a scope that a broader approval still grants would change nothing: say so instead."""
+    for scope in revoking:
+        if scope in held or not grants(held, scope):
+            continue
+        broader = [h for h in held if h not in revoking and grants([h], scope)]
+        if broader:
+            raise InvalidError(
+                f"plugin {slug} holds {scope} through its approval of {broader[0]}; "
+                f"revoke {broader[0]} instead (and approve {scope} alone if it should keep it)"
+            )
 
 
 async def clear_data(manager: PluginManager, ref: str, actor: str) -> int:

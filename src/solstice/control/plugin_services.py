@@ -38,7 +38,8 @@ class AuditedEvents:
         """Record one event from plugin `slug`."""
         log.info("plugin event", plugin=slug, type=event_type, data=dict(data))
         async with self.sessions.begin() as session:
-            detail = json.dumps({"event": event_type, "data": dict(data)})
+            # Compact, as events.py measures it, so the whole event fits the audit entry.
+            detail = json.dumps({"event": event_type, "data": dict(data)}, separators=(",", ":"))
             await audit.record(session, f"plugin:{slug}", "plugin.event", slug, "ok", detail)
 
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from solstice import __version__
 from solstice.edge.plugin_data import FileKv
-from solstice.edge.plugin_services import edge_services
+from solstice.edge.plugin_services import edge_services, forget_data_of
 from solstice.edge.plugins_yaml import FileSource
 from solstice.edge.reconcile import Reconciler
 from solstice.edge.snapshot_file import SnapshotStore, edge_id
@@ -44,7 +44,7 @@ def create_edge_app(settings: Settings) -> FastAPI:
         host.services = edge_services(
             settings, gateway, plugin_data, file_config=settings.edge_config is not None
         )
-        reconciler = Reconciler(host, holder)
+        reconciler = Reconciler(host, holder, on_removed=forget_data_of(plugin_data))
         source: ControlPlaneSource | FileSource
         if settings.edge_config is not None:
             source = FileSource(settings.edge_config, settings.environ, reconciler.apply)

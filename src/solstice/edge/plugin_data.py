@@ -107,6 +107,12 @@ class FileKv:
 
         return await self._run(remove)
 
+    async def clear(self, slug: str) -> int:
+        """Remove everything plugin `slug` stored; how many keys it held (expired ones included)."""
+        return await self._run(
+            lambda db: db.execute("DELETE FROM plugin_kv WHERE plugin = ?", (slug,)).rowcount
+        )
+
     async def list(self, slug: str, prefix: str, after: str, limit: int, now_ms: int) -> Sequence[KvEntry]:
         """Up to `limit` live entries whose keys start with `prefix` and sort after `after`."""
 

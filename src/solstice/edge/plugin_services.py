@@ -3,7 +3,7 @@ events in its log."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -32,6 +32,16 @@ def _synced_hint(slug: str, scope: str) -> str:
 
 def _file_hint(slug: str, scope: str) -> str:
     return f"add {scope} to the scopes of plugin {slug} in the edge's plugins.yaml"
+
+
+def forget_data_of(data: FileKv) -> Callable[[str], Awaitable[None]]:
+    """What the reconciler calls for a plugin removed from the configuration: its data goes with it."""
+
+    async def forget(slug: str) -> None:
+        removed = await data.clear(slug)
+        log.info("removed plugin's data deleted", plugin=slug, deleted_keys=removed)
+
+    return forget
 
 
 def edge_services(settings: Settings, gateway: Gateway, data: FileKv, file_config: bool) -> PluginServices:

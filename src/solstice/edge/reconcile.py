@@ -1,13 +1,14 @@
 """Make an edge's plugin host and gateway match a snapshot, without failing requests in flight.
 
 Order: start new plugins and reload changed ones, then switch the gateway to the new routes,
-then stop plugins no route uses any more.
+then stop plugins no route uses any more. A plugin that leaves the configuration (deleted on the
+control plane, or removed from plugins.yaml) while the edge runs is then forgotten (its data).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -37,9 +38,17 @@ def specs_from_snapshot(snapshot: Snapshot) -> dict[str, PluginSpec]:
 class Reconciler:
     """Applies snapshots to a host and a gateway, remembering what it applied."""
 
-    def __init__(self, host: PluginHost, state: ConfigHolder) -> None:
+    def __init__(
+        self,
+        host: PluginHost,
+        state: ConfigHolder,
+        on_removed: Callable[[str], Awaitable[object]] | None = None,
+    ) -> None:
         self.host = host
         self.state = state
+        self.on_removed = on_removed
+        # Every slug of the last snapshot applied, inactive ones too; None before the first.
+        self._present: set[str] | None = None
         self.version: str | None = None
         self._specs: dict[str, PluginSpec] = {}
         self._marks: dict[str, tuple[str | None, int | None] | None] = {}
@@ -76,6 +85,19 @@ class Reconciler:
                 await self.host.unload(slug)
             del self._specs[slug]
             self._marks.pop(slug, None)
+        await self._forget_removed({p["slug"] for p in snapshot.get("plugins", [])})
         self._generation = generation
         self.version = str(snapshot.get("version") or "")
         log.info("configuration applied", version=self.version, plugins=len(wanted))
+
+    async def _forget_removed(self, present: set[str]) -> None:
+        # Only a removal seen happening: the first snapshot after a start says nothing of the past.
+        gone = sorted(self._present - present) if self._present is not None else []
+        self._present = present
+        if self.on_removed is None:
+            return
+        for slug in gone:
+            try:
+                await self.on_removed(slug)
+            except Exception:  # the configuration is applied; a failed cleanup must not undo that
+                log.exception("could not forget a removed plugin", plugin=slug)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator
 
 from starlette.responses import Response, StreamingResponse
 
@@ -17,16 +19,56 @@ def _head(response: Response) -> pb.LlmCallPart:
     return pb.LlmCallPart(status=response.status_code, headers=headers)
 
 
+# How deep llms.calls may nest: a call made by a plugin serving a request that another plugin's
+# call made, and so on. Deeper chains are refused, as is any chain that comes back to a plugin in it.
+MAX_CALL_DEPTH = 4
+
+
+def _loop_refusal(chain: tuple[str, ...]) -> str | None:
+    caller = chain[-1]
+    if caller in chain[:-1]:
+        return (
+            f"plugin {caller}'s llms.call would loop: it serves a request that its own llms.call started "
+            f"({' -> '.join(chain)}); a hook must not call an LLM whose hooks call back into it"
+        )
+    if len(chain) > MAX_CALL_DEPTH:
+        return (
+            f"llms.call is nested {len(chain)} deep ({' -> '.join(chain)}); Solstice allows "
+            f"{MAX_CALL_DEPTH}, so that plugins calling LLMs from their hooks cannot loop"
+        )
+    return None
+
+
 class GatewayLlmCalls:
     """The LlmCaller of a runtime: each call runs the gateway's pipeline as the calling plugin."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        # The plugins behind each request made by llms.call, while it runs: request id -> callers.
+        # Kept here, not taken from the plugin, which names only the request it serves.
+        self._chains: dict[str, tuple[str, ...]] = {}
 
-    async def call(self, caller: str, call: pb.LlmCall) -> AsyncIterator[pb.ServiceReply]:
+    async def call(self, caller: str, call: pb.LlmCall) -> AsyncGenerator[pb.ServiceReply, None]:
         """The answer as one reply, or (`call.stream`) the head, each body piece, then an empty last reply."""
+        chain = (*self._chains.get(call.origin_request_id, ()), caller)
+        problem = _loop_refusal(chain)
+        if problem is not None:
+            yield refusal("FAILED_PRECONDITION", problem)
+            return
+        request_id = uuid.uuid4().hex
+        self._chains[request_id] = chain
         try:
-            response = await self.gateway.call_as_plugin(caller, call)
+            async with contextlib.aclosing(self._answer(caller, call, request_id)) as replies:
+                async for reply in replies:
+                    yield reply
+        finally:
+            del self._chains[request_id]
+
+    async def _answer(
+        self, caller: str, call: pb.LlmCall, request_id: str
+    ) -> AsyncGenerator[pb.ServiceReply, None]:
+        try:
+            response = await self.gateway.call_as_plugin(caller, call, request_id)
         except LlmCallRefused as refused:
             yield refusal(refused.code, str(refused))
             return

@@ -17,7 +17,7 @@ from solstice.gateway.openai_errors import openai_error
 from solstice.gateway.pipeline import Unauthorized
 from solstice.gateway.routes import ConfigHolder
 from solstice.gateway.upstream import forwardable
-from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError, PluginStatus
+from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError
 from solstice.metrics import ENDPOINT_DURATION, ENDPOINT_REQUESTS
 from solstice.protocol import pb
 from solstice.settings import Settings
@@ -81,35 +81,25 @@ class PluginEndpoints:
         try:
             status = self.host.status(slug)
         except PluginNotLoadedError:
-            return openai_error(
-                503, f"plugin {slug} is not running yet; try again shortly", "plugin_unavailable"
-            )
+            status = None
+        if status is None or status.info is None:  # loading, restarting or failed: no routes known
+            return openai_error(503, f"plugin {slug} is not running; try again shortly", "plugin_unavailable")
         found = find_route(status.routes, request.method, path)
         if found is None:
             return self._no_route(slug, status.routes, request.method, path)
         route, params = found
         started = time.perf_counter()
-        response = await self._serve(request, slug, status, route, params)
+        response = await self._serve(request, slug, route, params)
         ENDPOINT_REQUESTS.labels(slug, route.path, str(response.status_code)).inc()
         ENDPOINT_DURATION.labels(slug, route.path).observe(time.perf_counter() - started)
         return response
 
-    async def _serve(
-        self, request: Request, slug: str, status: PluginStatus, route: Route, params: dict[str, str]
-    ) -> Response:
+    async def _serve(self, request: Request, slug: str, route: Route, params: dict[str, str]) -> Response:
         body, problem = await read_limited(request, self.settings.gateway_max_body_bytes)
         if problem is not None:
             return problem
         message = self._message(request, body, route, params, slug)
-        declared = (
-            next(
-                (e for e in status.info.endpoints if e.path == route.path and request.method in e.methods),
-                None,
-            )
-            if status.info
-            else None
-        )
-        if declared is not None and declared.require_auth:
+        if route.require_auth:
             try:
                 app = app_for_key(self.state.config, credential_of(request))
             except Unauthorized as refusal:
@@ -119,7 +109,7 @@ class PluginEndpoints:
             message.context.app.CopyFrom(pb.App(id=str(app.id), name=app.name))
             message.authenticated = True
         try:
-            if declared is not None and declared.stream:
+            if route.stream:
                 return await self._stream(slug, message)
             return await self._unary(slug, message)
         except PluginCallFailed as failed:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -145,7 +144,7 @@ class Gateway:
         )
         return await self._proxy(route, ctx, message, started, credential_of(request))
 
-    async def call_as_plugin(self, caller: str, call: pb.LlmCall) -> Response:
+    async def call_as_plugin(self, caller: str, call: pb.LlmCall, request_id: str) -> Response:
         """One request to an LLM made by plugin `caller` (llms.call); LlmCallRefused if it cannot be made.
 
         The LLM's hooks run except the caller's own, so a hook that calls an LLM cannot loop
@@ -168,7 +167,7 @@ class Gateway:
                 raise LlmCallRefused("INVALID_ARGUMENT", safejson.body_refusal(exc)) from None
         path, _, query = call.path.lstrip("/").partition("?")
         ctx = pb.RequestContext(
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
             llm=pb.LLM(id=str(route.id), slug=route.slug, vendor=route.vendor),
             calling_plugin=caller,
         )

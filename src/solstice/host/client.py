@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from solstice.hooks import ENDPOINT_HOOK
 from solstice.host.errors import PluginCallError
 from solstice.protocol import pb, pb_grpc
-from solstice.protocol.handshake import HEALTH_SERVICE
+from solstice.protocol.handshake import HEALTH_SERVICE, LINK_METADATA
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -40,6 +40,12 @@ class PluginClient:
         # The generated HealthStub binds Check as a unary call between these two messages; its type
         # stub leaves the attribute out.
         self._health = cast(_HealthStub, health_pb2_grpc.HealthStub(channel))
+        # Sent with every RPC once the instance opened its service channel (see ServiceLink).
+        self._metadata: tuple[tuple[str, str], ...] | None = None
+
+    def name_link(self, token: str) -> None:
+        """Tell the plugin, with each later RPC, which service channel its calls should use."""
+        self._metadata = ((LINK_METADATA, token),)
 
     def _error(self, hook: str, exc: grpc.aio.AioRpcError, timeout: float) -> PluginCallError:
         code = exc.code()
@@ -58,7 +64,7 @@ class PluginClient:
     ) -> _Response:
         deadline = timeout or self.timeout
         try:
-            return await method(request, timeout=deadline)
+            return await method(request, timeout=deadline, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise self._error(hook, exc, deadline) from None
         except asyncio.CancelledError:
@@ -161,7 +167,7 @@ class PluginClient:
         `timeout` bounds the whole stream; closing the iterator early cancels the plugin's side.
         """
         deadline = timeout or self.timeout
-        call = self._stub.HandleEndpointStream(request, timeout=deadline)
+        call = self._stub.HandleEndpointStream(request, timeout=deadline, metadata=self._metadata)
         try:
             async for chunk in call:
                 yield chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -131,6 +132,7 @@ class PluginInstance:
             if self.info.scopes and services is not None:
                 # Before Configure, so that a plugin may already call the platform while configuring.
                 self.link = ServiceLink(self.spec.slug, self.channel, services, self.info.scopes)
+                self.client.name_link(self.link.token)
                 self.link.start()
             for config_id in ("", *self.spec.overrides):
                 config = self.spec.config_for(config_id)
@@ -195,9 +197,19 @@ class PluginInstance:
 def routes_of(spec: PluginSpec, info: pb.PluginInfo) -> list[Route]:
     """The plugin's declared routes; PluginConfigError, which no restart mends, when one is unusable."""
     try:
-        return check_routes([(endpoint.path, endpoint.methods) for endpoint in info.endpoints])
+        routes = check_routes([(endpoint.path, endpoint.methods) for endpoint in info.endpoints])
     except RouteError as exc:
         raise PluginConfigError(f"plugin {spec.slug} declares a route Solstice cannot serve: {exc}") from None
+    # How each route is served travels with it, so the gateway never looks the declaration up again.
+    return [
+        dataclasses.replace(
+            route,
+            require_auth=endpoint.require_auth,
+            stream=endpoint.stream,
+            description=endpoint.description,
+        )
+        for route, endpoint in zip(routes, info.endpoints, strict=True)
+    ]
 
 
 def check_config(spec: PluginSpec, schema_json: str, config: Mapping[str, Any], config_id: str = "") -> None:

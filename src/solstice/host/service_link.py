@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import secrets
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 import grpc
@@ -21,8 +22,13 @@ log = structlog.get_logger("solstice.host")
 
 _Stream = grpc.aio.StreamStreamCall[pb.HostMessage, pb.ServiceCall]
 
-# Calls one plugin may have unanswered at once; more are refused, not queued without bound.
+# Calls one plugin may have unanswered at once, and the bytes they may hold together; more are
+# refused, not queued without bound (one call of any size is taken: it was already read).
 MAX_OPEN_CALLS = 256
+MAX_OPEN_BYTES = 64 << 20
+# A reply the plugin does not read for this long (its window is full) ends the stream: a plugin
+# that stops reading cannot pin the answers of its open calls in memory.
+WRITE_TIMEOUT_S = 30.0
 # A link that broke (a grpc:// plugin restarting) is opened again after this many seconds.
 _REOPEN_DELAY_S = 1.0
 
@@ -32,7 +38,7 @@ class ServiceHandler(Protocol):
 
     def answer(
         self, slug: str, declared: Sequence[str], call: pb.ServiceCall
-    ) -> AsyncIterator[pb.ServiceReply]:
+    ) -> AsyncGenerator[pb.ServiceReply, None]:
         """The replies to one call from plugin `slug`, which declared the scopes `declared`."""
         ...
 
@@ -52,9 +58,13 @@ class ServiceLink:
         self._stub = pb_grpc.PluginStub(channel)
         self._handler = handler
         self._declared = tuple(declared)
+        # Names this link in the hello and in the metadata of the host's RPCs (LINK_METADATA); the
+        # same across reopenings, so calls in flight at a plugin's restart find the new stream.
+        self.token = secrets.token_urlsafe(18)
         self._task: asyncio.Task[None] | None = None
-        # The calls being answered, by id.
+        # The calls being answered, by id, and the bytes they hold.
         self._calls: dict[int, asyncio.Task[None]] = {}
+        self._open_bytes = 0
         self._write_lock = asyncio.Lock()
         # Set once the plugin got the hello of the first stream.
         self.opened = asyncio.Event()
@@ -87,7 +97,7 @@ class ServiceLink:
     async def _serve(self) -> None:
         stream = self._stub.HostChannel()
         try:
-            await stream.write(pb.HostMessage(hello=pb.HostHello(plugin_slug=self.slug)))
+            await stream.write(pb.HostMessage(hello=pb.HostHello(plugin_slug=self.slug, link=self.token)))
             self.opened.set()
             while (call := await stream.read()) is not grpc.aio.EOF:
                 assert isinstance(call, pb.ServiceCall)
@@ -100,6 +110,7 @@ class ServiceLink:
             for task in self._calls.values():
                 task.cancel()
             self._calls.clear()
+            self._open_bytes = 0
             stream.cancel()
 
     def _dispatch(self, stream: _Stream, call: pb.ServiceCall) -> pb.ServiceReply | None:
@@ -115,19 +126,29 @@ class ServiceLink:
                 "RESOURCE_EXHAUSTED",
                 f"plugin {self.slug} has {MAX_OPEN_CALLS} calls open; wait for answers before sending more",
             )
+        size = call.ByteSize()
+        if self._calls and self._open_bytes + size > MAX_OPEN_BYTES:
+            return refusal(
+                "RESOURCE_EXHAUSTED",
+                f"plugin {self.slug} has {self._open_bytes} bytes of calls open; "
+                "wait for answers before sending more",
+            )
         task = asyncio.create_task(self._answer(stream, call))
         self._calls[call.id] = task
-        task.add_done_callback(lambda _: self._forget(call.id, task))
+        self._open_bytes += size
+        task.add_done_callback(lambda _: self._forget(call.id, task, size))
         return None
 
-    def _forget(self, call_id: int, task: asyncio.Task[None]) -> None:
+    def _forget(self, call_id: int, task: asyncio.Task[None], size: int) -> None:
         if self._calls.get(call_id) is task:
             del self._calls[call_id]
+            self._open_bytes -= size
 
     async def _answer(self, stream: _Stream, call: pb.ServiceCall) -> None:
         try:
-            async for reply in self._handler.answer(self.slug, self._declared, call):
-                await self._send(stream, call.id, reply)
+            async with contextlib.aclosing(self._handler.answer(self.slug, self._declared, call)) as replies:
+                async for reply in replies:
+                    await self._send(stream, call.id, reply)
         except asyncio.CancelledError:
             raise
         except Exception:  # the platform's failure, reported to the plugin, never ending the link
@@ -138,5 +159,14 @@ class ServiceLink:
     async def _send(self, stream: _Stream, call_id: int, reply: pb.ServiceReply) -> None:
         reply.id = call_id
         async with self._write_lock:  # one write at a time on a gRPC stream
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await stream.write(pb.HostMessage(reply=reply))
+            try:
+                await asyncio.wait_for(stream.write(pb.HostMessage(reply=reply)), WRITE_TIMEOUT_S)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the stream ended: _serve sees it and reopens
+            except TimeoutError:
+                log.warning(
+                    "plugin stopped reading its service channel; closing it",
+                    plugin=self.slug,
+                    timeout_s=WRITE_TIMEOUT_S,
+                )
+                stream.cancel()

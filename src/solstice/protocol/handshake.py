@@ -29,6 +29,9 @@ PROTOCOL_GRPC = "grpc"
 # configures it and retries once (a grpc:// plugin may restart behind the same address).
 NOT_CONFIGURED = "FAILED_PRECONDITION"
 NETWORKS = ("unix", "tcp")
+# gRPC metadata key of the host's RPCs to a plugin: the token of the host's service channel
+# (HostHello.link), so the plugin's calls made while serving an RPC go back to that host.
+LINK_METADATA = "solstice-link"
 
 # go-plugin only treats field 6 as a certificate when it is longer than this.
 _MIN_CERT_LENGTH = 50

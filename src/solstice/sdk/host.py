@@ -2,6 +2,11 @@
 
 Solstice opens a HostChannel stream to a plugin that declares scopes; calls made here travel on
 it as messages and come back as replies with the same id. Every method is a coroutine.
+
+A plugin may be served by several hosts (a grpc:// plugin that replicas or an edge share, or that
+is registered twice), each with its own channel. A call made while serving a host's RPC (a hook,
+an endpoint, configure(), or a task started from one) goes over that host's channel, which the
+RPC names; a call made outside any RPC needs exactly one channel to be open.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +23,16 @@ from solstice.protocol import pb
 
 # How long a call waits for Solstice to open the channel (it does so as it starts the plugin).
 CONNECT_WAIT_S = 10.0
+
+# The channel token and request id of the host RPC that the current task serves (or was started by).
+_SERVING_LINK: ContextVar[str] = ContextVar("solstice_serving_link", default="")
+_SERVING_REQUEST: ContextVar[str] = ContextVar("solstice_serving_request", default="")
+
+
+def serving(link: str, request_id: str = "") -> None:
+    """Record, for this task and the tasks it starts, which host RPC it serves."""
+    _SERVING_LINK.set(link)
+    _SERVING_REQUEST.set(request_id)
 
 
 class HostError(Exception):
@@ -31,10 +47,11 @@ class HostError(Exception):
 class Link:
     """One open HostChannel: the calls waiting to be sent and the replies awaited, by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, slug: str = "", token: str = "") -> None:
         self.outbox: asyncio.Queue[pb.ServiceCall | None] = asyncio.Queue()
         self.pending: dict[int, asyncio.Queue[pb.ServiceReply | HostError]] = {}
-        self.slug = ""
+        self.slug = slug
+        self.token = token
 
     def deliver(self, reply: pb.ServiceReply) -> None:
         """Hand a reply to the call that waits for it."""
@@ -55,10 +72,12 @@ class Link:
 class Host:
     """The platform's services as this plugin may use them, within its approved scopes."""
 
-    def __init__(self) -> None:
-        self._links: list[Link] = []
+    def __init__(self, declared: Sequence[str] | None = None) -> None:
+        # The scopes the plugin declares (None: unknown); without any, no channel will ever open.
+        self.declared = tuple(declared) if declared is not None else None
+        self._links: dict[str, Link] = {}
         self._ids = itertools.count(1)
-        self._linked: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
         self.kv = Kv(self)
         self.llms = Llms(self)
         self.apps = Apps(self)
@@ -66,38 +85,64 @@ class Host:
 
     @property
     def slug(self) -> str:
-        """The slug Solstice runs this plugin under ("" until it opened the channel)."""
-        return self._links[-1].slug if self._links else ""
+        """The slug the serving host runs this plugin under ("" when it is not known)."""
+        token = _SERVING_LINK.get()
+        if token:
+            link = self._links.get(token)
+            return link.slug if link else ""
+        return next(iter(self._links.values())).slug if len(self._links) == 1 else ""
 
     def attach(self, link: Link) -> None:
-        """Use `link` for calls (the newest open link is used)."""
-        self._links.append(link)
-        self._event().set()
+        """Send the calls made for the host that opened `link` over it."""
+        self._links[link.token] = link
+        self._notify()
 
     def detach(self, link: Link) -> None:
         """Stop using `link`; its waiting calls fail."""
-        if link in self._links:
-            self._links.remove(link)
-        if not self._links:
-            self._event().clear()
+        if self._links.get(link.token) is link:
+            del self._links[link.token]
+            self._notify()
         link.close()
 
-    def _event(self) -> asyncio.Event:
-        if self._linked is None:
-            self._linked = asyncio.Event()
-        return self._linked
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def _choose(self) -> Link | None:
+        token = _SERVING_LINK.get()
+        if token:
+            return self._links.get(token)
+        if len(self._links) > 1:
+            raise HostError(
+                "FAILED_PRECONDITION",
+                f"{len(self._links)} Solstice hosts have opened service channels to this plugin, so a "
+                "call made outside their requests has no host to go to; make it while handling a "
+                "hook, an endpoint or configure(), or in a task started from one",
+            )
+        return next(iter(self._links.values()), None)
 
     async def _link(self) -> Link:
-        if not self._links:
+        if self.declared == ():
+            raise HostError(
+                "FAILED_PRECONDITION",
+                "this plugin declares no scopes, so Solstice opens no service channel to it; "
+                "declare the scopes it needs (scopes = [...])",
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECT_WAIT_S
+        while (link := self._choose()) is None:
+            if self._changed is None:
+                self._changed = asyncio.Event()
             try:
-                await asyncio.wait_for(self._event().wait(), CONNECT_WAIT_S)
+                await asyncio.wait_for(self._changed.wait(), max(deadline - loop.time(), 0))
             except TimeoutError:
                 raise HostError(
                     "UNAVAILABLE",
-                    "Solstice has not opened the service channel: declare the scopes the plugin needs "
-                    "(scopes = [...]) and run it under Solstice",
+                    "Solstice has not opened the service channel within "
+                    f"{CONNECT_WAIT_S:g}s; is the plugin running under Solstice, with its scopes declared?",
                 ) from None
-        return self._links[-1]
+        return link
 
     async def _send(self, call: pb.ServiceCall) -> tuple[Link, asyncio.Queue[pb.ServiceReply | HostError]]:
         link = await self._link()
@@ -139,7 +184,7 @@ class Host:
                 yield reply
         finally:
             link.pending.pop(call.id, None)
-            if not finished and link in self._links:  # the caller stopped reading: Solstice may stop
+            if not finished and self._links.get(link.token) is link:  # the caller stopped reading
                 link.outbox.put_nowait(pb.ServiceCall(cancel=call.id))
 
 
@@ -165,6 +210,10 @@ class Kv:
     async def put(self, key: str, value: bytes | str, ttl: float | None = None) -> bool:
         """Store `value` under `key`, for `ttl` seconds if given; whether the key held a value."""
         raw = value.encode() if isinstance(value, str) else value
+        if ttl is not None and not ttl > 0:
+            raise ValueError(
+                f"ttl must be a positive number of seconds, got {ttl!r}; leave it out to keep the value"
+            )
         ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else 0
         reply = await self._host.call(pb.ServiceCall(kv_put=pb.KvPut(key=key, value=raw, ttl_ms=ttl_ms)))
         return reply.kv_written.existed
@@ -289,6 +338,7 @@ def _llm_call(llm: str, body: bytes | str | Mapping[str, Any] | None, path: str,
         headers=[pb.Header(name=k, value=v) for k, v in sent.items()],
         body=raw,
         stream=stream,
+        origin_request_id=_SERVING_REQUEST.get(),
     )
     return pb.ServiceCall(llms_call=call)
 

@@ -32,7 +32,7 @@ class Plugin:
         """The platform's services (kv, llms, apps, events), within the plugin's approved scopes."""
         host = self.__dict__.get("_solstice_host")
         if host is None:
-            host = self.__dict__["_solstice_host"] = Host()
+            host = self.__dict__["_solstice_host"] = Host(type(self).scopes)
         return host
 
     def configure(self, config: dict[str, Any]) -> None:

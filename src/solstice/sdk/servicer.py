@@ -14,9 +14,9 @@ import grpc
 
 from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS
 from solstice.protocol import pb, pb_grpc
-from solstice.protocol.handshake import NOT_CONFIGURED
+from solstice.protocol.handshake import LINK_METADATA, NOT_CONFIGURED
 from solstice.scopes import check_scopes
-from solstice.sdk.host import Host, Link
+from solstice.sdk.host import Host, Link, serving
 from solstice.sdk.plugin import Plugin
 from solstice.sdk.routes import RouteSpec, respond, routes_of
 
@@ -32,6 +32,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 async def _resolve(value: _T | Awaitable[_T]) -> _T:
     return await value if inspect.isawaitable(value) else value
+
+
+def _serve_for(context: Context, request_id: str = "") -> None:
+    """Note which host's RPC this task serves, so the plugin's calls go back over its channel."""
+    # A plugin's own unit tests may call a method with no context at all.
+    metadata = context.invocation_metadata() if context is not None else None
+    link = next((value for key, value in metadata or () if key == LINK_METADATA), "")
+    serving(link if isinstance(link, str) else link.decode(), request_id)
 
 
 class PluginServicer(pb_grpc.PluginServicer):
@@ -88,11 +96,10 @@ class PluginServicer(pb_grpc.PluginServicer):
         self, request_iterator: AsyncIterator[pb.HostMessage], context: Context
     ) -> AsyncIterator[pb.ServiceCall]:
         """Carry the plugin's calls to Solstice and Solstice's replies back, while the host keeps it open."""
-        link = Link()
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("part") != "hello":
             return
-        link.slug = first.hello.plugin_slug
+        link = Link(first.hello.plugin_slug, first.hello.link)
         reader = asyncio.create_task(self._read_replies(link, request_iterator))
         self._host.attach(link)
         try:
@@ -112,6 +119,7 @@ class PluginServicer(pb_grpc.PluginServicer):
             link.close()  # the host ended the stream: end ours, fail what still waits
 
     async def Configure(self, request: pb.ConfigureRequest, context: Context) -> pb.ConfigureResponse:
+        _serve_for(context)
         try:
             config = json.loads(request.config_json) if request.config_json else {}
         except json.JSONDecodeError as exc:
@@ -135,9 +143,15 @@ class PluginServicer(pb_grpc.PluginServicer):
         return pb.ConfigureResponse()
 
     async def _call(
-        self, hook: str, context: Context, config_id: str, call: Callable[[Plugin], _T | Awaitable[_T]]
+        self,
+        hook: str,
+        context: Context,
+        config_id: str,
+        call: Callable[[Plugin], _T | Awaitable[_T]],
+        request_id: str = "",
     ) -> _T:
         """`call` on the object configured as `config_id`; a failure aborts the RPC."""
+        _serve_for(context, request_id)
         if hook not in self._hooks:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"plugin {type(self._plugin).__name__} has no {hook} hook"
@@ -157,19 +171,23 @@ class PluginServicer(pb_grpc.PluginServicer):
     async def PreAuth(self, request: pb.PreAuthRequest, context: Context) -> pb.HookResponse:
         ctx = request.context
         return await self._call(
-            "pre_auth", context, ctx.config_id, lambda p: p.pre_auth(ctx, request.request)
+            "pre_auth", context, ctx.config_id, lambda p: p.pre_auth(ctx, request.request), ctx.request_id
         )
 
     async def Auth(self, request: pb.AuthRequest, context: Context) -> pb.AuthResponse:
         ctx = request.context
         return await self._call(
-            "auth", context, ctx.config_id, lambda p: p.auth(ctx, request.request, request.credential)
+            "auth",
+            context,
+            ctx.config_id,
+            lambda p: p.auth(ctx, request.request, request.credential),
+            ctx.request_id,
         )
 
     async def PostAuth(self, request: pb.PostAuthRequest, context: Context) -> pb.HookResponse:
         ctx = request.context
         return await self._call(
-            "post_auth", context, ctx.config_id, lambda p: p.post_auth(ctx, request.request)
+            "post_auth", context, ctx.config_id, lambda p: p.post_auth(ctx, request.request), ctx.request_id
         )
 
     async def OnResponse(self, request: pb.OnResponseRequest, context: Context) -> pb.HookResponse:
@@ -181,6 +199,7 @@ class PluginServicer(pb_grpc.PluginServicer):
             lambda p: p.on_response(
                 ctx, request.request, request.response, request.phase, request.chunk_index
             ),
+            ctx.request_id,
         )
 
     async def DataCollection(
@@ -205,7 +224,9 @@ class PluginServicer(pb_grpc.PluginServicer):
 
     async def HandleEndpoint(self, request: pb.EndpointRequest, context: Context) -> pb.HttpResponse:
         spec = await self._route(request, context, stream=False)
-        target = await self._call(ENDPOINT_HOOK, context, request.context.config_id, lambda p: p)
+        target = await self._call(
+            ENDPOINT_HOOK, context, request.context.config_id, lambda p: p, request.context.request_id
+        )
         try:
             answer = await _resolve(getattr(target, spec.handler)(request))
         except Exception as exc:  # a plugin bug must reach the host as an error, not kill the server
@@ -224,7 +245,9 @@ class PluginServicer(pb_grpc.PluginServicer):
         self, request: pb.EndpointRequest, context: Context
     ) -> AsyncIterator[pb.EndpointChunk]:
         spec = await self._route(request, context, stream=True)
-        target = await self._call(ENDPOINT_HOOK, context, request.context.config_id, lambda p: p)
+        target = await self._call(
+            ENDPOINT_HOOK, context, request.context.config_id, lambda p: p, request.context.request_id
+        )
         pieces = getattr(target, spec.handler)(request)
         if not hasattr(pieces, "__aiter__"):
             await context.abort(

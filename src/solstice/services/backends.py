@@ -5,7 +5,7 @@ The control plane backs these with its database; an edge with what it keeps loca
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -82,7 +82,7 @@ class KvStore(Protocol):
 class LlmCaller(Protocol):
     """Makes a plugin's request to an LLM through the gateway (llms.call)."""
 
-    def call(self, caller: str, call: pb.LlmCall) -> AsyncIterator[pb.ServiceReply]:
+    def call(self, caller: str, call: pb.LlmCall) -> AsyncGenerator[pb.ServiceReply, None]:
         """The replies that carry the LLM's answer to plugin `caller`."""
         ...
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
 
 import structlog
 
@@ -41,7 +42,7 @@ class PluginServices:
 
     async def answer(
         self, slug: str, declared: Sequence[str], call: pb.ServiceCall
-    ) -> AsyncIterator[pb.ServiceReply]:
+    ) -> AsyncGenerator[pb.ServiceReply, None]:
         """The replies to one call from plugin `slug`."""
         kind = call.WhichOneof("call")
         scope = SCOPE_OF.get(kind or "")
@@ -57,8 +58,10 @@ class PluginServices:
             yield problem
             return
         if kind == "llms_call":
-            async for reply in self.llm_calls.call(slug, call.llms_call):
-                yield reply
+            # Closed with this generator, so a cancelled call stops its upstream request at once.
+            async with contextlib.aclosing(self.llm_calls.call(slug, call.llms_call)) as replies:
+                async for reply in replies:
+                    yield reply
             return
         try:
             yield await self._serve(slug, call)

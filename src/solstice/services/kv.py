@@ -42,11 +42,13 @@ def after_token(token: str) -> str:
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        key = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+        check_key(key)  # what page_token encodes is a key: a forged one must not reach the store
+    except (binascii.Error, UnicodeError, ValueError):
         raise KvError(
             f"page_token {token[:40]!r} is not one this API issued; pass next_page_token as given"
         ) from None
+    return key
 
 
 class KvService:

@@ -387,10 +387,12 @@ class HostMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[ServiceReply, _Mapping]] = ...) -> None: ...
 
 class HostHello(_message.Message):
-    __slots__ = ("plugin_slug",)
+    __slots__ = ("plugin_slug", "link")
     PLUGIN_SLUG_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
     plugin_slug: str
-    def __init__(self, plugin_slug: _Optional[str] = ...) -> None: ...
+    link: str
+    def __init__(self, plugin_slug: _Optional[str] = ..., link: _Optional[str] = ...) -> None: ...
 
 class ServiceCall(_message.Message):
     __slots__ = ("id", "kv_get", "kv_put", "kv_delete", "kv_list", "llms_list", "llms_get", "apps_list", "apps_get", "llms_call", "events_publish", "cancel")
@@ -573,20 +575,22 @@ class AppList(_message.Message):
     def __init__(self, apps: _Optional[_Iterable[_Union[AppInfo, _Mapping]]] = ...) -> None: ...
 
 class LlmCall(_message.Message):
-    __slots__ = ("llm", "path", "method", "headers", "body", "stream")
+    __slots__ = ("llm", "path", "method", "headers", "body", "stream", "origin_request_id")
     LLM_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     llm: str
     path: str
     method: str
     headers: _containers.RepeatedCompositeFieldContainer[Header]
     body: bytes
     stream: bool
-    def __init__(self, llm: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., stream: _Optional[bool] = ...) -> None: ...
+    origin_request_id: str
+    def __init__(self, llm: _Optional[str] = ..., path: _Optional[str] = ..., method: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., stream: _Optional[bool] = ..., origin_request_id: _Optional[str] = ...) -> None: ...
 
 class LlmCallPart(_message.Message):
     __slots__ = ("status", "headers", "body")
