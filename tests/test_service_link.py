@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
+import pytest
 
+from solstice.host import service_link
 from solstice.host.service_link import MAX_OPEN_CALLS, ServiceLink
 from solstice.protocol import pb, pb_grpc
 
@@ -129,3 +131,61 @@ async def test_a_handler_failure_is_an_internal_error_without_details() -> None:
     end = await run_link([pb.ServiceCall(id=5, apps_list=pb.ListRequest())], Handler(), until=1)
     assert end.replies[0].error.code == "INTERNAL"
     assert "bug" not in end.replies[0].error.message
+
+
+def big_held(call_id: int, size: int) -> pb.ServiceCall:
+    return pb.ServiceCall(id=call_id, events_publish=pb.Event(type="x", data_json="x" * size))
+
+
+async def test_calls_past_the_open_bytes_are_refused_but_one_call_of_any_size_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service_link, "MAX_OPEN_BYTES", 10_000)
+    handler = Handler()
+    # The first call alone is over the limit and still taken; the second would add to it.
+    calls = [big_held(1, 20_000), big_held(2, 100), pb.ServiceCall(id=3, cancel=1), big_held(4, 6_000)]
+    end = await run_link(calls, handler, until=1)
+    await asyncio.sleep(0.2)  # the cancel has freed the first call's bytes: the fourth is open
+    refused = [(r.id, r.error.code) for r in end.replies]
+    assert refused == [(2, "RESOURCE_EXHAUSTED")]
+    assert "bytes of calls open; wait for answers before sending more" in end.replies[0].error.message
+    assert handler.cancelled >= 1
+
+
+class DeafEnd(pb_grpc.PluginServicer):
+    """Sends calls whose answers are large, and never reads the replies."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.reopened = asyncio.Event()
+
+    async def HostChannel(
+        self, request_iterator: AsyncIterator[pb.HostMessage], context: object
+    ) -> AsyncIterator[pb.ServiceCall]:
+        await anext(request_iterator)
+        self.opened += 1
+        if self.opened > 1:
+            self.reopened.set()
+        for call_id in range(1, 200):
+            yield kv_get(call_id, "k" * 400_000)
+        await asyncio.Event().wait()
+
+
+async def test_a_plugin_that_stops_reading_loses_its_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_link, "WRITE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(service_link, "_REOPEN_DELAY_S", 0.1)
+    end = DeafEnd()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 1 << 20)])
+    pb_grpc.add_PluginServicer_to_server(end, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    link = ServiceLink("deaf", channel, Handler(), ["kv.read"])
+    link.start()
+    try:
+        # Its unread replies fill the stream's window; the write gives up and the stream is opened anew.
+        await asyncio.wait_for(end.reopened.wait(), 20)
+    finally:
+        await link.close()
+        await channel.close()
+        await server.stop(None)

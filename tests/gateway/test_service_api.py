@@ -3,14 +3,19 @@ read, events published; a real plugin process (tests/plugins/services.py) callin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 
+from solstice.protocol import pb, pb_grpc
 from tests.conftest import ROOT, TESTBED, Standalone, wait_until
 from tests.gateway.conftest import Route, plugin
 from tests.inprocess import InProcess, app_settings
@@ -294,3 +299,129 @@ def test_a_new_version_asking_for_more_keeps_its_approvals_and_the_rest_is_pendi
     assert [a["scope"] for a in scopes["approved"]] == ["kv.read"] and scopes["pending"] == ["llms.read"]
     assert result(gw, slug, "/kv/a") is None
     assert call(gw, slug, "/llms").status_code == 403
+
+
+class Intruder:
+    """A peer that opens a HostChannel of its own to a grpc:// plugin, and counts the calls it gets."""
+
+    def __init__(self, port: int) -> None:
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.closing = threading.Event()
+        self.calls: list[pb.ServiceCall] = []
+
+        def messages() -> Iterator[pb.HostMessage]:
+            yield pb.HostMessage(hello=pb.HostHello(plugin_slug="intruder", link="intruder-token"))
+            self.closing.wait()
+
+        self.stream = pb_grpc.PluginStub(self.channel).HostChannel(messages())
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(grpc.RpcError):
+            for call in self.stream:
+                self.calls.append(call)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.stream.cancel()
+        self.reader.join(10)
+        self.channel.close()
+
+
+def test_a_grpc_plugin_registered_twice_calls_back_as_each_registration(
+    gw: InProcess, standalone: type[Standalone]
+) -> None:
+    server = standalone(SERVICES)
+    first = approved_plugin(gw, ["kv.readwrite"], command=server.command)
+    second = approved_plugin(gw, ["kv.readwrite"], command=server.command)
+    intruder = Intruder(server.port)
+    try:
+        # Each registration's calls go over its own channel, whichever opened last.
+        assert result(gw, first, "/whoami") == first and result(gw, second, "/whoami") == second
+        assert result(gw, first, "/kv/mine", "PUT", content=b"first's") is False
+        assert result(gw, second, "/kv/mine") is None
+        assert result(gw, second, "/kv/mine", "PUT", content=b"second's") is False
+        assert result(gw, first, "/kv/mine") == "first's"
+        assert intruder.calls == []
+    finally:
+        intruder.close()
+
+
+def test_plugins_calling_llms_from_their_hooks_cannot_loop_through_each_other(
+    gw: InProcess, standalone: type[Standalone]
+) -> None:
+    # One grpc:// process behind both registrations: each hook's calls must still be its own.
+    server = standalone(SERVICES)
+    a = plugin(gw, ["custom_endpoint", "pre_auth"], command=server.command)
+    b = plugin(gw, ["custom_endpoint", "pre_auth"], command=server.command)
+    approve(gw, a, ["kv.readwrite", "llms.call"])
+    approve(gw, b, ["kv.readwrite", "llms.call"])
+    x, y = Route(gw, chain=[{"plugin": a}]), Route(gw, chain=[{"plugin": b}])
+    # a's hook (on x) asks y, whose hook (b) asks x, whose hook (a) asks y again: refused.
+    answer = x.call(headers={"x-ask": f"{y.slug},{x.slug},{y.slug}"})
+    assert answer.status_code == 200, answer.text
+    assert result(gw, a, "/kv/refused") == (
+        f"FAILED_PRECONDITION: plugin {a}'s llms.call would loop: it serves a request that its own "
+        f"llms.call started ({a} -> {b} -> {a}); a hook must not call an LLM whose hooks call back into it"
+    )
+    assert result(gw, b, "/kv/refused") is None
+    # Calls that do not come back to a plugin of the chain go through.
+    assert x.call(headers={"x-ask": y.slug}).headers.get("x-inner-status") is None
+    assert result(gw, b, "/kv/refused") is None
+
+
+def test_a_plugin_that_is_not_running_answers_503(gw: InProcess, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(3)\n")
+    broken.chmod(0o755)
+    with gw.client() as client:
+        created = client.post("/api/v1/plugins", json={
+            "name": "broken", "command": f"file://{broken}", "hook_types": ["custom_endpoint"],
+        })  # fmt: skip
+    assert created.status_code == 201 and created.json()["status"] == "failed", created.text
+    answer = call(gw, "broken", "/anything")
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"] == "plugin broken is not running; try again shortly"
+
+
+def test_revoking_a_scope_a_broader_approval_grants_is_refused(gw: InProcess) -> None:
+    slug = approved_plugin(gw, ["kv.readwrite"])
+    with gw.client() as client:
+        refused = client.post(f"/api/v1/plugins/{slug}/scopes/revoke", json={"scopes": ["kv.read"]})
+        both = client.post(
+            f"/api/v1/plugins/{slug}/scopes/revoke", json={"scopes": ["kv.read", "kv.readwrite"]}
+        )
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        f"plugin {slug} holds kv.read through its approval of kv.readwrite; "
+        "revoke kv.readwrite instead (and approve kv.read alone if it should keep it)"
+    )
+    assert both.status_code == 200 and both.json()["approved"] == []
+    assert call(gw, slug, "/kv/a").status_code == 403
+
+
+def test_an_event_too_big_for_the_audit_log_is_refused(gw: InProcess) -> None:
+    slug = approved_plugin(gw)
+    big = call(gw, slug, "/event/big", "POST", json={"text": "x" * 1800})
+    assert big.status_code == 400
+    assert big.json()["message"] == (
+        "the data of event big is over 1800 characters of JSON; "
+        "send less (events are records, not payloads: keep bulk data in kv)"
+    )
+    assert result(gw, slug, "/event/fits", "POST", json={"text": "é" * 250}) is None
+    with gw.client() as client:
+        audit = client.get("/api/v1/audit", params={"target": slug}).json()
+    event = next(e for e in audit if e["action"] == "plugin.event")
+    assert json.loads(event["detail"]) == {"event": "fits", "data": {"text": "é" * 250}}
+
+
+def test_llms_calls_nest_at_most_four_deep() -> None:
+    from solstice.gateway.llm_calls import MAX_CALL_DEPTH, _loop_refusal
+
+    assert MAX_CALL_DEPTH == 4 and _loop_refusal(("a", "b", "c", "d")) is None
+    assert _loop_refusal(("a", "b", "c", "d", "e")) == (
+        "llms.call is nested 5 deep (a -> b -> c -> d -> e); Solstice allows 4, "
+        "so that plugins calling LLMs from their hooks cannot loop"
+    )
+    assert "would loop" in str(_loop_refusal(("a", "b", "a")))

@@ -99,7 +99,7 @@ class ServiceLink:
         try:
             await stream.write(pb.HostMessage(hello=pb.HostHello(plugin_slug=self.slug, link=self.token)))
             self.opened.set()
-            while (call := await stream.read()) is not grpc.aio.EOF:
+            while (call := await self._read(stream)) is not grpc.aio.EOF:
                 assert isinstance(call, pb.ServiceCall)
                 problem = self._dispatch(stream, call)
                 if problem is not None:
@@ -112,6 +112,17 @@ class ServiceLink:
             self._calls.clear()
             self._open_bytes = 0
             stream.cancel()
+
+    @staticmethod
+    async def _read(stream: _Stream) -> object:
+        """The plugin's next message; EOF also when a write that gave up cancelled the stream."""
+        try:
+            return await stream.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() > 0:
+                raise  # the link itself is being closed
+            return grpc.aio.EOF
 
     def _dispatch(self, stream: _Stream, call: pb.ServiceCall) -> pb.ServiceReply | None:
         """Start answering `call`; the refusal to send instead, if it cannot be taken."""
