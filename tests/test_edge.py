@@ -370,9 +370,13 @@ def test_an_edge_keeps_plugin_data_in_its_own_file_and_takes_approvals_from_plug
         wait_until(lambda: httpx.get(f"{base}/apps").status_code == 200, 15, edge.read_log)
         assert child_pids(edge.proc.pid) == pids
         # Removing the plugin from the file removes its data; a plugin added back under its slug starts empty.
+        # It is forgotten once a second configuration in a row lacks it (one half-saved file is not enough).
         full = config.read_text()
-        config.write_text("plugins: []\nllms:" + full.split("llms:", 1)[1])
+        without = "plugins: []\nllms:" + full.split("llms:", 1)[1]
+        config.write_text(without)
         wait_until(lambda: httpx.get(f"{base}/kv/note").status_code == 404, 15, edge.read_log)
+        config.write_text(without + "  - slug: other\n    vendor: mock\n")
+        wait_until(lambda: "removed plugin's data deleted" in edge.read_log(), 15, edge.read_log)
         config.write_text(full)
         wait_until(lambda: httpx.get(f"{base}/kv/note").status_code == 200, 30, edge.read_log)
         assert httpx.get(f"{base}/kv/note").json() == {"result": None}

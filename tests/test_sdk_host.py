@@ -103,3 +103,38 @@ async def test_llms_call_names_the_request_being_served() -> None:
     link.deliver(pb.ServiceReply(id=sent.id, llm_call=pb.LlmCallPart(status=200)))
     await task
     host.detach(link)
+
+
+async def test_a_task_started_for_a_host_follows_that_hosts_new_link_after_a_reload() -> None:
+    host = Host(["kv.read"])
+    before = Link("p", "token-before")
+    host.attach(before)
+
+    async def background() -> bytes | None:
+        serving("token-before")  # as set by the configure() that started the task
+        await reloaded.wait()
+        return await host.kv.get("k")
+
+    reloaded = asyncio.Event()
+    task = asyncio.create_task(background())
+    after = Link("p", "token-after")
+    player = answer_with_slug(after)
+    host.attach(after)  # the new instance's link, for the same slug; the old one drains, then closes
+    assert await host.kv.get("k") == b"p"  # outside any RPC, links of one slug are one host's
+    host.detach(before)
+    reloaded.set()
+    assert await asyncio.wait_for(task, 5) == b"p"
+    host.detach(after)
+    await player
+
+
+async def test_a_reopened_link_ends_the_calls_waiting_on_the_old_stream() -> None:
+    host = Host(["kv.read"])
+    old = Link("p", "t")
+    host.attach(old)
+    waiting = asyncio.create_task(host.kv.get("k"))
+    await asyncio.sleep(0.05)
+    host.attach(Link("p", "t"))
+    with pytest.raises(HostError) as failed:
+        await asyncio.wait_for(waiting, 5)
+    assert failed.value.code == "UNAVAILABLE"

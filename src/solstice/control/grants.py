@@ -89,9 +89,7 @@ async def _change(
 def _refuse_implied(slug: str, held: Sequence[str], revoking: Sequence[str]) -> None:
     """Revoking a scope that a broader approval still grants would change nothing: say so instead."""
     for scope in revoking:
-        if scope in held or not grants(held, scope):
-            continue
-        broader = [h for h in held if h not in revoking and grants([h], scope)]
+        broader = [h for h in held if h != scope and h not in revoking and grants([h], scope)]
         if broader:
             raise InvalidError(
                 f"plugin {slug} holds {scope} through its approval of {broader[0]}; "

@@ -2,7 +2,8 @@
 
 Order: start new plugins and reload changed ones, then switch the gateway to the new routes,
 then stop plugins no route uses any more. A plugin that leaves the configuration (deleted on the
-control plane, or removed from plugins.yaml) while the edge runs is then forgotten (its data).
+control plane, or removed from plugins.yaml) while the edge runs, and still absent from the next
+configuration applied, is then forgotten (its data).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Reconciler:
         self.on_removed = on_removed
         # Every slug of the last snapshot applied, inactive ones too; None before the first.
         self._present: set[str] | None = None
+        # Slugs missing from the last snapshot only: forgotten if the next one lacks them too.
+        self._missing: set[str] = set()
         self.version: str | None = None
         self._specs: dict[str, PluginSpec] = {}
         self._marks: dict[str, tuple[str | None, int | None] | None] = {}
@@ -91,8 +94,14 @@ class Reconciler:
         log.info("configuration applied", version=self.version, plugins=len(wanted))
 
     async def _forget_removed(self, present: set[str]) -> None:
-        # Only a removal seen happening: the first snapshot after a start says nothing of the past.
-        gone = sorted(self._present - present) if self._present is not None else []
+        # Only a removal seen happening (the first snapshot after a start says nothing of the past),
+        # and confirmed by the next configuration: a plugins.yaml caught half-saved loses nothing.
+        if self._present is None:
+            self._present = present
+            return
+        missing = (self._present | self._missing) - present
+        gone = sorted(missing & self._missing)
+        self._missing = missing - set(gone)
         self._present = present
         if self.on_removed is None:
             return

@@ -127,8 +127,8 @@ class ServiceLink:
     def _dispatch(self, stream: _Stream, call: pb.ServiceCall) -> pb.ServiceReply | None:
         """Start answering `call`; the refusal to send instead, if it cannot be taken."""
         if call.WhichOneof("call") == "cancel":
-            if (running := self._calls.pop(call.cancel, None)) is not None:
-                running.cancel()
+            if (running := self._calls.get(call.cancel)) is not None:
+                running.cancel()  # _forget, as it ends, releases its id and its bytes
             return None
         if call.id in self._calls:
             return refusal("INVALID_ARGUMENT", f"call id {call.id} is in use; give each open call its own id")

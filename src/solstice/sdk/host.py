@@ -6,7 +6,8 @@ it as messages and come back as replies with the same id. Every method is a coro
 A plugin may be served by several hosts (a grpc:// plugin that replicas or an edge share, or that
 is registered twice), each with its own channel. A call made while serving a host's RPC (a hook,
 an endpoint, configure(), or a task started from one) goes over that host's channel, which the
-RPC names; a call made outside any RPC needs exactly one channel to be open.
+RPC names; a call made outside any RPC needs the open channels to serve one slug (the newest is
+used), as they do while a host replaces the plugin's instance.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from solstice.protocol import pb
 
 # How long a call waits for Solstice to open the channel (it does so as it starts the plugin).
 CONNECT_WAIT_S = 10.0
+# Closed links whose slug is remembered.
+_CLOSED_KEPT = 64
 
 # The channel token and request id of the host RPC that the current task serves (or was started by).
 _SERVING_LINK: ContextVar[str] = ContextVar("solstice_serving_link", default="")
@@ -76,6 +79,9 @@ class Host:
         # The scopes the plugin declares (None: unknown); without any, no channel will ever open.
         self.declared = tuple(declared) if declared is not None else None
         self._links: dict[str, Link] = {}
+        # The slug each closed link served: a task started under a host's RPC outlives a reload,
+        # which opens that host's new link under a new token.
+        self._closed_slugs: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._changed: asyncio.Event | None = None
         self.kv = Kv(self)
@@ -94,13 +100,19 @@ class Host:
 
     def attach(self, link: Link) -> None:
         """Send the calls made for the host that opened `link` over it."""
+        replaced = self._links.get(link.token)
         self._links[link.token] = link
+        if replaced is not None:  # the host reopened this link: the old stream is dead to it
+            replaced.close()
         self._notify()
 
     def detach(self, link: Link) -> None:
         """Stop using `link`; its waiting calls fail."""
         if self._links.get(link.token) is link:
             del self._links[link.token]
+            self._closed_slugs[link.token] = link.slug
+            while len(self._closed_slugs) > _CLOSED_KEPT:
+                del self._closed_slugs[next(iter(self._closed_slugs))]
             self._notify()
         link.close()
 
@@ -109,18 +121,28 @@ class Host:
             self._changed.set()
             self._changed = None
 
+    def _only_for(self, slug: str | None) -> Link | None:
+        """The newest open link, when every open link serves `slug` (None: any one slug)."""
+        slugs = {link.slug for link in self._links.values()}
+        if not self._links or len(slugs) > 1 or (slug is not None and slugs != {slug}):
+            return None
+        return list(self._links.values())[-1]
+
     def _choose(self) -> Link | None:
         token = _SERVING_LINK.get()
         if token:
-            return self._links.get(token)
-        if len(self._links) > 1:
+            link = self._links.get(token)
+            if link is None and token in self._closed_slugs:  # its host reloaded the plugin
+                return self._only_for(self._closed_slugs[token])
+            return link
+        if self._links and self._only_for(None) is None:
             raise HostError(
                 "FAILED_PRECONDITION",
-                f"{len(self._links)} Solstice hosts have opened service channels to this plugin, so a "
-                "call made outside their requests has no host to go to; make it while handling a "
-                "hook, an endpoint or configure(), or in a task started from one",
+                f"{len(self._links)} Solstice hosts have opened service channels to this plugin under "
+                "different names, so a call made outside their requests has no host to go to; make it "
+                "while handling a hook, an endpoint or configure(), or in a task started from one",
             )
-        return next(iter(self._links.values()), None)
+        return self._only_for(None)
 
     async def _link(self) -> Link:
         if self.declared == ():
