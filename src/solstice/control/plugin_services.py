@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from solstice.gateway.catalog import ConfigCatalog
 from solstice.gateway.llm_calls import GatewayLlmCalls
 from solstice.gateway.proxy import Gateway
 from solstice.services import KvService, PluginServices
+from solstice.services.events import compact
 from solstice.settings import Settings
 from solstice.store import audit
 from solstice.store.plugin_data import StoredKv
@@ -39,7 +39,7 @@ class AuditedEvents:
         log.info("plugin event", plugin=slug, type=event_type, data=dict(data))
         async with self.sessions.begin() as session:
             # Compact, as events.py measures it, so the whole event fits the audit entry.
-            detail = json.dumps({"event": event_type, "data": dict(data)}, separators=(",", ":"))
+            detail = compact({"event": event_type, "data": dict(data)})
             await audit.record(session, f"plugin:{slug}", "plugin.event", slug, "ok", detail)
 
 

@@ -45,5 +45,5 @@ def event_of(call: pb.Event) -> tuple[str, dict[str, Any]]:
 
 
 def compact(data: dict[str, Any]) -> str:
-    """The event data as it is measured and written to the audit log."""
+    """`data` as compact JSON: how event data is measured, and how events reach the audit log."""
     return json.dumps(data, separators=(",", ":"))
