@@ -19,6 +19,8 @@ ENDPOINT_HOOK: Literal["custom_endpoint"] = "custom_endpoint"
 # What a plugin may be registered for (hook_type, hook_types): the pipeline's hooks and endpoints.
 PluginHook = Literal[HookType, "custom_endpoint"]
 PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK)
+# A scheduled task's run (RunTask): not a hook a plugin is registered for, named for metrics and errors.
+TASK_CALL: Literal["task"] = "task"
 FailurePolicy = Literal["fail_closed", "fail_open"]
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = get_args(FailurePolicy)
 PluginType = Literal["gateway", "data_collector"]

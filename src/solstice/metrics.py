@@ -116,3 +116,14 @@ EDGE_SYNC_FAILURES = Counter(
     "solstice_edge_sync_failures_total",
     "Sync requests of an edge that failed (control plane unreachable or refusing).",
 )
+SCHEDULE_RUNS = Counter(
+    "solstice_schedule_runs_total",
+    "Scheduled task runs by how they ended: succeeded, failed, timed_out or skipped.",
+    ["plugin", "status"],
+)
+SCHEDULE_RUN_DURATION = Histogram(
+    "solstice_schedule_run_duration_seconds",
+    "Duration of scheduled task runs, failures included.",
+    ["plugin"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600),
+)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-Scope = Literal["kv.read", "kv.readwrite", "llms.read", "apps.read", "llms.call", "events.publish"]
+Scope = Literal[
+    "kv.read", "kv.readwrite", "llms.read", "apps.read", "llms.call", "events.publish", "schedules.run"
+]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 DESCRIPTIONS: dict[str, str] = {
@@ -15,7 +17,10 @@ DESCRIPTIONS: dict[str, str] = {
     "apps.read": "list and read apps as the API shows them, without keys",
     "llms.call": "call an LLM through the gateway as the plugin, with no app key",
     "events.publish": "write events to the server log and the audit log",
+    "schedules.run": "be called at the due times of the plugin's schedules",
 }
+# What a plugin that runs scheduled tasks must hold (declared and approved).
+SCHEDULES_SCOPE: Scope = "schedules.run"
 
 _BY_NAME: dict[str, Scope] = {scope: scope for scope in SCOPES}
 # A broader scope that includes a narrower one.

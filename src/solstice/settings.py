@@ -89,6 +89,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Most a plugin may store in all (keys and values, expired ones not counted).",
     )
+    schedule_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between a server's checks for due schedule runs."
+    )
+    schedule_misfire_grace: float = Field(
+        30.0,
+        gt=0,
+        description="A run this many seconds past its due time counts as missed "
+        "(the schedule's catch_up decides).",
+    )
+    schedule_heartbeat: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between a server's notes that its runs still run; after three missed notes "
+        "another server marks the run failed.",
+    )
+    schedule_history: int = Field(100, ge=1, le=10_000, description="Runs kept per schedule.")
     plugin_drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )

@@ -11,12 +11,13 @@ import structlog
 from fastapi import FastAPI
 
 from solstice import __version__
-from solstice.api import audit, client_apps, edges, llms, ops, plugins, problems, sync, tokens
+from solstice.api import audit, client_apps, edges, llms, ops, plugins, problems, schedules, sync, tokens
 from solstice.control.bootstrap import ensure_admin_token, ensure_plugins
 from solstice.control.changes import ChangeFeed
 from solstice.control.gateway_view import StoredGatewayConfig
 from solstice.control.manager import PluginManager
 from solstice.control.plugin_services import control_plane_services
+from solstice.control.scheduler import Scheduler
 from solstice.gateway.proxy import Gateway
 from solstice.host import PluginHost, PluginSpec
 from solstice.oci.puller import cache_dir_of
@@ -38,6 +39,12 @@ def _announce_oci_cache(settings: Settings) -> None:
         )
     else:
         log.info("oci:// plugins are cached", cache_dir=str(settings.oci_cache_dir))
+
+
+async def _start(manager: PluginManager, scheduler: Scheduler) -> None:
+    """Load the stored plugins, then run their schedules (a due run finds its plugin up)."""
+    await manager.start()
+    scheduler.start()
 
 
 def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -> FastAPI:
@@ -69,6 +76,7 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         gateway = Gateway(settings, routes, host)
         host.services = control_plane_services(settings, sessions, gateway)
         gateway.start()
+        scheduler = Scheduler(settings, sessions, host)
         app.state.settings = settings
         app.state.sessions = sessions
         app.state.manager = manager
@@ -76,11 +84,12 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         app.state.gateway = gateway
         app.state.token_touches = {}
         app.state.changes = changes
-        starting = asyncio.create_task(manager.start())
+        starting = asyncio.create_task(_start(manager, scheduler))
         try:
             yield
         finally:
             starting.cancel()
+            await scheduler.aclose()
             await gateway.aclose()
             await manager.aclose()
             await engine.dispose()
@@ -92,7 +101,7 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (plugins, llms, client_apps, tokens, audit, edges, sync, ops):
+    for module in (plugins, schedules, llms, client_apps, tokens, audit, edges, sync, ops):
         app.include_router(module.router)
     mount_proxy(app)
     app.add_middleware(RequestContextMiddleware)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from solstice.cron import MAX_TIMEOUT_S, SCHEDULE_ID
 from solstice.hooks import PLUGIN_HOOKS, FailurePolicy, PluginType
 from solstice.safejson import JSONObject
 from solstice.scopes import SCOPES
@@ -185,6 +186,85 @@ class ScopeChange(BaseModel):
     model_config = INPUT
 
     scopes: list[str] = Field(max_length=len(SCOPES))
+
+
+class ScheduleFieldsIn(BaseModel):
+    """Fields of a schedule a client may write; every one optional (PATCH)."""
+
+    model_config = INPUT
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    cron: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Five fields (minute hour day month weekday), six with seconds first, or a macro.",
+    )
+    timezone: str | None = Field(
+        None, min_length=1, max_length=64, description="IANA time zone; default UTC."
+    )
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_TIMEOUT_S, description="Deadline of one run.")
+    config: JSONObject | None = Field(None, description="Handed to every run.")
+    catch_up: bool | None = Field(
+        None, description="Run once at start for a due time missed while no server ran (else skip it)."
+    )
+    enabled: bool | None = None
+
+
+class ScheduleCreate(ScheduleFieldsIn):
+    """A schedule added through the API."""
+
+    id: str = Field(pattern=SCHEDULE_ID.pattern, description="Names the schedule within its plugin.")
+    cron: str = Field(min_length=1, max_length=200)
+
+
+class ScheduleRunOut(BaseModel):
+    """One run of a schedule."""
+
+    run_id: str
+    due_at: datetime
+    status: str
+    catch_up: bool
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    error: str
+    message: str
+    server: str
+
+
+class ScheduleOut(BaseModel):
+    """A plugin's schedule."""
+
+    id: str
+    plugin: str
+    name: str
+    cron: str
+    timezone: str
+    timeout_seconds: int
+    config: dict[str, Any]
+    catch_up: bool
+    enabled: bool
+    declared: bool = Field(description="Declared by the plugin (else added through the API).")
+    customized: bool = Field(description="Changed by an operator since the plugin declared it.")
+    next_run_at: datetime | None
+    last_run: ScheduleRunOut | None
+
+
+class ScheduleList(BaseModel):
+    """A plugin's schedules."""
+
+    data: list[ScheduleOut]
+
+
+class ScheduleRuns(BaseModel):
+    """A page of a schedule's runs, newest first."""
+
+    plugin: str
+    schedule: str
+    data: list[ScheduleRunOut]
+    limit: int
+    offset: int
 
 
 class DataCleared(BaseModel):

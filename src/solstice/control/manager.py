@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from solstice.control.declared_schedules import read_declared, sync_declared
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, StartFailedError
 from solstice.control.specs import spec_for
 from solstice.hooks import hook_name
@@ -123,7 +124,7 @@ class PluginManager:
             row = await self._fresh(row.id)
             if replaced:
                 self._applied[row.slug] = row.revision
-                await self._record_status(row, *self._host_status(row.slug), self._learned(row))
+                await self._record_learned(row)
             elif not row.is_active:
                 await self._unload(row.slug)
                 self._applied[row.slug] = row.revision
@@ -165,7 +166,7 @@ class PluginManager:
             if self._serving(row.slug):
                 await self._replace(row, actor, "plugin.reload")
                 self._applied[row.slug] = row.revision
-                await self._record_status(row, *self._host_status(row.slug), self._learned(row))
+                await self._record_learned(row)
             else:
                 await self._apply(row)
                 status, error = self._host_status(row.slug)
@@ -297,8 +298,7 @@ class PluginManager:
             await self._record_status(row, PluginState.FAILED.value, failure)
             return
         self._applied[row.slug] = row.revision
-        status, error = self._host_status(row.slug)
-        await self._record_status(row, status, error, self._learned(row))
+        await self._record_learned(row)
 
     def _learned(self, row: PluginRow) -> dict[str, Any]:
         """Fields learned from the running plugin: back-filled hooks, the oci:// digest, warnings."""
@@ -323,6 +323,7 @@ class PluginManager:
             ]
         if info is not None:
             learned["requested_scopes"] = sorted(set(info.scopes))
+            warnings += read_declared(row.slug, info.schedules)[1]
         if info is not None or status.digest or warnings:
             learned["warnings"] = warnings
         return learned
@@ -349,7 +350,17 @@ class PluginManager:
                 row = await self.get(slug)
             except NotFoundError:
                 return
-            await self._record_status(row, *self._host_status(slug), self._learned(row))
+            await self._record_learned(row)
+
+    async def _record_learned(self, row: PluginRow) -> None:
+        """Store the plugin's status, what it reported about itself, and the schedules it declares."""
+        await self._record_status(row, *self._host_status(row.slug), self._learned(row))
+        try:
+            info = self.host.status(row.slug).info
+        except PluginNotLoadedError:
+            return
+        if info is not None:
+            await sync_declared(self.sessions, row.id, read_declared(row.slug, info.schedules)[0])
 
     async def _record_status(
         self, row: PluginRow, status: str, error: str | None, extra: Mapping[str, Any] | None = None

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from solstice.hooks import HOOK_TYPES
 from solstice.protocol import pb
 from solstice.sdk.host import Host
+from solstice.sdk.tasks import Schedule, Task
 
 HookAnswer = pb.HookResponse | Awaitable[pb.HookResponse]
 
@@ -26,6 +27,9 @@ class Plugin:
     wants_stream_chunks: ClassVar[bool] = False
     # Host service API scopes the plugin needs (solstice.scopes.SCOPES); an operator approves them.
     scopes: ClassVar[Sequence[str]] = ()
+    # Schedules whose due times call run_task; a plugin that implements run_task requests the
+    # scope schedules.run by itself.
+    schedules: ClassVar[Sequence[Schedule]] = ()
 
     @property
     def host(self) -> Host:
@@ -66,6 +70,15 @@ class Plugin:
     def data_collection(self, records: list[pb.ProxyRecord]) -> int | Awaitable[int]:
         """Store or forward a batch of proxy records; return how many were accepted."""
         raise NotImplementedError
+
+    def run_task(self, task: Task) -> str | Awaitable[str | None] | None:
+        """Do one due run of a schedule; return a short summary (or None), raise to fail the run."""
+        raise NotImplementedError
+
+    @classmethod
+    def runs_tasks(cls) -> bool:
+        """Whether the class implements run_task."""
+        return cls.run_task is not Plugin.run_task
 
     @classmethod
     def implemented_hooks(cls) -> list[str]:

@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS
+from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS, TASK_CALL
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import LINK_METADATA, NOT_CONFIGURED
-from solstice.scopes import check_scopes
+from solstice.scopes import SCHEDULES_SCOPE, check_scopes
 from solstice.sdk.host import Host, Link, serving
 from solstice.sdk.plugin import Plugin
 from solstice.sdk.routes import RouteSpec, respond, routes_of
+from solstice.sdk.tasks import Task
 
 log = logging.getLogger("solstice.sdk")
 
@@ -57,8 +58,13 @@ class PluginServicer(pb_grpc.PluginServicer):
         if self._routes:
             self._hooks.add(ENDPOINT_HOOK)
         self._configured: dict[str, Plugin] = {}
+        cls = type(plugin)
+        if cls.schedules and not cls.runs_tasks():
+            raise TypeError(f"plugin {cls.__name__} declares schedules but does not implement run_task")
+        if cls.runs_tasks():
+            self._hooks.add(TASK_CALL)
         # Refused here, before the handshake, so a misspelt scope fails the start with its name.
-        self._scopes = check_scopes(type(plugin).scopes)
+        self._scopes = check_scopes([*cls.scopes, *([SCHEDULES_SCOPE] if cls.runs_tasks() else [])])
         # One Host for every configured object, so they all share the process's service channel.
         self._host: Host = plugin.host
 
@@ -90,6 +96,7 @@ class PluginServicer(pb_grpc.PluginServicer):
             wants_stream_chunks=cls.wants_stream_chunks,
             endpoints=[spec.as_endpoint() for spec in self._routes],
             scopes=self._scopes,
+            schedules=[schedule.as_message() for schedule in cls.schedules],
         )
 
     async def HostChannel(
@@ -210,6 +217,18 @@ class PluginServicer(pb_grpc.PluginServicer):
             "data_collection", context, request.config_id, lambda p: p.data_collection(records)
         )
         return pb.DataCollectionResponse(accepted=int(accepted or 0))
+
+    async def RunTask(self, request: pb.TaskRequest, context: Context) -> pb.TaskResult:
+        async def run(target: Plugin) -> pb.TaskResult:
+            # A failing task is a result the host records, not an error of the call.
+            try:
+                summary = await _resolve(target.run_task(Task.from_request(request)))
+            except Exception as exc:
+                log.exception("scheduled task %s failed", request.schedule_id)
+                return pb.TaskResult(error=f"{type(exc).__name__}: {exc}")
+            return pb.TaskResult(message="" if summary is None else str(summary))
+
+        return await self._call(TASK_CALL, context, "", run, request.context.request_id)
 
     async def _route(self, request: pb.EndpointRequest, context: Context, stream: bool) -> RouteSpec:
         method = request.request.method

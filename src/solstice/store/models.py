@@ -1,4 +1,4 @@
-"""Database tables: plugins and their scopes and data, LLMs, apps, tokens, edges, the audit log."""
+"""Database tables: plugins and their scopes, data and schedules, LLMs, apps, tokens, edges, the audit log."""
 
 from __future__ import annotations
 
@@ -116,6 +116,64 @@ class PluginKvRow(Base):
     # Milliseconds since the epoch; null: never expires.
     expires_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ScheduleRow(Base):
+    """A schedule of a plugin: when its task runs, with which config."""
+
+    __tablename__ = "plugin_schedules"
+    __table_args__ = (
+        UniqueConstraint("plugin_id", "key", name="uq_plugin_schedules_plugin_key"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), index=True)
+    # The schedule's id within its plugin (Schedule.id of a declared one).
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timeout_s: Mapped[int] = mapped_column(Integer, default=60)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    catch_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Declared by the plugin (else added through the API), and changed by an operator since: a
+    # changed one keeps the operator's values when the plugin declares it again.
+    declared: Mapped[bool] = mapped_column(Boolean, default=False)
+    customized: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The due time of the next run; a server claims it by moving it on (null while disabled).
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ScheduleRunRow(Base):
+    """One due time of a schedule: run, running, or skipped, and how it ended."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (
+        # One run per due time, whichever server claims it.
+        UniqueConstraint("schedule_id", "due_at", name="uq_schedule_runs_schedule_due"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(
+        ForeignKey("plugin_schedules.id", ondelete="CASCADE"), index=True
+    )
+    run_id: Mapped[str] = mapped_column(String(40), unique=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    catch_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    # running, succeeded, failed, timed_out or skipped.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    # The server running it, and when that server last said it still does.
+    server: Mapped[str] = mapped_column(String(64), default="")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class TokenRow(Base):

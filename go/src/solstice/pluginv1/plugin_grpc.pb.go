@@ -44,6 +44,11 @@ type PluginClient interface {
 	// last with `more` false, for a streamed call). The host knows which plugin is at the other
 	// end: a call never names its caller.
 	HostChannel(ctx context.Context, opts ...grpc.CallOption) (Plugin_HostChannelClient, error)
+	// Scheduled tasks: one due run of one of the plugin's schedules (declared in
+	// PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
+	// schedules.run, declared and approved; at most once per schedule and due time across every
+	// server sharing a database. The deadline is the schedule's timeout.
+	RunTask(ctx context.Context, in *TaskRequest, opts ...grpc.CallOption) (*TaskResult, error)
 }
 
 type pluginClient struct {
@@ -189,6 +194,15 @@ func (x *pluginHostChannelClient) Recv() (*ServiceCall, error) {
 	return m, nil
 }
 
+func (c *pluginClient) RunTask(ctx context.Context, in *TaskRequest, opts ...grpc.CallOption) (*TaskResult, error) {
+	out := new(TaskResult)
+	err := c.cc.Invoke(ctx, "/solstice.plugin.v1.Plugin/RunTask", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility
@@ -220,6 +234,11 @@ type PluginServer interface {
 	// last with `more` false, for a streamed call). The host knows which plugin is at the other
 	// end: a call never names its caller.
 	HostChannel(Plugin_HostChannelServer) error
+	// Scheduled tasks: one due run of one of the plugin's schedules (declared in
+	// PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
+	// schedules.run, declared and approved; at most once per schedule and due time across every
+	// server sharing a database. The deadline is the schedule's timeout.
+	RunTask(context.Context, *TaskRequest) (*TaskResult, error)
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -256,6 +275,9 @@ func (UnimplementedPluginServer) HandleEndpointStream(*EndpointRequest, Plugin_H
 }
 func (UnimplementedPluginServer) HostChannel(Plugin_HostChannelServer) error {
 	return status.Errorf(codes.Unimplemented, "method HostChannel not implemented")
+}
+func (UnimplementedPluginServer) RunTask(context.Context, *TaskRequest) (*TaskResult, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunTask not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 
@@ -461,6 +483,24 @@ func (x *pluginHostChannelServer) Recv() (*HostMessage, error) {
 	return m, nil
 }
 
+func _Plugin_RunTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).RunTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/solstice.plugin.v1.Plugin/RunTask",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).RunTask(ctx, req.(*TaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _Plugin_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "solstice.plugin.v1.Plugin",
 	HandlerType: (*PluginServer)(nil),
@@ -496,6 +536,10 @@ var _Plugin_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HandleEndpoint",
 			Handler:    _Plugin_HandleEndpoint_Handler,
+		},
+		{
+			MethodName: "RunTask",
+			Handler:    _Plugin_RunTask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -40,7 +40,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PluginInfo(_message.Message):
-    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints", "scopes")
+    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints", "scopes", "schedules")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class PluginInfo(_message.Message):
     WANTS_STREAM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
@@ -57,7 +58,8 @@ class PluginInfo(_message.Message):
     wants_stream_chunks: bool
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     scopes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., scopes: _Optional[_Iterable[str]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
 class ConfigureRequest(_message.Message):
     __slots__ = ("config_json", "plugin_slug", "config_id")
@@ -613,3 +615,45 @@ class Event(_message.Message):
 class EventPublished(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("id", "name", "cron", "timezone", "timeout_seconds", "config_json", "catch_up")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    timeout_seconds: int
+    config_json: str
+    catch_up: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., config_json: _Optional[str] = ..., catch_up: _Optional[bool] = ...) -> None: ...
+
+class TaskRequest(_message.Message):
+    __slots__ = ("context", "schedule_id", "schedule_name", "config_json", "due_unix_ms", "catch_up")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    DUE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    schedule_id: str
+    schedule_name: str
+    config_json: str
+    due_unix_ms: int
+    catch_up: bool
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., schedule_id: _Optional[str] = ..., schedule_name: _Optional[str] = ..., config_json: _Optional[str] = ..., due_unix_ms: _Optional[int] = ..., catch_up: _Optional[bool] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("error", "message")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    message: str
+    def __init__(self, error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

@@ -84,6 +84,11 @@ class PluginStub:
                 request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HostMessage.SerializeToString,
                 response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ServiceCall.FromString,
                 _registered_method=True)
+        self.RunTask = channel.unary_unary(
+                '/solstice.plugin.v1.Plugin/RunTask',
+                request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskRequest.SerializeToString,
+                response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskResult.FromString,
+                _registered_method=True)
 
 
 class PluginServicer:
@@ -166,6 +171,16 @@ class PluginServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunTask(self, request, context):
+        """Scheduled tasks: one due run of one of the plugin's schedules (declared in
+        PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
+        schedules.run, declared and approved; at most once per schedule and due time across every
+        server sharing a database. The deadline is the schedule's timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +233,11 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.HostChannel,
                     request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HostMessage.FromString,
                     response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ServiceCall.SerializeToString,
+            ),
+            'RunTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTask,
+                    request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskRequest.FromString,
+                    response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +510,33 @@ class Plugin:
             '/solstice.plugin.v1.Plugin/HostChannel',
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.HostMessage.SerializeToString,
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ServiceCall.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.plugin.v1.Plugin/RunTask',
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskRequest.SerializeToString,
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskResult.FromString,
             options,
             channel_credentials,
             insecure,

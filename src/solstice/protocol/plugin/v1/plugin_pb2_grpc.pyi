@@ -70,6 +70,12 @@ class PluginStub:
     last with `more` false, for a streamed call). The host knows which plugin is at the other
     end: a call never names its caller.
     """
+    RunTask: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.TaskRequest, _plugin_pb2.TaskResult]
+    """Scheduled tasks: one due run of one of the plugin's schedules (declared in
+    PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
+    schedules.run, declared and approved; at most once per schedule and due time across every
+    server sharing a database. The deadline is the schedule's timeout.
+    """
 
 @_typing.type_check_only
 class PluginAsyncStub(PluginStub):
@@ -104,6 +110,12 @@ class PluginAsyncStub(PluginStub):
     stream; the host answers each with one ServiceReply carrying the call's id (several, the
     last with `more` false, for a streamed call). The host knows which plugin is at the other
     end: a call never names its caller.
+    """
+    RunTask: _aio.UnaryUnaryMultiCallable[_plugin_pb2.TaskRequest, _plugin_pb2.TaskResult]  # type: ignore[assignment]
+    """Scheduled tasks: one due run of one of the plugin's schedules (declared in
+    PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
+    schedules.run, declared and approved; at most once per schedule and due time across every
+    server sharing a database. The deadline is the schedule's timeout.
     """
 
 class PluginServicer(metaclass=_abc_1.ABCMeta):
@@ -196,6 +208,18 @@ class PluginServicer(metaclass=_abc_1.ABCMeta):
         stream; the host answers each with one ServiceReply carrying the call's id (several, the
         last with `more` false, for a streamed call). The host knows which plugin is at the other
         end: a call never names its caller.
+        """
+
+    @_abc_1.abstractmethod
+    def RunTask(
+        self,
+        request: _plugin_pb2.TaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_plugin_pb2.TaskResult, _abc.Awaitable[_plugin_pb2.TaskResult]]:
+        """Scheduled tasks: one due run of one of the plugin's schedules (declared in
+        PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
+        schedules.run, declared and approved; at most once per schedule and due time across every
+        server sharing a database. The deadline is the schedule's timeout.
         """
 
 def add_PluginServicer_to_server(servicer: PluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
