@@ -50,6 +50,8 @@ def check_cron(expression: str, timezone: str = DEFAULT_TIMEZONE) -> Cron:
     expression = " ".join(expression.split())
     timezone = timezone or DEFAULT_TIMEZONE
     fields = expression.split(" ")
+    if expression.startswith("@") and expression.lower() not in _MACROS:
+        raise CronError(f"cron {expression!r} is not a known macro; use one of {', '.join(_MACROS)}")
     if expression.lower() not in _MACROS and len(fields) not in (5, 6):
         raise CronError(
             f"cron {expression!r} has {len(fields)} fields; give five (minute hour day month weekday), "
