@@ -153,7 +153,7 @@ def test_scaffolded_plugin_runs_under_a_real_server(tmp_path: Path) -> None:
         ),
         (
             ["guard", "--hook", "pre_auth", "--hook", "preauth"],
-            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint",
+            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task",
         ),
         (["taken"], "directory {dir}/taken already exists and is not empty; choose another NAME or --dir"),
     ],
@@ -181,9 +181,11 @@ def test_errors_are_one_line_and_write_nothing(tmp_path: Path, args: list[str], 
 def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
     (tmp_path / "plugin").mkdir()
     made = new_project(
-        "plugin", ["data_collection", "auth", "post_auth", "pre_auth", "on_response", "auth"], tmp_path
+        "plugin",
+        ["scheduled_task", "data_collection", "auth", "post_auth", "pre_auth", "on_response", "auth"],
+        tmp_path,
     )
-    assert made.hooks == ("pre_auth", "auth", "post_auth", "on_response", "data_collection")
+    assert made.hooks == ("pre_auth", "auth", "post_auth", "on_response", "data_collection", "scheduled_task")
     source = (made.directory / "plugin.py").read_text()
     assert "class PluginPlugin(Plugin):" in source  # not Plugin, the SDK's base class
     tested = subprocess.run(
@@ -191,7 +193,7 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
         cwd=made.directory, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "12 passed" in tested.stdout
+    assert "14 passed" in tested.stdout
 
 
 def test_an_endpoint_project_passes_its_tests_and_serves_its_routes(tmp_path: Path) -> None:

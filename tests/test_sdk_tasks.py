@@ -73,6 +73,7 @@ def test_a_bad_declaration_fails_the_plugin_at_start() -> None:
 async def test_info_declares_the_schedules_and_requests_the_scope() -> None:
     info = await PluginServicer(Recorder()).GetInfo(pb.GetInfoRequest(), None)  # type: ignore[arg-type]
     assert list(info.scopes) == ["schedules.run"]
+    assert list(info.hooks) == [pb.HOOK_SCHEDULED_TASK]
     [declared] = info.schedules
     assert (declared.id, declared.cron, declared.timezone, json.loads(declared.config_json)) == (
         "hourly",

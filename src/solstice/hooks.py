@@ -16,11 +16,12 @@ HookType = Literal["pre_auth", "auth", "post_auth", "on_response", "data_collect
 HOOK_TYPES: tuple[HookType, ...] = get_args(HookType)
 # Served at /plugins/{slug}/…, not a step of the request pipeline, so not one of HOOK_TYPES.
 ENDPOINT_HOOK: Literal["custom_endpoint"] = "custom_endpoint"
-# What a plugin may be registered for (hook_type, hook_types): the pipeline's hooks and endpoints.
-PluginHook = Literal[HookType, "custom_endpoint"]
-PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK)
-# A scheduled task's run (RunTask): not a hook a plugin is registered for, named for metrics and errors.
-TASK_CALL: Literal["task"] = "task"
+# RunTask at a schedule's due times. The scope schedules.run, not this registration, lets a plugin's
+# tasks run: a plugin whose only capability is its schedules is registered for it.
+TASK_HOOK: Literal["scheduled_task"] = "scheduled_task"
+# What a plugin may be registered for (hook_type, hook_types): the pipeline's hooks and the rest.
+PluginHook = Literal[HookType, "custom_endpoint", "scheduled_task"]
+PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK)
 FailurePolicy = Literal["fail_closed", "fail_open"]
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = get_args(FailurePolicy)
 PluginType = Literal["gateway", "data_collector"]
@@ -28,7 +29,7 @@ PluginType = Literal["gateway", "data_collector"]
 _FAIL_OPEN_HOOKS = ("on_response", "data_collection")
 _ENUM_PREFIX = "HOOK_"
 
-# Hook name -> protocol Hook value, the pipeline's hooks then custom_endpoint; the enum is the name
+# Hook name -> protocol Hook value, the pipeline's hooks then the others; the enum is the name
 # upper-cased after HOOK_ (pre_auth: HOOK_PRE_AUTH).
 HOOK_ENUMS: dict[str, pb.Hook] = {
     hook: cast(pb.Hook, pb.Hook.Value(_ENUM_PREFIX + hook.upper())) for hook in PLUGIN_HOOKS

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import Connection
 
 from solstice.sealing import load_keyring

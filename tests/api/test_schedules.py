@@ -37,7 +37,7 @@ def _register(server: Server, slug: str, log: Path, approve: bool = True) -> Non
                 "name": slug,
                 "slug": slug,
                 "command": f"file://{SCHEDULED}",
-                "hook_type": "pre_auth",
+                "hook_type": "scheduled_task",
                 "config": {"log": str(log)},
             },
         )
@@ -195,7 +195,7 @@ def test_failed_and_slow_runs_are_recorded_with_their_reason(tmp_path: Path) -> 
             what="a timed-out run",
         )
         assert late[0]["status"] == "timed_out"
-        assert "did not answer within 1000 ms during task" in late[0]["error"]
+        assert "did not answer within 1000 ms during scheduled_task" in late[0]["error"]
         told = wait_until(lambda: _runs(server, "faulty", "summary")[-1:], 10, server.log, what="a run")
         assert told[0]["status"] == "succeeded" and told[0]["message"] == "3 rows copied"
     finally:

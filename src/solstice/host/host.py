@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import structlog
 
-from solstice.hooks import ENDPOINT_HOOK, TASK_CALL
+from solstice.hooks import ENDPOINT_HOOK, TASK_HOOK
 from solstice.host.client import PluginClient
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
@@ -118,7 +118,7 @@ class HookClient:
 
     async def run_task(self, request: pb.TaskRequest, timeout: float) -> pb.TaskResult:
         """Run one due task of a schedule, within `timeout` seconds."""
-        return await self._run(TASK_CALL, "", lambda c: c.run_task(request, timeout))
+        return await self._run(TASK_HOOK, "", lambda c: c.run_task(request, timeout))
 
     async def handle_endpoint_stream(
         self, request: pb.EndpointRequest, timeout: float | None = None

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS, TASK_CALL
+from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS, TASK_HOOK
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import LINK_METADATA, NOT_CONFIGURED
 from solstice.scopes import SCHEDULES_SCOPE, check_scopes
@@ -62,7 +62,7 @@ class PluginServicer(pb_grpc.PluginServicer):
         if cls.schedules and not cls.runs_tasks():
             raise TypeError(f"plugin {cls.__name__} declares schedules but does not implement run_task")
         if cls.runs_tasks():
-            self._hooks.add(TASK_CALL)
+            self._hooks.add(TASK_HOOK)
         # Refused here, before the handshake, so a misspelt scope fails the start with its name.
         self._scopes = check_scopes([*cls.scopes, *([SCHEDULES_SCOPE] if cls.runs_tasks() else [])])
         # One Host for every configured object, so they all share the process's service channel.
@@ -91,7 +91,8 @@ class PluginServicer(pb_grpc.PluginServicer):
             version=cls.version,
             description=cls.description,
             hooks=[HOOK_ENUMS[name] for name in cls.implemented_hooks()]
-            + ([HOOK_ENUMS[ENDPOINT_HOOK]] if self._routes else []),
+            + ([HOOK_ENUMS[ENDPOINT_HOOK]] if self._routes else [])
+            + ([HOOK_ENUMS[TASK_HOOK]] if cls.runs_tasks() else []),
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
             endpoints=[spec.as_endpoint() for spec in self._routes],
@@ -228,7 +229,7 @@ class PluginServicer(pb_grpc.PluginServicer):
                 return pb.TaskResult(error=f"{type(exc).__name__}: {exc}")
             return pb.TaskResult(message="" if summary is None else str(summary))
 
-        return await self._call(TASK_CALL, context, "", run, request.context.request_id)
+        return await self._call(TASK_HOOK, context, "", run, request.context.request_id)
 
     async def _route(self, request: pb.EndpointRequest, context: Context, stream: bool) -> RouteSpec:
         method = request.request.method

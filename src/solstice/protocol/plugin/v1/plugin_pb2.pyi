@@ -16,6 +16,7 @@ class Hook(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOOK_ON_RESPONSE: _ClassVar[Hook]
     HOOK_DATA_COLLECTION: _ClassVar[Hook]
     HOOK_CUSTOM_ENDPOINT: _ClassVar[Hook]
+    HOOK_SCHEDULED_TASK: _ClassVar[Hook]
 
 class ResponsePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -30,6 +31,7 @@ HOOK_POST_AUTH: Hook
 HOOK_ON_RESPONSE: Hook
 HOOK_DATA_COLLECTION: Hook
 HOOK_CUSTOM_ENDPOINT: Hook
+HOOK_SCHEDULED_TASK: Hook
 RESPONSE_PHASE_UNSPECIFIED: ResponsePhase
 RESPONSE_PHASE_COMPLETE: ResponsePhase
 RESPONSE_PHASE_STREAM_CHUNK: ResponsePhase
