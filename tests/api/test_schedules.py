@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.api.problems import problem_detail
-from tests.conftest import ROOT, pid_alive, wait_until
+from tests.conftest import ROOT, Standalone, pid_alive, wait_until
 from tests.postgres import Postgres
 from tests.server import Server
 
@@ -29,14 +29,14 @@ def _server(data_dir: Path, url: str = "") -> Server:
     return Server(data_dir, database_url=url, env=FAST)
 
 
-def _register(server: Server, slug: str, log: Path, approve: bool = True) -> None:
+def _register(server: Server, slug: str, log: Path, approve: bool = True, command: str = "") -> None:
     with server.client() as client:
         created = client.post(
             "/api/v1/plugins",
             json={
                 "name": slug,
                 "slug": slug,
-                "command": f"file://{SCHEDULED}",
+                "command": command or f"file://{SCHEDULED}",
                 "hook_type": "scheduled_task",
                 "config": {"log": str(log)},
             },
@@ -100,6 +100,24 @@ def test_a_declared_schedule_runs_once_its_scope_is_approved(tmp_path: Path) -> 
         assert cleared["deleted_keys"] >= len(done)
         assert 'solstice_schedule_runs_total{plugin="ticker",status="succeeded"}' in metrics
         assert 'solstice_schedule_runs_total{plugin="ticker",status="skipped"}' in metrics
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_grpc_plugin_runs_its_tasks_too(tmp_path: Path, standalone: type[Standalone]) -> None:
+    remote = standalone(SCHEDULED)
+    server = _server(tmp_path / "a").wait_ready()
+    log = tmp_path / "runs.jsonl"
+    try:
+        _register(server, "remote", log, command=remote.command)
+        done = wait_until(
+            lambda: [r for r in _runs(server, "remote") if r["status"] == "succeeded"] or None,
+            15,
+            server.log,
+            what="a successful run",
+        )
+        assert {line["pid"] for line in _lines(log)} == {remote.proc.pid}
+        assert done[0]["run_id"] in {line["run_id"] for line in _lines(log)}
     finally:
         assert server.stop() == 0
 

@@ -184,13 +184,16 @@ class Scheduler:
     async def _verdict(self, due: stored.Due, info: pb.PluginInfo | None, late: bool) -> tuple[str, str]:
         """running, or skipped/failed and why."""
         schedule = due.schedule
-        if late and not schedule.catch_up:
-            return "skipped", (
-                "missed: no server ran schedules within "
-                f"{self.settings.schedule_misfire_grace:g} s of its due time, and catch_up is off"
-            )
+        grace = f"{self.settings.schedule_misfire_grace:g} s"
         if info is None:
-            return "failed", f"plugin {due.slug} was not running when the run was due"
+            # Only a late run gets here: no server with the plugin running claimed it in time.
+            reason = f"plugin {due.slug} was not running on any server within {grace} of the due time"
+            return ("failed" if schedule.catch_up else "skipped"), reason
+        if late and not schedule.catch_up:
+            return (
+                "skipped",
+                f"missed: no server ran schedules within {grace} of its due time, and catch_up is off",
+            )
         if SCHEDULES_SCOPE not in info.scopes:
             return (
                 "skipped",
