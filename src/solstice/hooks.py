@@ -19,9 +19,18 @@ ENDPOINT_HOOK: Literal["custom_endpoint"] = "custom_endpoint"
 # RunTask at a schedule's due times. The scope schedules.run, not this registration, lets a plugin's
 # tasks run: a plugin whose only capability is its schedules is registered for it.
 TASK_HOOK: Literal["scheduled_task"] = "scheduled_task"
+# HandleObjectHook: policy on changes to the control plane's own objects.
+OBJECT_HOOK: Literal["object_hooks"] = "object_hooks"
 # What a plugin may be registered for (hook_type, hook_types): the pipeline's hooks and the rest.
-PluginHook = Literal[HookType, "custom_endpoint", "scheduled_task"]
-PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK)
+PluginHook = Literal[HookType, "custom_endpoint", "scheduled_task", "object_hooks"]
+PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK, OBJECT_HOOK)
+# The objects object hooks see, and the events of each.
+ObjectType = Literal["llm", "app", "plugin"]
+OBJECT_TYPES: tuple[ObjectType, ...] = get_args(ObjectType)
+ObjectEvent = Literal[
+    "before_create", "before_update", "before_delete", "after_create", "after_update", "after_delete"
+]
+OBJECT_EVENTS: tuple[ObjectEvent, ...] = get_args(ObjectEvent)
 FailurePolicy = Literal["fail_closed", "fail_open"]
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = get_args(FailurePolicy)
 PluginType = Literal["gateway", "data_collector"]

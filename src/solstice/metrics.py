@@ -127,3 +127,12 @@ SCHEDULE_RUN_DURATION = Histogram(
     ["plugin"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600),
 )
+OBJECT_HOOK_CALLS = Counter(
+    "solstice_object_hook_calls_total",
+    "Object hook calls by plugin, event and outcome (allow, reject, modify, error; delivered for after_*).",
+    ["plugin", "event", "outcome"],
+)
+OBJECT_HOOK_BACKLOG = Gauge(
+    "solstice_object_hook_backlog",
+    "after_* object hook notifications waiting for delivery, as this server last counted them.",
+)

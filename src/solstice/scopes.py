@@ -6,7 +6,14 @@ from collections.abc import Iterable
 from typing import Literal, get_args
 
 Scope = Literal[
-    "kv.read", "kv.readwrite", "llms.read", "apps.read", "llms.call", "events.publish", "schedules.run"
+    "kv.read",
+    "kv.readwrite",
+    "llms.read",
+    "apps.read",
+    "llms.call",
+    "events.publish",
+    "schedules.run",
+    "objects.hook",
 ]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 
@@ -18,9 +25,12 @@ DESCRIPTIONS: dict[str, str] = {
     "llms.call": "call an LLM through the gateway as the plugin, with no app key",
     "events.publish": "write events to the server log and the audit log",
     "schedules.run": "be called at the due times of the plugin's schedules",
+    "objects.hook": "see changes to LLMs, apps and plugins, and allow, reject or modify them before storing",
 }
 # What a plugin that runs scheduled tasks must hold (declared and approved).
 SCHEDULES_SCOPE: Scope = "schedules.run"
+# What a plugin with object hooks must hold (declared and approved).
+OBJECTS_SCOPE: Scope = "objects.hook"
 
 _BY_NAME: dict[str, Scope] = {scope: scope for scope in SCOPES}
 # A broader scope that includes a narrower one.

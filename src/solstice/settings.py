@@ -105,6 +105,15 @@ class Settings(BaseSettings):
         "another server marks the run failed.",
     )
     schedule_history: int = Field(100, ge=1, le=10_000, description="Runs kept per schedule.")
+    object_hook_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Seconds between a server's deliveries of after_* object hook notifications.",
+    )
+    object_hook_retry_max: float = Field(
+        300.0, ge=1, description="Longest wait before a failed after_* notification is sent again."
+    )
     plugin_drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )

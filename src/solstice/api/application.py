@@ -16,6 +16,8 @@ from solstice.control.bootstrap import ensure_admin_token, ensure_plugins
 from solstice.control.changes import ChangeFeed
 from solstice.control.gateway_view import StoredGatewayConfig
 from solstice.control.manager import PluginManager
+from solstice.control.object_deliveries import ObjectDeliveries
+from solstice.control.object_hooks import ObjectHooks
 from solstice.control.plugin_services import control_plane_services
 from solstice.control.scheduler import Scheduler
 from solstice.gateway.proxy import Gateway
@@ -41,10 +43,12 @@ def _announce_oci_cache(settings: Settings) -> None:
         log.info("oci:// plugins are cached", cache_dir=str(settings.oci_cache_dir))
 
 
-async def _start(manager: PluginManager, scheduler: Scheduler) -> None:
-    """Load the stored plugins, then run their schedules (a due run finds its plugin up)."""
+async def _start(manager: PluginManager, scheduler: Scheduler, deliveries: ObjectDeliveries) -> None:
+    """Load the stored plugins, then run their schedules and deliver their notifications (a due
+    run or a queued notification finds its plugin up)."""
     await manager.start()
     scheduler.start()
+    deliveries.start()
 
 
 def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -> FastAPI:
@@ -77,6 +81,9 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         host.services = control_plane_services(settings, sessions, gateway)
         gateway.start()
         scheduler = Scheduler(settings, sessions, host)
+        object_hooks = ObjectHooks(sessions, host)
+        manager.object_hooks = object_hooks
+        deliveries = ObjectDeliveries(settings, sessions, host, scheduler.server)
         app.state.settings = settings
         app.state.sessions = sessions
         app.state.manager = manager
@@ -84,12 +91,14 @@ def create_app(settings: Settings, initial_plugins: Sequence[PluginSpec] = ()) -
         app.state.gateway = gateway
         app.state.token_touches = {}
         app.state.changes = changes
-        starting = asyncio.create_task(_start(manager, scheduler))
+        app.state.object_hooks = object_hooks
+        starting = asyncio.create_task(_start(manager, scheduler, deliveries))
         try:
             yield
         finally:
             starting.cancel()
             await scheduler.aclose()
+            await deliveries.aclose()
             await gateway.aclose()
             await manager.aclose()
             await engine.dispose()

@@ -9,8 +9,10 @@ from pydantic import BaseModel, Field
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
+from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, writable
 from solstice.api.schemas import INPUT
 from solstice.control.errors import InvalidError, NotFoundError
+from solstice.control.object_views import app_view
 from solstice.store import audit
 from solstice.store.apps import all_apps, create_key, get_app, keys_of, revoke_key
 from solstice.store.llms import get_llm
@@ -121,18 +123,27 @@ async def _find(request: Request, ref: str) -> AppRow:
 async def create(request: Request, principal: Principal = Depends(require_admin)) -> AppCreated:
     """Create an app with its first API key (the secret is in this response only)."""
     body = AppCreate.model_validate(await json_object(request))
-    llm_ids = await _llm_ids(request, body.llms or [])
+    proposed = {
+        "name": body.name,
+        "llms": await _llm_ids(request, body.llms or []),
+        "is_active": body.is_active if body.is_active is not None else True,
+        "namespace": body.namespace or "",
+    }
+    by = changed_by(request, principal)
+    final = await hooks_of(request).before("app", "before_create", proposed, by=by, check=checker(AppCreate))
+    llm_ids = await _llm_ids(request, final.get("llms", []))
     async with request.app.state.sessions.begin() as session:
         row = AppRow(
-            name=body.name,
-            is_active=body.is_active if body.is_active is not None else True,
+            name=final["name"],
+            is_active=final.get("is_active", True),
             llm_ids=llm_ids,
-            namespace=body.namespace or "",
+            namespace=final.get("namespace", ""),
         )
         session.add(row)
         await session.flush()
         _, secret = await create_key(session, row.id, "initial")
         await audit.record(session, principal.name, "app.create", f"app:{row.id}", "ok")
+        await hooks_of(request).queue_after(session, "app", "after_create", app_view(row), by=by)
     await request.app.state.routes.refresh()
     return AppCreated(**(await _out(request, row)).model_dump(), key=secret)
 
@@ -158,15 +169,33 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     if any(v is None for v in changes.values()):
         raise InvalidError("app fields cannot be null; leave a field out to keep its value")
     current = await _find(request, ref)
+    if "llms" in changes:
+        changes["llms"] = await _llm_ids(request, changes["llms"])
+    view = writable(app_view(current))
+    by = changed_by(request, principal)
+    final = await hooks_of(request).before(
+        "app",
+        "before_update",
+        {**view, **changes},
+        by=by,
+        previous=view,
+        check=checker(AppFields, unset=True),
+    )
+    changes = changes_from(view, final)
     llm_ids = await _llm_ids(request, changes.pop("llms")) if "llms" in changes else None
     async with request.app.state.sessions.begin() as session:
         row = await session.get(AppRow, current.id)
         assert row is not None
+        previous = app_view(row)
         for key, value in changes.items():
             setattr(row, key, value)
         if llm_ids is not None:
             row.llm_ids = llm_ids
         await audit.record(session, principal.name, "app.update", f"app:{row.id}", "ok")
+        if changes or llm_ids is not None:
+            await hooks_of(request).queue_after(
+                session, "app", "after_update", app_view(row), by=by, previous=previous
+            )
     await request.app.state.routes.refresh()
     return await _out(request, row)
 
@@ -175,9 +204,12 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
 async def delete(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Remove an app and its keys."""
     current = await _find(request, ref)
+    by = changed_by(request, principal)
+    await hooks_of(request).before("app", "before_delete", app_view(current), by=by)
     async with request.app.state.sessions.begin() as session:
         row = await session.get(AppRow, current.id)
         if row is not None:
+            await hooks_of(request).queue_after(session, "app", "after_delete", app_view(row), by=by)
             await session.delete(row)
         await audit.record(session, principal.name, "app.delete", f"app:{current.id}", "ok")
     await request.app.state.routes.refresh()

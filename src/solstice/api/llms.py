@@ -11,10 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
+from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, writable
 from solstice.api.plugins import slugify
 from solstice.api.schemas import INPUT
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, RefusedError
+from solstice.control.object_views import llm_view
 from solstice.gateway import mock
 from solstice.safejson import JSONObject, unreadable_reason
 from solstice.sealing import keyring_of
@@ -163,10 +165,18 @@ def _check_key_follows(current: LLMRow, changes: dict[str, Any]) -> None:
 async def create(request: Request, principal: Principal = Depends(require_admin)) -> LLMOut:
     """Register an upstream LLM."""
     body = LLMCreate.model_validate(await json_object(request))
-    _check_vendor(body.vendor, body.upstream_url or "")
     values = body.model_dump(exclude_none=True)
     values["slug"] = body.slug or slugify(body.name)
-    await _check_upstream(request, body.upstream_url or "", values["slug"])
+    secret = values.pop("api_key", None)
+    proposed = {"upstream_url": "", "is_active": True, "options": {}, "namespace": "", **values}
+    values = await hooks_of(request).before(
+        "llm", "before_create", proposed, by=changed_by(request, principal), check=checker(LLMCreate)
+    )
+    values.setdefault("slug", slugify(values["name"]))
+    if secret is not None:
+        values["api_key"] = secret
+    _check_vendor(values["vendor"], values.get("upstream_url") or "")
+    await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
     async with request.app.state.sessions.begin() as session:
         if await get_llm(session, values["slug"]) is not None:
             raise ConflictError(f"an LLM with slug {values['slug']!r} already exists; choose another slug")
@@ -180,6 +190,9 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
                 f"an LLM with slug {values['slug']!r} already exists; choose another slug"
             ) from None
         await audit.record(session, principal.name, "llm.create", row.slug, "ok")
+        await hooks_of(request).queue_after(
+            session, "llm", "after_create", llm_view(row), by=changed_by(request, principal)
+        )
     await request.app.state.routes.refresh()
     return _out(row)
 
@@ -204,6 +217,19 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     if any(v is None for v in changes.values()):
         raise InvalidError("LLM fields cannot be null; leave a field out to keep its value")
     current = await _find(request, ref)
+    secret = changes.pop("api_key", None)
+    view = writable(llm_view(current))
+    final = await hooks_of(request).before(
+        "llm",
+        "before_update",
+        {**view, **changes},
+        previous=view,
+        by=changed_by(request, principal),
+        check=checker(LLMFields, unset=True),
+    )
+    changes = changes_from(view, final)
+    if secret is not None:
+        changes["api_key"] = secret
     if "slug" in changes and changes["slug"] != current.slug:
         raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
     _check_vendor(changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url))
@@ -213,11 +239,21 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     async with request.app.state.sessions.begin() as session:
         row = await session.get(LLMRow, current.id)
         assert row is not None
+        previous = llm_view(row)
         if "api_key" in changes:
             changes["api_key"] = keyring_of(session).seal(changes["api_key"])
         for key, value in changes.items():
             setattr(row, key, value)
         await audit.record(session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes)))
+        if changes:
+            await hooks_of(request).queue_after(
+                session,
+                "llm",
+                "after_update",
+                llm_view(row),
+                previous=previous,
+                by=changed_by(request, principal),
+            )
     await request.app.state.routes.refresh()
     return _out(row)
 
@@ -226,9 +262,15 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
 async def delete(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Remove an LLM and its chain."""
     current = await _find(request, ref)
+    await hooks_of(request).before(
+        "llm", "before_delete", llm_view(current), by=changed_by(request, principal)
+    )
     async with request.app.state.sessions.begin() as session:
         row = await session.get(LLMRow, current.id)
         if row is not None:
+            await hooks_of(request).queue_after(
+                session, "llm", "after_delete", llm_view(row), by=changed_by(request, principal)
+            )
             await session.delete(row)
         for app in await all_apps(session):
             if current.id in (app.llm_ids or []):

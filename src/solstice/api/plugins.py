@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
+from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, writable
 from solstice.api.schemas import (
     RESERVED_SLUGS,
     DataCleared,
@@ -32,8 +33,9 @@ from solstice.control import grants
 from solstice.control.errors import ConflictError, InvalidError, RefusedError
 from solstice.control.grants import ScopeState, pending_scopes, requested_scopes
 from solstice.control.manager import PluginManager
+from solstice.control.object_views import plugin_view
 from solstice.control.specs import live_status
-from solstice.hooks import default_failure_policy, hook_types_of
+from solstice.hooks import OBJECT_HOOK, default_failure_policy, hook_types_of
 from solstice.host import PluginNotLoadedError
 from solstice.oci.errors import InvalidReferenceError
 from solstice.oci.reference import parse_reference
@@ -173,6 +175,16 @@ async def _free_slug(manager: PluginManager, name: str) -> str:
 async def create_plugin(request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
     """Register a plugin; an active one is started (a failed start is stored with its error)."""
     body = PluginCreate.model_validate(await json_object(request))
+    proposed = body.model_dump(by_alias=True, exclude_none=True)
+    final = await hooks_of(request).before(
+        "plugin",
+        "before_create",
+        proposed,
+        by=changed_by(request, principal),
+        check=checker(PluginCreate, by_alias=True),
+    )
+    if final != proposed:
+        body = PluginCreate.model_validate(final)
     manager = _manager(request)
     warnings = await _check_command(manager, body.command, body.oci_reference)
     values: dict[str, Any] = body.model_dump(exclude_none=True)
@@ -268,6 +280,9 @@ _PUT_DEFAULTS: dict[str, Any] = {
     "is_global": False,
 }
 _NULLABLE = frozenset({"oci_reference", "checksum", "failure_policy"})
+# Field names whose JSON name differs (PluginFields.is_global is "global"), both ways.
+_ALIASES = {"is_global": "global"}
+_NAMES = {alias: name for name, alias in _ALIASES.items()}
 
 
 async def _change(request: Request, ref: str, principal: Principal, replace: bool) -> PluginOut:
@@ -286,6 +301,7 @@ async def _change(request: Request, ref: str, principal: Principal, replace: boo
         nulls = sorted(k for k, v in changes.items() if v is None and k not in _NULLABLE)
         if nulls:
             raise InvalidError(f"{nulls[0]} cannot be null; leave it out to keep its value")
+    changes = await _hooked_update(request, principal, current, changes)
     if "command" in changes or "oci_reference" in changes:
         # Only a new command is checked: a plugin the policy now refuses can still be deactivated.
         changes["warnings"] = await _check_command(
@@ -303,6 +319,34 @@ async def _change(request: Request, ref: str, principal: Principal, replace: boo
     return await _render(row, manager)
 
 
+def _switches_off_policy(current: PluginRow, changes: dict[str, Any] | None) -> bool:
+    """Deleting (no changes) or deactivating a plugin that hooks objects: no hook may stop that, so
+    two policy plugins can never lock each other (and the operator) out."""
+    hooks_objects = OBJECT_HOOK in hook_types_of(current.hook_types, current.hook_type)
+    return hooks_objects and (changes is None or changes.get("is_active") is False)
+
+
+async def _hooked_update(
+    request: Request, principal: Principal, current: PluginRow, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """`changes` after the before_update hooks of other plugins, which may change them further."""
+    if _switches_off_policy(current, changes):
+        return changes
+    view = writable(plugin_view(current))
+    proposed = {**view, **{_ALIASES.get(k, k): v for k, v in changes.items()}}
+    final = await hooks_of(request).before(
+        "plugin",
+        "before_update",
+        proposed,
+        by=changed_by(request, principal),
+        previous=view,
+        subject=current.slug,
+        check=checker(PluginFields, unset=True, by_alias=True),
+    )
+    named = {_NAMES.get(k, k): v for k, v in changes_from(proposed, final).items()}
+    return {**changes, **named}
+
+
 @router.patch("/{ref}", response_model=PluginOut, openapi_extra=documented(PluginFields))
 async def patch_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> PluginOut:
     """Change some fields of a plugin; a running plugin is reloaded when its runtime settings change."""
@@ -318,7 +362,17 @@ async def put_one(ref: str, request: Request, principal: Principal = Depends(req
 @router.delete("/{ref}", status_code=204, response_class=Response)
 async def delete_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Stop and remove a plugin."""
-    await _manager(request).delete(ref, principal.name)
+    manager = _manager(request)
+    current = await manager.get(ref)
+    if not _switches_off_policy(current, None):
+        await hooks_of(request).before(
+            "plugin",
+            "before_delete",
+            plugin_view(current),
+            by=changed_by(request, principal),
+            subject=current.slug,
+        )
+    await manager.delete(ref, principal.name)
     return Response(status_code=204)
 
 

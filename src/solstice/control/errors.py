@@ -37,3 +37,9 @@ class StartFailedError(ControlError):
     """The plugin could not be started with the requested settings; the old one keeps serving."""
 
     status = 502
+
+
+class UnavailableError(ControlError):
+    """Something the change depends on (a plugin's hook) failed; nothing was changed."""
+
+    status = 503

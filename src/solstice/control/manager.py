@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from solstice.control.declared_schedules import read_declared, sync_declared
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, StartFailedError
+from solstice.control.object_hooks import ChangedBy, ObjectHooks, read_registrations
+from solstice.control.object_views import plugin_view
 from solstice.control.specs import spec_for
 from solstice.hooks import hook_name
 from solstice.host import (
@@ -55,6 +57,8 @@ class PluginManager:
         self._reconciler: asyncio.Task[None] | None = None
         # Called after every change, so readers of the store (the gateway) rebuild their view.
         self.listeners: list[Callable[[], Awaitable[None]]] = []
+        # Queues the after_* object hook notifications of each change, in the change's transaction.
+        self.object_hooks: ObjectHooks | None = None
         host.restart_listeners.append(self._restarted)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -84,6 +88,7 @@ class PluginManager:
                 async with self.sessions.begin() as session:
                     row = await insert_plugin(session, values)
                     await audit.record(session, actor, "plugin.create", slug, "ok")
+                    await self._notify_hooks(session, "after_create", row, actor)
             except DuplicateSlugError:
                 await self._audit(actor, "plugin.create", slug, "refused", "duplicate slug")
                 raise ConflictError(
@@ -114,6 +119,7 @@ class PluginManager:
             async with self.sessions.begin() as session:
                 stored = await session.get(PluginRow, row.id)
                 assert stored is not None
+                previous = plugin_view(stored)
                 for key, value in changed.items():
                     setattr(stored, key, value)
                 if runtime or "is_active" in changed:
@@ -121,6 +127,8 @@ class PluginManager:
                 await audit.record(
                     session, actor, "plugin.update", row.slug, "ok", ", ".join(sorted(changed))
                 )
+                if changed:
+                    await self._notify_hooks(session, "after_update", stored, actor, previous)
             row = await self._fresh(row.id)
             if replaced:
                 self._applied[row.slug] = row.revision
@@ -141,6 +149,7 @@ class PluginManager:
             async with self.sessions.begin() as session:
                 stored = await session.get(PluginRow, row.id)
                 if stored is not None:
+                    await self._notify_hooks(session, "after_delete", stored, actor)
                     await session.delete(stored)
                 await audit.record(session, actor, "plugin.delete", row.slug, "ok")
             self._applied.pop(row.slug, None)
@@ -324,6 +333,8 @@ class PluginManager:
         if info is not None:
             learned["requested_scopes"] = sorted(set(info.scopes))
             warnings += read_declared(row.slug, info.schedules)[1]
+            learned["object_hooks"], unusable = read_registrations(row.slug, info.object_hooks)
+            warnings += unusable
         if info is not None or status.digest or warnings:
             learned["warnings"] = warnings
         return learned
@@ -351,6 +362,25 @@ class PluginManager:
             except NotFoundError:
                 return
             await self._record_learned(row)
+
+    async def _notify_hooks(
+        self,
+        session: AsyncSession,
+        event: str,
+        row: PluginRow,
+        actor: str,
+        previous: Mapping[str, Any] | None = None,
+    ) -> None:
+        if self.object_hooks is not None:
+            await self.object_hooks.queue_after(
+                session,
+                "plugin",
+                event,
+                plugin_view(row),
+                by=ChangedBy(actor),
+                previous=previous,
+                subject=row.slug,
+            )
 
     async def _record_learned(self, row: PluginRow) -> None:
         """Store the plugin's status, what it reported about itself, and the schedules it declares."""

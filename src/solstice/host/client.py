@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from solstice.hooks import ENDPOINT_HOOK, TASK_HOOK
+from solstice.hooks import ENDPOINT_HOOK, OBJECT_HOOK, TASK_HOOK
 from solstice.host.errors import PluginCallError
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import HEALTH_SERVICE, LINK_METADATA
@@ -162,6 +162,12 @@ class PluginClient:
     async def run_task(self, request: pb.TaskRequest, timeout: float) -> pb.TaskResult:
         """Run one due task of a schedule, within `timeout` seconds."""
         return await self._call(TASK_HOOK, self._stub.RunTask, request, timeout)
+
+    async def handle_object_hook(
+        self, request: pb.ObjectHookRequest, timeout: float
+    ) -> pb.ObjectHookResponse:
+        """Tell the plugin of one change to an object; before_* answers decide it."""
+        return await self._call(OBJECT_HOOK, self._stub.HandleObjectHook, request, timeout)
 
     async def handle_endpoint_stream(
         self, request: pb.EndpointRequest, timeout: float | None = None

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import structlog
 
-from solstice.hooks import ENDPOINT_HOOK, TASK_HOOK
+from solstice.hooks import ENDPOINT_HOOK, OBJECT_HOOK, TASK_HOOK
 from solstice.host.client import PluginClient
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
@@ -119,6 +119,12 @@ class HookClient:
     async def run_task(self, request: pb.TaskRequest, timeout: float) -> pb.TaskResult:
         """Run one due task of a schedule, within `timeout` seconds."""
         return await self._run(TASK_HOOK, "", lambda c: c.run_task(request, timeout))
+
+    async def handle_object_hook(
+        self, request: pb.ObjectHookRequest, timeout: float
+    ) -> pb.ObjectHookResponse:
+        """Tell the plugin of one change to an object; before_* answers decide it."""
+        return await self._run(OBJECT_HOOK, "", lambda c: c.handle_object_hook(request, timeout))
 
     async def handle_endpoint_stream(
         self, request: pb.EndpointRequest, timeout: float | None = None

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from solstice.hooks import HOOK_TYPES
 from solstice.protocol import pb
 from solstice.sdk.host import Host
+from solstice.sdk.objects import ObjectChange, ObjectHook
 from solstice.sdk.tasks import Schedule, Task
 
 HookAnswer = pb.HookResponse | Awaitable[pb.HookResponse]
@@ -30,6 +31,9 @@ class Plugin:
     # Schedules whose due times call run_task; a plugin that implements run_task requests the
     # scope schedules.run by itself.
     schedules: ClassVar[Sequence[Schedule]] = ()
+    # Changes to LLMs, apps and plugins that call on_object; a plugin that declares them requests
+    # the scope objects.hook by itself.
+    object_hooks: ClassVar[Sequence[ObjectHook]] = ()
 
     @property
     def host(self) -> Host:
@@ -74,6 +78,20 @@ class Plugin:
     def run_task(self, task: Task) -> str | Awaitable[str | None] | None:
         """Do one due run of a schedule; return a short summary (or None), raise to fail the run."""
         raise NotImplementedError
+
+    def on_object(
+        self, change: ObjectChange
+    ) -> pb.ObjectHookResponse | Awaitable[pb.ObjectHookResponse | None] | None:
+        """Judge one change: allow_object() (or None), reject_object(reason) or replace_object(obj).
+
+        after_* events are notifications: the answer is not used, but raising has it sent again.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def hooks_objects(cls) -> bool:
+        """Whether the class declares object hooks."""
+        return bool(cls.object_hooks)
 
     @classmethod
     def runs_tasks(cls) -> bool:

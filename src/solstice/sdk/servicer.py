@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 
 import grpc
 
-from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS, TASK_HOOK
+from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS, OBJECT_HOOK, TASK_HOOK
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import LINK_METADATA, NOT_CONFIGURED
-from solstice.scopes import SCHEDULES_SCOPE, check_scopes
+from solstice.scopes import OBJECTS_SCOPE, SCHEDULES_SCOPE, check_scopes
 from solstice.sdk.host import Host, Link, serving
+from solstice.sdk.objects import ObjectChange
 from solstice.sdk.plugin import Plugin
 from solstice.sdk.routes import RouteSpec, respond, routes_of
 from solstice.sdk.tasks import Task
@@ -63,8 +64,18 @@ class PluginServicer(pb_grpc.PluginServicer):
             raise TypeError(f"plugin {cls.__name__} declares schedules but does not implement run_task")
         if cls.runs_tasks():
             self._hooks.add(TASK_HOOK)
+        if cls.hooks_objects():
+            if cls.on_object is Plugin.on_object:
+                raise TypeError(
+                    f"plugin {cls.__name__} declares object_hooks but does not implement on_object"
+                )
+            self._hooks.add(OBJECT_HOOK)
+        implied = [
+            *([SCHEDULES_SCOPE] if cls.runs_tasks() else []),
+            *([OBJECTS_SCOPE] if cls.hooks_objects() else []),
+        ]
         # Refused here, before the handshake, so a misspelt scope fails the start with its name.
-        self._scopes = check_scopes([*cls.scopes, *([SCHEDULES_SCOPE] if cls.runs_tasks() else [])])
+        self._scopes = check_scopes([*cls.scopes, *implied])
         # One Host for every configured object, so they all share the process's service channel.
         self._host: Host = plugin.host
 
@@ -92,12 +103,14 @@ class PluginServicer(pb_grpc.PluginServicer):
             description=cls.description,
             hooks=[HOOK_ENUMS[name] for name in cls.implemented_hooks()]
             + ([HOOK_ENUMS[ENDPOINT_HOOK]] if self._routes else [])
-            + ([HOOK_ENUMS[TASK_HOOK]] if cls.runs_tasks() else []),
+            + ([HOOK_ENUMS[TASK_HOOK]] if cls.runs_tasks() else [])
+            + ([HOOK_ENUMS[OBJECT_HOOK]] if cls.hooks_objects() else []),
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
             endpoints=[spec.as_endpoint() for spec in self._routes],
             scopes=self._scopes,
             schedules=[schedule.as_message() for schedule in cls.schedules],
+            object_hooks=[hook.as_message() for hook in cls.object_hooks],
         )
 
     async def HostChannel(
@@ -230,6 +243,22 @@ class PluginServicer(pb_grpc.PluginServicer):
             return pb.TaskResult(message="" if summary is None else str(summary))
 
         return await self._call(TASK_HOOK, context, "", run, request.context.request_id)
+
+    async def HandleObjectHook(
+        self, request: pb.ObjectHookRequest, context: Context
+    ) -> pb.ObjectHookResponse:
+        async def judge(target: Plugin) -> pb.ObjectHookResponse:
+            answer = await _resolve(target.on_object(ObjectChange.from_request(request)))
+            if answer is None:
+                return pb.ObjectHookResponse(allow=pb.AllowObject())
+            if not isinstance(answer, pb.ObjectHookResponse):
+                raise TypeError(
+                    f"on_object answered {type(answer).__name__}; "
+                    "return allow_object(), reject_object(reason) or replace_object(obj)"
+                )
+            return answer
+
+        return await self._call(OBJECT_HOOK, context, "", judge, request.context.request_id)
 
     async def _route(self, request: pb.EndpointRequest, context: Context, stream: bool) -> RouteSpec:
         method = request.request.method

@@ -80,6 +80,8 @@ class PluginRow(Base):
     digest: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # The host service API scopes the plugin declared when it last started here.
     requested_scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The object hooks it registered when it last started here: [{object_type, events, priority}].
+    object_hooks: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     # A global plugin runs on every LLM, before the LLM's own chain.
     is_global: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped by every change that needs running instances to reload (several servers may share a database).
@@ -174,6 +176,32 @@ class ScheduleRunRow(Base):
     # The server running it, and when that server last said it still does.
     server: Mapped[str] = mapped_column(String(64), default="")
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ObjectDeliveryRow(Base):
+    """An after_* object hook notification not yet taken by its plugin (delivered at least once)."""
+
+    __tablename__ = "object_deliveries"
+    # Ids give the order of one object's notifications: never reused.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), index=True)
+    delivery_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event: Mapped[str] = mapped_column(String(20))
+    object_type: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(40))
+    object_json: Mapped[str] = mapped_column(Text)
+    previous_json: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(120), default="")
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    # The server delivering it, until when (another server may take it after).
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class TokenRow(Base):

@@ -49,6 +49,12 @@ type PluginClient interface {
 	// schedules.run, declared and approved; at most once per schedule and due time across every
 	// server sharing a database. The deadline is the schedule's timeout.
 	RunTask(ctx context.Context, in *TaskRequest, opts ...grpc.CallOption) (*TaskResult, error)
+	// object_hooks: one change to an LLM, app or plugin, for an event the plugin registered for
+	// (PluginInfo.object_hooks). before_* calls come before the change is stored and may allow,
+	// reject or modify it; after_* calls come after it was stored, at least once (a delivery id
+	// repeats on a retry), and their answer is not used. Called only while the plugin holds the
+	// scope objects.hook, declared and approved, and never for the plugin's own object.
+	HandleObjectHook(ctx context.Context, in *ObjectHookRequest, opts ...grpc.CallOption) (*ObjectHookResponse, error)
 }
 
 type pluginClient struct {
@@ -203,6 +209,15 @@ func (c *pluginClient) RunTask(ctx context.Context, in *TaskRequest, opts ...grp
 	return out, nil
 }
 
+func (c *pluginClient) HandleObjectHook(ctx context.Context, in *ObjectHookRequest, opts ...grpc.CallOption) (*ObjectHookResponse, error) {
+	out := new(ObjectHookResponse)
+	err := c.cc.Invoke(ctx, "/solstice.plugin.v1.Plugin/HandleObjectHook", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility
@@ -239,6 +254,12 @@ type PluginServer interface {
 	// schedules.run, declared and approved; at most once per schedule and due time across every
 	// server sharing a database. The deadline is the schedule's timeout.
 	RunTask(context.Context, *TaskRequest) (*TaskResult, error)
+	// object_hooks: one change to an LLM, app or plugin, for an event the plugin registered for
+	// (PluginInfo.object_hooks). before_* calls come before the change is stored and may allow,
+	// reject or modify it; after_* calls come after it was stored, at least once (a delivery id
+	// repeats on a retry), and their answer is not used. Called only while the plugin holds the
+	// scope objects.hook, declared and approved, and never for the plugin's own object.
+	HandleObjectHook(context.Context, *ObjectHookRequest) (*ObjectHookResponse, error)
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -278,6 +299,9 @@ func (UnimplementedPluginServer) HostChannel(Plugin_HostChannelServer) error {
 }
 func (UnimplementedPluginServer) RunTask(context.Context, *TaskRequest) (*TaskResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RunTask not implemented")
+}
+func (UnimplementedPluginServer) HandleObjectHook(context.Context, *ObjectHookRequest) (*ObjectHookResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HandleObjectHook not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 
@@ -501,6 +525,24 @@ func _Plugin_RunTask_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_HandleObjectHook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObjectHookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).HandleObjectHook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/solstice.plugin.v1.Plugin/HandleObjectHook",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).HandleObjectHook(ctx, req.(*ObjectHookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _Plugin_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "solstice.plugin.v1.Plugin",
 	HandlerType: (*PluginServer)(nil),
@@ -540,6 +582,10 @@ var _Plugin_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunTask",
 			Handler:    _Plugin_RunTask_Handler,
+		},
+		{
+			MethodName: "HandleObjectHook",
+			Handler:    _Plugin_HandleObjectHook_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

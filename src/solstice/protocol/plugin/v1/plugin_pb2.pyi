@@ -17,6 +17,7 @@ class Hook(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOOK_DATA_COLLECTION: _ClassVar[Hook]
     HOOK_CUSTOM_ENDPOINT: _ClassVar[Hook]
     HOOK_SCHEDULED_TASK: _ClassVar[Hook]
+    HOOK_OBJECT_HOOKS: _ClassVar[Hook]
 
 class ResponsePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ HOOK_ON_RESPONSE: Hook
 HOOK_DATA_COLLECTION: Hook
 HOOK_CUSTOM_ENDPOINT: Hook
 HOOK_SCHEDULED_TASK: Hook
+HOOK_OBJECT_HOOKS: Hook
 RESPONSE_PHASE_UNSPECIFIED: ResponsePhase
 RESPONSE_PHASE_COMPLETE: ResponsePhase
 RESPONSE_PHASE_STREAM_CHUNK: ResponsePhase
@@ -42,7 +44,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PluginInfo(_message.Message):
-    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints", "scopes", "schedules")
+    __slots__ = ("name", "version", "description", "hooks", "config_schema_json", "wants_stream_chunks", "endpoints", "scopes", "schedules", "object_hooks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +54,7 @@ class PluginInfo(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_HOOKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     description: str
@@ -61,7 +64,8 @@ class PluginInfo(_message.Message):
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     scopes: _containers.RepeatedScalarFieldContainer[str]
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., scopes: _Optional[_Iterable[str]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+    object_hooks: _containers.RepeatedCompositeFieldContainer[ObjectHookRegistration]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., hooks: _Optional[_Iterable[_Union[Hook, str]]] = ..., config_schema_json: _Optional[str] = ..., wants_stream_chunks: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., scopes: _Optional[_Iterable[str]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., object_hooks: _Optional[_Iterable[_Union[ObjectHookRegistration, _Mapping]]] = ...) -> None: ...
 
 class ConfigureRequest(_message.Message):
     __slots__ = ("config_json", "plugin_slug", "config_id")
@@ -659,3 +663,57 @@ class TaskResult(_message.Message):
     error: str
     message: str
     def __init__(self, error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ObjectHookRegistration(_message.Message):
+    __slots__ = ("object_type", "events", "priority")
+    OBJECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    object_type: str
+    events: _containers.RepeatedScalarFieldContainer[str]
+    priority: int
+    def __init__(self, object_type: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class ObjectHookRequest(_message.Message):
+    __slots__ = ("context", "event", "object_type", "object_json", "previous_json", "actor", "delivery_id")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    event: str
+    object_type: str
+    object_json: str
+    previous_json: str
+    actor: str
+    delivery_id: str
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., event: _Optional[str] = ..., object_type: _Optional[str] = ..., object_json: _Optional[str] = ..., previous_json: _Optional[str] = ..., actor: _Optional[str] = ..., delivery_id: _Optional[str] = ...) -> None: ...
+
+class ObjectHookResponse(_message.Message):
+    __slots__ = ("allow", "reject", "modify")
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    REJECT_FIELD_NUMBER: _ClassVar[int]
+    MODIFY_FIELD_NUMBER: _ClassVar[int]
+    allow: AllowObject
+    reject: RejectObject
+    modify: ModifyObject
+    def __init__(self, allow: _Optional[_Union[AllowObject, _Mapping]] = ..., reject: _Optional[_Union[RejectObject, _Mapping]] = ..., modify: _Optional[_Union[ModifyObject, _Mapping]] = ...) -> None: ...
+
+class AllowObject(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RejectObject(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ModifyObject(_message.Message):
+    __slots__ = ("object_json",)
+    OBJECT_JSON_FIELD_NUMBER: _ClassVar[int]
+    object_json: str
+    def __init__(self, object_json: _Optional[str] = ...) -> None: ...

@@ -89,6 +89,11 @@ class PluginStub:
                 request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskRequest.SerializeToString,
                 response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskResult.FromString,
                 _registered_method=True)
+        self.HandleObjectHook = channel.unary_unary(
+                '/solstice.plugin.v1.Plugin/HandleObjectHook',
+                request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookRequest.SerializeToString,
+                response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookResponse.FromString,
+                _registered_method=True)
 
 
 class PluginServicer:
@@ -181,6 +186,17 @@ class PluginServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleObjectHook(self, request, context):
+        """object_hooks: one change to an LLM, app or plugin, for an event the plugin registered for
+        (PluginInfo.object_hooks). before_* calls come before the change is stored and may allow,
+        reject or modify it; after_* calls come after it was stored, at least once (a delivery id
+        repeats on a retry), and their answer is not used. Called only while the plugin holds the
+        scope objects.hook, declared and approved, and never for the plugin's own object.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +254,11 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.RunTask,
                     request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskRequest.FromString,
                     response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskResult.SerializeToString,
+            ),
+            'HandleObjectHook': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleObjectHook,
+                    request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookRequest.FromString,
+                    response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +558,33 @@ class Plugin:
             '/solstice.plugin.v1.Plugin/RunTask',
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskRequest.SerializeToString,
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.TaskResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleObjectHook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/solstice.plugin.v1.Plugin/HandleObjectHook',
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookRequest.SerializeToString,
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,13 @@ class PluginStub:
     schedules.run, declared and approved; at most once per schedule and due time across every
     server sharing a database. The deadline is the schedule's timeout.
     """
+    HandleObjectHook: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.ObjectHookRequest, _plugin_pb2.ObjectHookResponse]
+    """object_hooks: one change to an LLM, app or plugin, for an event the plugin registered for
+    (PluginInfo.object_hooks). before_* calls come before the change is stored and may allow,
+    reject or modify it; after_* calls come after it was stored, at least once (a delivery id
+    repeats on a retry), and their answer is not used. Called only while the plugin holds the
+    scope objects.hook, declared and approved, and never for the plugin's own object.
+    """
 
 @_typing.type_check_only
 class PluginAsyncStub(PluginStub):
@@ -116,6 +123,13 @@ class PluginAsyncStub(PluginStub):
     PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
     schedules.run, declared and approved; at most once per schedule and due time across every
     server sharing a database. The deadline is the schedule's timeout.
+    """
+    HandleObjectHook: _aio.UnaryUnaryMultiCallable[_plugin_pb2.ObjectHookRequest, _plugin_pb2.ObjectHookResponse]  # type: ignore[assignment]
+    """object_hooks: one change to an LLM, app or plugin, for an event the plugin registered for
+    (PluginInfo.object_hooks). before_* calls come before the change is stored and may allow,
+    reject or modify it; after_* calls come after it was stored, at least once (a delivery id
+    repeats on a retry), and their answer is not used. Called only while the plugin holds the
+    scope objects.hook, declared and approved, and never for the plugin's own object.
     """
 
 class PluginServicer(metaclass=_abc_1.ABCMeta):
@@ -220,6 +234,19 @@ class PluginServicer(metaclass=_abc_1.ABCMeta):
         PluginInfo.schedules or added by an operator). Called only while the plugin holds the scope
         schedules.run, declared and approved; at most once per schedule and due time across every
         server sharing a database. The deadline is the schedule's timeout.
+        """
+
+    @_abc_1.abstractmethod
+    def HandleObjectHook(
+        self,
+        request: _plugin_pb2.ObjectHookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_plugin_pb2.ObjectHookResponse, _abc.Awaitable[_plugin_pb2.ObjectHookResponse]]:
+        """object_hooks: one change to an LLM, app or plugin, for an event the plugin registered for
+        (PluginInfo.object_hooks). before_* calls come before the change is stored and may allow,
+        reject or modify it; after_* calls come after it was stored, at least once (a delivery id
+        repeats on a retry), and their answer is not used. Called only while the plugin holds the
+        scope objects.hook, declared and approved, and never for the plugin's own object.
         """
 
 def add_PluginServicer_to_server(servicer: PluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
