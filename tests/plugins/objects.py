@@ -6,7 +6,8 @@ naming: an LLM whose name is not lower-case letters, digits and hyphens is rejec
 defaults: a plugin created without a description gets "added by ACTOR";
 garbage: an app's creation is answered with no decision;
 slow: an app's creation is answered after 5 s;
-deny: every change is rejected.
+deny: every change is rejected;
+invalid: an LLM's creation is answered with the LLM changed to an unknown vendor.
 With "log" set, each after_* event is appended to that file as one JSON line.
 """
 
@@ -57,6 +58,8 @@ class Objects(Plugin):
         if self.mode == "defaults" and change.object_type == "plugin" and change.event == "before_create":
             if not change.object.get("description"):
                 return replace_object({**change.object, "description": f"added by {change.actor}"})
+        if self.mode == "invalid" and change.object_type == "llm" and change.event == "before_create":
+            return replace_object({**change.object, "vendor": "nobody"})
         if self.mode == "garbage" and change.object_type == "app" and change.event == "before_create":
             return pb.ObjectHookResponse()
         if self.mode == "slow" and change.object_type == "app" and change.event == "before_create":

@@ -106,7 +106,7 @@ class ObjectDeliveries:
             log.info(
                 "object hook notification not delivered; retrying",
                 plugin=slug,
-                event=row.event,
+                object_event=row.event,
                 retry_in_s=delay,
                 error=error,
             )

@@ -192,7 +192,7 @@ class ObjectHooks:
                     log.warning(
                         "object hook failed; its policy is fail_open",
                         plugin=watcher.slug,
-                        event=event,
+                        object_event=event,
                         reason=refusal,
                     )
                     continue
