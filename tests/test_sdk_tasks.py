@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ from solstice.cron import CronError, check_cron
 from solstice.protocol import pb
 from solstice.sdk import Plugin, Schedule, Task
 from solstice.sdk.servicer import PluginServicer
+from tests.conftest import settings_error
 
 
 class Recorder(Plugin):
@@ -50,6 +53,16 @@ def test_cron_is_read_in_its_time_zone() -> None:
         ("0 0 31 2 *", "UTC", "is not valid"),
         ("@often", "UTC", "cron '@often' is not a known macro; use one of @yearly"),
         ("* * * * *", "Nowhere/City", "timezone 'Nowhere/City' is not a known IANA time zone"),
+        # A directory of the zone database, and a name whose meaning depends on the host.
+        ("* * * * *", "America", "timezone 'America' is not a known IANA time zone"),
+        ("* * * * *", "localtime", "timezone 'localtime' is not a known IANA time zone"),
+        ("R R * * *", "UTC", "uses 'R', a random value"),
+        ("H(0-29) * * * *", "UTC", "uses 'H(0', a random value"),
+        (
+            ",".join(map(str, range(60))) + " " + ",".join(map(str, range(24))) + " * * *",
+            "UTC",
+            "cron of 237 characters is too long",
+        ),
     ],
 )
 def test_unusable_cron_is_refused_with_the_value(cron: str, zone: str, message: str) -> None:
@@ -62,6 +75,12 @@ def test_a_bad_declaration_fails_the_plugin_at_start() -> None:
         Schedule(id="x", cron="61 * * * *")
     with pytest.raises(CronError, match="schedule id 'Has Space' is not valid"):
         Schedule(id="Has Space", cron="@daily")
+    with pytest.raises(CronError, match="timeout_seconds 0 is out of range"):
+        Schedule(id="x", cron="@daily", timeout_seconds=0)
+    with pytest.raises(CronError, match="catch_up must be true or false, not 'yes'"):
+        Schedule(id="x", cron="@daily", catch_up="yes")  # type: ignore[arg-type]
+    with pytest.raises(CronError, match="config cannot be sent as JSON"):
+        Schedule(id="x", cron="@daily", config={"when": datetime.now(UTC)})
 
     class Forgetful(Plugin):
         schedules = [Schedule(id="x", cron="@daily")]
@@ -135,3 +154,26 @@ async def test_run_task_hands_the_run_over_and_reports_failures_as_results() -> 
     assert failed.error == "RuntimeError: no disk"
     request.config_json = "[]"
     assert "not a JSON object" in (await servicer.RunTask(request, context)).error
+
+
+async def test_a_plain_run_task_runs_in_a_thread() -> None:
+    class Blocking(Plugin):
+        def run_task(self, task: Task) -> str:
+            time.sleep(0.05)  # would stall every other call if it ran on the event loop
+            return f"thread {threading.get_ident()}"
+
+    servicer = PluginServicer(Blocking())
+    context: Any = _Context()
+    await servicer.Configure(pb.ConfigureRequest(config_json="{}"), context)
+    result = await servicer.RunTask(pb.TaskRequest(context=pb.RequestContext(request_id="r")), context)
+    assert result.error == "" and result.message != f"thread {threading.get_ident()}"
+
+
+def test_the_grace_outlasts_two_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(
+        monkeypatch, SOLSTICE_SCHEDULE_INTERVAL="10", SOLSTICE_SCHEDULE_MISFIRE_GRACE="15"
+    )
+    assert message == (
+        "SOLSTICE_SCHEDULE_MISFIRE_GRACE=15.0 is invalid: must be more than twice the schedule interval (10 s), "
+        "or runs on time count as missed; correct or unset it"
+    )

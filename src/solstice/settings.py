@@ -315,6 +315,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _grace_outlasts_a_check(self) -> Settings:
+        if self.schedule_misfire_grace > 2 * self.schedule_interval:
+            return self
+        error = PydanticCustomError(
+            "grace_shorter_than_checks",
+            "must be more than twice the schedule interval ({interval} s), or runs on time count as missed",
+            {"interval": f"{self.schedule_interval:g}"},
+        )
+        detail = InitErrorDetails(
+            type=error, loc=("schedule_misfire_grace",), input=self.schedule_misfire_grace
+        )
+        raise ValidationError.from_exception_data(type(self).__name__, [detail])
+
+    @model_validator(mode="after")
     def _one_record_fits_a_message(self) -> Settings:
         # One proxy record (and one on_response call) carries both bodies, and must fit a gRPC message.
         limits = {"gateway_max_body_bytes": self.gateway_max_body_bytes,

@@ -55,9 +55,9 @@ class Objects(Plugin):
                 return reject_object(
                     f"LLM name {name!r} breaks rule lowercase-names: use lower-case letters, digits and hyphens"
                 )
-        if self.mode == "defaults" and change.object_type == "plugin" and change.event == "before_create":
-            if not change.object.get("description"):
-                return replace_object({**change.object, "description": f"added by {change.actor}"})
+        creates_plugin = change.object_type == "plugin" and change.event == "before_create"
+        if self.mode == "defaults" and creates_plugin and not change.object.get("description"):
+            return replace_object({**change.object, "description": f"added by {change.actor}"})
         if self.mode == "invalid" and change.object_type == "llm" and change.event == "before_create":
             return replace_object({**change.object, "vendor": "nobody"})
         if self.mode == "garbage" and change.object_type == "app" and change.event == "before_create":

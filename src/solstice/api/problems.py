@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -52,7 +53,7 @@ def describe_validation(errors: list[Any]) -> str:
     ):
         # Values are never coerced (true is not 1): say what was sent.
         message = f"{message}, not {json.dumps(error['input'])[:40]}"
-    if not field or field in message:
+    if not field or re.search(rf"\b{re.escape(field)}\b", message):
         return message
     return f"{field}: {message[0].lower() + message[1:]}"
 

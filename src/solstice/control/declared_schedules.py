@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from solstice.control.schedule_fields import ScheduleFields, declared, next_due
 from solstice.cron import CronError
 from solstice.protocol import pb
+from solstice.store import audit
 from solstice.store import schedules as stored
-from solstice.store.models import ScheduleRow, utcnow
+from solstice.store.models import PluginRow, ScheduleRow, utcnow
 
 
 def read_declared(slug: str, schedules: Sequence[pb.Schedule]) -> tuple[list[ScheduleFields], list[str]]:
@@ -32,36 +33,40 @@ def read_declared(slug: str, schedules: Sequence[pb.Schedule]) -> tuple[list[Sch
 
 
 async def sync_declared(
-    sessions: async_sessionmaker[AsyncSession], plugin_id: int, schedules: Sequence[ScheduleFields]
+    sessions: async_sessionmaker[AsyncSession], plugin: PluginRow, schedules: Sequence[ScheduleFields]
 ) -> None:
-    """Store what a plugin declares: new schedules added, unchanged-by-operators ones updated,
-    and ones it no longer declares removed (an operator's changes keep a schedule)."""
+    """Store what a plugin declares at a start: new schedules added, its own ones updated, and ones
+    it no longer declares disabled with their history kept (an operator's stay as they are). Audited."""
     now = utcnow()
     wanted = {fields.key: fields for fields in schedules}
+    actor = f"plugin:{plugin.slug}"
     async with sessions.begin() as session:
-        existing = {row.key: row for row in await stored.schedules_of(session, plugin_id)}
+        existing = {row.key: row for row in await stored.schedules_of(session, plugin.id)}
         for key, row in existing.items():
             fields = wanted.get(key)
             if fields is None:
-                if row.declared and not row.customized:
-                    await session.delete(row)
-                elif row.declared:
-                    row.declared = False  # the operator's schedule now
+                if row.declared:
+                    row.declared = False
+                    if not row.customized:
+                        row.enabled, row.next_run_at = False, None
+                    await audit.record(session, actor, "plugin.schedule.undeclared", plugin.slug, "ok", key)
                 continue
-            if row.customized or not row.declared:
-                row.declared = row.customized = True  # an operator's values win over the declaration
+            if row.customized:
+                row.declared = True  # an operator's values win over the declaration
                 continue
             values = fields.values()
-            moved = (values["cron"], values["timezone"]) != (row.cron, row.timezone)
+            moved = (values["cron"], values["timezone"]) != (row.cron, row.timezone) or not row.declared
             for column, value in values.items():
                 if getattr(row, column) != value:
                     setattr(row, column, value)
+            if not row.declared:  # declared again after a version that did not
+                row.declared = row.enabled = True
             if moved and row.enabled:
                 row.next_run_at = next_due(row.cron, row.timezone, now)
         fresh = [
             {
                 **fields.values(),
-                "plugin_id": plugin_id,
+                "plugin_id": plugin.id,
                 "enabled": True,
                 "declared": True,
                 "customized": False,
@@ -76,3 +81,15 @@ async def sync_declared(
             # Servers sharing a database all store a plugin's declaration at its start.
             dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             await session.execute(dialect.insert(ScheduleRow).values(fresh).on_conflict_do_nothing())
+
+
+async def resume(sessions: async_sessionmaker[AsyncSession], plugin_id: int) -> None:
+    """Start a reactivated plugin's enabled schedules from now: its inactive time was a pause, not misses."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        for row in await stored.schedules_of(session, plugin_id):
+            if row.enabled:
+                try:
+                    row.next_run_at = next_due(row.cron, row.timezone, now)
+                except CronError:
+                    continue  # a hand-edited row: the scheduler stops it and says why

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from solstice.control.declared_schedules import read_declared, sync_declared
+from solstice.control.declared_schedules import read_declared, resume, sync_declared
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, StartFailedError
 from solstice.control.object_hooks import ChangedBy, ObjectHooks, read_registrations
 from solstice.control.object_views import plugin_view
@@ -110,6 +110,8 @@ class PluginManager:
                     "create a new plugin and delete this one"
                 )
             changed = {k: v for k, v in changes.items() if getattr(row, k) != v}
+            if changed.get("is_active") is True:
+                await resume(self.sessions, row.id)
             runtime = any(k in RUNTIME_FIELDS for k in changed)
             active = changed.get("is_active", row.is_active)
             replaced = active and runtime and self._serving(row.slug)
@@ -390,7 +392,7 @@ class PluginManager:
         except PluginNotLoadedError:
             return
         if info is not None:
-            await sync_declared(self.sessions, row.id, read_declared(row.slug, info.schedules)[0])
+            await sync_declared(self.sessions, row, read_declared(row.slug, info.schedules)[0])
 
     async def _record_status(
         self, row: PluginRow, status: str, error: str | None, extra: Mapping[str, Any] | None = None

@@ -94,23 +94,32 @@ class Scheduler:
         async with self.sessions() as session:
             due = await stored.due_schedules(session, now, _BATCH)
         for item in due:
-            await self._consider(item, now)
+            try:
+                await self._consider(item, now)
+            except Exception:  # one schedule's trouble must not stop the others
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                log.exception(
+                    "a due schedule could not be handled", plugin=item.slug, schedule=item.schedule.key
+                )
 
     async def _beat(self) -> None:
         self._last_beat = time.monotonic()
         now = utcnow()
-        silent_since = now - timedelta(seconds=3 * self.settings.schedule_heartbeat)
+        until = now + timedelta(seconds=3 * self.settings.schedule_heartbeat)
         async with self.sessions.begin() as session:
-            await stored.beat(session, list(self._running), now)
+            await stored.beat(session, list(self._running), now, until)
             lost = await stored.abandon_stale(
                 session,
-                silent_since,
                 now,
                 "the server running it stopped reporting (it exited or lost the database); "
                 "the run was not retried, as its task may have done part of its work",
             )
+        for slug in lost:
+            SCHEDULE_RUNS.labels(slug, "failed").inc()
         if lost:
-            log.warning("runs abandoned by a silent server marked failed", runs=lost)
+            log.warning("runs of a server that stopped reporting were marked failed", runs=len(lost))
 
     def _serving(self, slug: str) -> pb.PluginInfo | None:
         """The plugin's info when an instance of it serves here."""
@@ -145,19 +154,27 @@ class Scheduler:
                 claimed = await stored.disable(session, schedule.id, due_at)
             if not claimed:
                 return  # another server claimed it
+            if await stored.is_recorded(session, schedule.id, due_at):
+                return  # a server whose clock is behind set the schedule back: this due time was run
+            # The values as stored now: an operator may have changed them since they were read.
+            current = await stored.reread(session, schedule.id)
+            if current is None:
+                return
+            schedule = current
             await stored.add_run(
                 session,
                 {
                     "schedule_id": schedule.id,
                     "run_id": run_id,
                     "due_at": due_at,
-                    "catch_up": late,
+                    "catch_up": late and schedule.catch_up,
                     "status": verdict,
                     "started_at": now if verdict == stored.RUNNING else None,
                     "finished_at": None if verdict == stored.RUNNING else now,
                     "error": reason,
                     "server": self.server,
                     "heartbeat_at": now,
+                    "lease_until": now + timedelta(seconds=3 * self.settings.schedule_heartbeat),
                 },
             )
             await stored.trim_runs(session, schedule.id, self.settings.schedule_history)
@@ -194,6 +211,9 @@ class Scheduler:
                 "skipped",
                 f"missed: no server ran schedules within {grace} of its due time, and catch_up is off",
             )
+        async with self.sessions() as session:
+            if await stored.is_running(session, schedule.id):
+                return "skipped", "the previous run of this schedule is still running"
         if SCHEDULES_SCOPE not in info.scopes:
             return (
                 "skipped",
@@ -228,11 +248,10 @@ class Scheduler:
             error = f"the run failed inside the server: {type(exc).__name__}"
         finally:
             seconds = time.perf_counter() - started
-            SCHEDULE_RUNS.labels(slug, status).inc()
             SCHEDULE_RUN_DURATION.labels(slug).observe(seconds)
             try:
                 async with self.sessions.begin() as session:
-                    await stored.finish_run(
+                    recorded = await stored.finish_run(
                         session,
                         run_id,
                         {
@@ -241,6 +260,16 @@ class Scheduler:
                             "error": error[:_TEXT_LIMIT],
                             "message": message[:_TEXT_LIMIT],
                         },
+                    )
+                if recorded:
+                    SCHEDULE_RUNS.labels(slug, status).inc()
+                else:
+                    # Another server failed it meanwhile (this one missed its heartbeats): that stays.
+                    log.warning(
+                        "a scheduled run ended after another server had marked it failed",
+                        plugin=slug,
+                        run=run_id,
+                        status=status,
                     )
             except Exception:
                 log.exception("the end of a scheduled run could not be recorded", plugin=slug, run=run_id)

@@ -102,7 +102,7 @@ async def create_schedule(
         "plugin_id": plugin.id,
         "enabled": enabled,
         "declared": False,
-        "customized": False,
+        "customized": True,  # an operator's values: a declaration of the same id does not replace them
         "next_run_at": next_due(checked["cron"], checked["timezone"], now) if enabled else None,
     }
     try:
@@ -140,7 +140,7 @@ async def update_schedule(
             "plugin.schedule.update",
             plugin.slug,
             "ok",
-            f"{row.key}: {', '.join(sorted(changed))}",
+            f"{row.key}: {', '.join(sorted(changed)) or 'no change'}",
         )
         last = await stored.last_runs(session, [row.id])
     return ScheduleView(plugin.slug, row, last.get(row.id))

@@ -236,7 +236,13 @@ class PluginServicer(pb_grpc.PluginServicer):
         async def run(target: Plugin) -> pb.TaskResult:
             # A failing task is a result the host records, not an error of the call.
             try:
-                summary = await _resolve(target.run_task(Task.from_request(request)))
+                task = Task.from_request(request)
+                if inspect.iscoroutinefunction(target.run_task):
+                    summary = await target.run_task(task)
+                else:
+                    # A plain method runs in a thread, so it does not hold up health checks and
+                    # other calls; past its deadline its result is dropped, but it cannot be stopped.
+                    summary = await _resolve(await asyncio.to_thread(target.run_task, task))
             except Exception as exc:
                 log.exception("scheduled task %s failed", request.schedule_id)
                 return pb.TaskResult(error=f"{type(exc).__name__}: {exc}")

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from solstice.cron import DEFAULT_TIMEOUT_S, DEFAULT_TIMEZONE, check_cron, check_schedule_id
+from solstice.cron import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TIMEZONE,
+    MAX_TIMEOUT_S,
+    CronError,
+    check_cron,
+    check_schedule_id,
+)
 from solstice.protocol import pb
 
 
@@ -32,6 +39,21 @@ class Schedule:
         # A bad declaration fails the plugin's start here, with the value named.
         check_schedule_id(self.id)
         check_cron(self.cron, self.timezone)
+        if isinstance(self.timeout_seconds, bool) or not isinstance(self.timeout_seconds, int):
+            raise CronError(f"schedule {self.id}: timeout_seconds must be a whole number of seconds")
+        if not 1 <= self.timeout_seconds <= MAX_TIMEOUT_S:
+            raise CronError(
+                f"schedule {self.id}: timeout_seconds {self.timeout_seconds} is out of range; "
+                f"use 1 to {MAX_TIMEOUT_S}"
+            )
+        if not isinstance(self.catch_up, bool):
+            raise CronError(f"schedule {self.id}: catch_up must be true or false, not {self.catch_up!r}")
+        if not isinstance(self.config, Mapping):
+            raise CronError(f"schedule {self.id}: config must be a mapping, not {type(self.config).__name__}")
+        try:
+            json.dumps(dict(self.config), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CronError(f"schedule {self.id}: config cannot be sent as JSON ({exc})") from None
 
     def as_message(self) -> pb.Schedule:
         """The schedule as GetInfo reports it."""

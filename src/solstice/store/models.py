@@ -140,8 +140,8 @@ class ScheduleRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     catch_up: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Declared by the plugin (else added through the API), and changed by an operator since: a
-    # changed one keeps the operator's values when the plugin declares it again.
+    # Declared by the plugin now; and whose values are an operator's (added through the API, or
+    # changed since the plugin declared it), which a declaration does not overwrite.
     declared: Mapped[bool] = mapped_column(Boolean, default=False)
     customized: Mapped[bool] = mapped_column(Boolean, default=False)
     # The due time of the next run; a server claims it by moving it on (null while disabled).
@@ -173,9 +173,11 @@ class ScheduleRunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     message: Mapped[str] = mapped_column(Text, default="")
-    # The server running it, and when that server last said it still does.
+    # The server running it, when that server last said it still does, and until when that holds
+    # (three of that server's heartbeat intervals): a run past it is another server's to fail.
     server: Mapped[str] = mapped_column(String(64), default="")
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ObjectDeliveryRow(Base):

@@ -111,25 +111,58 @@ async def finish_run(session: AsyncSession, run_id: str, values: Mapping[str, An
     return result.rowcount == 1
 
 
-async def beat(session: AsyncSession, run_ids: Sequence[str], now: datetime) -> None:
-    """Say that these runs still run."""
+async def beat(session: AsyncSession, run_ids: Sequence[str], now: datetime, until: datetime) -> None:
+    """Say that these runs still run, and will be said to again before `until`."""
     if run_ids:
         await session.execute(
             update(ScheduleRunRow)
             .where(ScheduleRunRow.run_id.in_(list(run_ids)), ScheduleRunRow.status == RUNNING)
-            .values(heartbeat_at=now)
+            .values(heartbeat_at=now, lease_until=until)
         )
 
 
-async def abandon_stale(session: AsyncSession, silent_since: datetime, now: datetime, error: str) -> int:
-    """Mark failed the runs whose server has not said they run since `silent_since`; how many."""
-    result = await session.execute(
+async def abandon_stale(session: AsyncSession, now: datetime, error: str) -> list[str]:
+    """Mark failed the runs whose server let their lease pass; the plugins they belonged to."""
+    stale = select(ScheduleRunRow.id).where(
+        ScheduleRunRow.status == RUNNING, ScheduleRunRow.lease_until < now
+    )
+    ids = list((await session.execute(stale)).scalars())
+    if not ids:
+        return []
+    await session.execute(
         update(ScheduleRunRow)
-        .where(ScheduleRunRow.status == RUNNING, ScheduleRunRow.heartbeat_at < silent_since)
+        .where(ScheduleRunRow.id.in_(ids), ScheduleRunRow.status == RUNNING)
         .values(status="failed", finished_at=now, error=error)
     )
-    assert isinstance(result, CursorResult)
-    return result.rowcount
+    slugs = (
+        select(PluginRow.slug)
+        .join(ScheduleRow, ScheduleRow.plugin_id == PluginRow.id)
+        .join(ScheduleRunRow, ScheduleRunRow.schedule_id == ScheduleRow.id)
+        .where(ScheduleRunRow.id.in_(ids))
+    )
+    return list((await session.execute(slugs)).scalars())
+
+
+async def is_recorded(session: AsyncSession, schedule_id: int, due_at: datetime) -> bool:
+    """Whether a run of this schedule and due time exists (a server's clock went back)."""
+    query = select(ScheduleRunRow.id).where(
+        ScheduleRunRow.schedule_id == schedule_id, ScheduleRunRow.due_at == due_at
+    )
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def is_running(session: AsyncSession, schedule_id: int) -> bool:
+    """Whether a run of this schedule runs now, on any server."""
+    query = select(ScheduleRunRow.id).where(
+        ScheduleRunRow.schedule_id == schedule_id, ScheduleRunRow.status == RUNNING
+    )
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def reread(session: AsyncSession, schedule_id: int) -> ScheduleRow | None:
+    """A schedule as stored now (after a claim: the values to run with)."""
+    query = select(ScheduleRow).where(ScheduleRow.id == schedule_id).execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def trim_runs(session: AsyncSession, schedule_id: int, keep: int) -> None:

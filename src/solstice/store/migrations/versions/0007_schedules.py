@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("server", sa.String(64), nullable=False),
         sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+        sa.Column("lease_until", UTCDateTime, nullable=True),
         sa.UniqueConstraint("schedule_id", "due_at", name="uq_schedule_runs_schedule_due"),
         sqlite_autoincrement=True,
     )
