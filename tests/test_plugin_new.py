@@ -153,7 +153,7 @@ def test_scaffolded_plugin_runs_under_a_real_server(tmp_path: Path) -> None:
         ),
         (
             ["guard", "--hook", "pre_auth", "--hook", "preauth"],
-            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task",
+            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks",
         ),
         (["taken"], "directory {dir}/taken already exists and is not empty; choose another NAME or --dir"),
     ],
@@ -182,10 +182,27 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
     (tmp_path / "plugin").mkdir()
     made = new_project(
         "plugin",
-        ["scheduled_task", "data_collection", "auth", "post_auth", "pre_auth", "on_response", "auth"],
+        [
+            "object_hooks",
+            "scheduled_task",
+            "data_collection",
+            "auth",
+            "post_auth",
+            "pre_auth",
+            "on_response",
+            "auth",
+        ],
         tmp_path,
     )
-    assert made.hooks == ("pre_auth", "auth", "post_auth", "on_response", "data_collection", "scheduled_task")
+    assert made.hooks == (
+        "pre_auth",
+        "auth",
+        "post_auth",
+        "on_response",
+        "data_collection",
+        "scheduled_task",
+        "object_hooks",
+    )
     source = (made.directory / "plugin.py").read_text()
     assert "class PluginPlugin(Plugin):" in source  # not Plugin, the SDK's base class
     tested = subprocess.run(
@@ -193,7 +210,7 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
         cwd=made.directory, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "14 passed" in tested.stdout
+    assert "16 passed" in tested.stdout
 
 
 def test_an_endpoint_project_passes_its_tests_and_serves_its_routes(tmp_path: Path) -> None:

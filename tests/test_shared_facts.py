@@ -12,6 +12,7 @@ from solstice.hooks import (
     ENDPOINT_HOOK,
     HOOK_ENUMS,
     HOOK_TYPES,
+    OBJECT_HOOK,
     PLUGIN_HOOKS,
     TASK_HOOK,
     hook_name,
@@ -50,7 +51,7 @@ def _keys(cls: type) -> set[str]:
 def test_every_protocol_hook_has_a_name_that_round_trips() -> None:
     named = {value for value in pb.Hook.values() if value != pb.HOOK_UNSPECIFIED}
     assert set(HOOK_ENUMS.values()) == named
-    assert tuple(HOOK_ENUMS) == PLUGIN_HOOKS == (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK)
+    assert tuple(HOOK_ENUMS) == PLUGIN_HOOKS == (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK, OBJECT_HOOK)
     for hook, value in HOOK_ENUMS.items():
         assert hook_name(value) == hook
 
