@@ -21,9 +21,11 @@ ENDPOINT_HOOK: Literal["custom_endpoint"] = "custom_endpoint"
 TASK_HOOK: Literal["scheduled_task"] = "scheduled_task"
 # HandleObjectHook: policy on changes to the control plane's own objects.
 OBJECT_HOOK: Literal["object_hooks"] = "object_hooks"
+# HandleAgentMessage: chat turns at /agents/{slug}/chat.
+AGENT_HOOK: Literal["agent"] = "agent"
 # What a plugin may be registered for (hook_type, hook_types): the pipeline's hooks and the rest.
-PluginHook = Literal[HookType, "custom_endpoint", "scheduled_task", "object_hooks"]
-PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK, OBJECT_HOOK)
+PluginHook = Literal[HookType, "custom_endpoint", "scheduled_task", "object_hooks", "agent"]
+PLUGIN_HOOKS: tuple[PluginHook, ...] = (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK, OBJECT_HOOK, AGENT_HOOK)
 # The objects object hooks see, and the events of each.
 ObjectType = Literal["llm", "app", "plugin"]
 OBJECT_TYPES: tuple[ObjectType, ...] = get_args(ObjectType)

@@ -136,3 +136,9 @@ OBJECT_HOOK_BACKLOG = Gauge(
     "solstice_object_hook_backlog",
     "after_* object hook notifications waiting for delivery, as this server last counted them.",
 )
+AGENT_CHATS = Counter(
+    "solstice_agent_chats_total",
+    "Chat turns answered by agents, by how the answer ended: done, error (the agent's), failed, "
+    "timeout, incomplete (no done) or malformed.",
+    ["plugin", "outcome"],
+)

@@ -84,6 +84,8 @@ class AppEntry(TypedDict):
     namespace: str
     llm_ids: list[int]
     key_hashes: list[str]
+    # Agent plugins (slugs) it may chat with; absent in snapshots of older servers.
+    agents: NotRequired[list[str]]
 
 
 class Snapshot(TypedDict):

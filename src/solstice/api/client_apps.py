@@ -17,6 +17,7 @@ from solstice.store import audit
 from solstice.store.apps import all_apps, create_key, get_app, keys_of, revoke_key
 from solstice.store.llms import get_llm
 from solstice.store.models import AppKeyRow, AppRow
+from solstice.store.plugins import get_plugin
 
 router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
 
@@ -28,6 +29,11 @@ class AppFields(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     llms: list[str | int] | None = Field(None, max_length=1000, description="LLM ids or slugs it may call.")
+    agents: list[str] | None = Field(
+        None,
+        max_length=1000,
+        description="Slugs of the agent plugins it may chat with at /agents/{slug}/chat.",
+    )
     is_active: bool | None = None
     namespace: str | None = Field(
         None, max_length=100, pattern=r"^[A-Za-z0-9_.-]*$", description="Edge namespace; empty: global."
@@ -71,6 +77,7 @@ class AppOut(BaseModel):
     name: str
     is_active: bool
     llm_ids: list[int]
+    agents: list[str]
     namespace: str
     keys: list[KeyOut]
 
@@ -95,6 +102,7 @@ async def _out(request: Request, row: AppRow) -> AppOut:
         name=row.name,
         is_active=row.is_active,
         llm_ids=list(row.llm_ids or []),
+        agents=list(row.agents or []),
         namespace=row.namespace or "",
         keys=[_key(k) for k in keys],
     )
@@ -109,6 +117,17 @@ async def _llm_ids(request: Request, refs: list[str | int]) -> list[int]:
                 raise InvalidError(f"no LLM with id or slug {ref!r}; create it with POST /api/v1/llms")
             ids.append(llm.id)
     return sorted(set(ids))
+
+
+async def _agents(request: Request, slugs: list[str]) -> list[str]:
+    """The slugs, each of a registered plugin, sorted and without repeats."""
+    async with request.app.state.sessions() as session:
+        for slug in slugs:
+            if await get_plugin(session, slug) is None:
+                raise InvalidError(
+                    f"no plugin with slug {slug!r} to chat with; register the agent plugin first"
+                )
+    return sorted(set(slugs))
 
 
 async def _find(request: Request, ref: str) -> AppRow:
@@ -126,6 +145,7 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
     proposed = {
         "name": body.name,
         "llms": await _llm_ids(request, body.llms or []),
+        "agents": await _agents(request, body.agents or []),
         "is_active": body.is_active if body.is_active is not None else True,
         "namespace": body.namespace or "",
     }
@@ -137,6 +157,7 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
             name=final["name"],
             is_active=final.get("is_active", True),
             llm_ids=llm_ids,
+            agents=await _agents(request, final.get("agents", [])),
             namespace=final.get("namespace", ""),
         )
         session.add(row)
@@ -171,6 +192,8 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     current = await _find(request, ref)
     if "llms" in changes:
         changes["llms"] = await _llm_ids(request, changes["llms"])
+    if "agents" in changes:
+        changes["agents"] = await _agents(request, changes["agents"])
     view = writable(app_view(current))
     by = changed_by(request, principal)
     final = await hooks_of(request).before(

@@ -24,11 +24,13 @@ def llm_view(row: LLMRow) -> dict[str, Any]:
 
 
 def app_view(row: AppRow) -> dict[str, Any]:
-    """An app without its keys: `llms` holds the ids of the LLMs it may call."""
+    """An app without its keys: `llms` holds the ids of the LLMs it may call, `agents` the agents'
+    slugs."""
     return {
         "id": row.id,
         "name": row.name,
         "llms": list(row.llm_ids or []),
+        "agents": list(row.agents or []),
         "is_active": row.is_active,
         "namespace": row.namespace or "",
     }

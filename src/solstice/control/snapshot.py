@@ -58,6 +58,7 @@ def _app(row: AppRow, llm_ids: set[int], key_hashes: list[str]) -> AppEntry:
         "namespace": row.namespace or "",
         "llm_ids": [i for i in row.llm_ids or [] if i in llm_ids],
         "key_hashes": sorted(key_hashes),
+        "agents": sorted(row.agents or []),
     }
 
 

@@ -84,6 +84,8 @@ class FileLLM(_Model):
 class FileApp(_Model):
     name: str = Field(min_length=1)
     llms: list[str] = Field(default_factory=list)
+    # Agent plugins (slugs) the app may chat with.
+    agents: list[str] = Field(default_factory=list)
     keys_env: list[str] = Field(default_factory=list)
     is_active: bool = True
 
@@ -209,11 +211,15 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> Snapshot:
         unknown = [name for name in app.llms if name not in llm_ids]
         if unknown:
             raise ConfigFileError(f"{path}: app {app.name} names unknown llm {unknown[0]!r}")
+        strangers = [slug for slug in app.agents if slug not in {p.slug for p in parsed.plugins}]
+        if strangers:
+            raise ConfigFileError(f"{path}: app {app.name} names unknown agent plugin {strangers[0]!r}")
         keys = [hash_key(_secret(environ, name, f"app {app.name}")) for name in app.keys_env]
         apps.append(
             {
                 "id": number, "name": app.name, "is_active": app.is_active, "namespace": "",
                 "llm_ids": [llm_ids[name] for name in app.llms], "key_hashes": sorted(keys),
+                "agents": sorted(app.agents),
             }
         )  # fmt: skip
     plugins: list[PluginEntry] = [

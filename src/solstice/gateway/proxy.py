@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from solstice import safejson
+from solstice.gateway.agents import AgentChats
 from solstice.gateway.collector import Collector
 from solstice.gateway.http import app_for_key, credential_of, raw_headers, read_limited
 from solstice.gateway.openai_errors import openai_error, plugin_failure
@@ -94,6 +95,7 @@ class Gateway:
         self.upstream = Upstream(settings)
         self.collector = Collector(host, settings)
         self.endpoints = PluginEndpoints(settings, state, host)
+        self.agents = AgentChats(settings, state, host)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:

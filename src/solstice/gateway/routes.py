@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from solstice.hooks import ENDPOINT_HOOK, HOOK_TYPES, FailurePolicy, default_failure_policy, hook_types_of
+from solstice.hooks import (
+    AGENT_HOOK,
+    ENDPOINT_HOOK,
+    HOOK_TYPES,
+    FailurePolicy,
+    default_failure_policy,
+    hook_types_of,
+)
 from solstice.snapshot import PluginEntry, Snapshot, config_id_for, deep_merge
 
 
@@ -43,6 +50,7 @@ class AppIdentity:
     name: str
     is_active: bool
     llm_ids: frozenset[int]
+    agents: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class GatewayConfig:
     apps_by_id: Mapping[int, AppIdentity] = field(default_factory=dict)
     # Active plugins registered for custom_endpoint: their routes are served at /plugins/{slug}/.
     endpoint_plugins: frozenset[str] = frozenset()
+    # Active plugins registered for agent: they answer at /agents/{slug}/chat.
+    agent_plugins: frozenset[str] = frozenset()
     # Host service API scopes approved per active plugin (slug): read at each call, so an
     # approval takes effect without a reload.
     approved_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -112,7 +122,11 @@ def config_from_snapshot(snapshot: Snapshot) -> GatewayConfig:
         )
     apps = {
         app["id"]: AppIdentity(
-            id=app["id"], name=app["name"], is_active=app["is_active"], llm_ids=frozenset(app["llm_ids"])
+            id=app["id"],
+            name=app["name"],
+            is_active=app["is_active"],
+            llm_ids=frozenset(app["llm_ids"]),
+            agents=frozenset(app.get("agents", ())),
         )
         for app in snapshot.get("apps", [])
     }
@@ -122,12 +136,18 @@ def config_from_snapshot(snapshot: Snapshot) -> GatewayConfig:
         for slug, plugin in plugins.items()
         if ENDPOINT_HOOK in hook_types_of(plugin.get("hook_types"), plugin.get("hook_type"))
     )
+    agents = frozenset(
+        slug
+        for slug, plugin in plugins.items()
+        if AGENT_HOOK in hook_types_of(plugin.get("hook_types"), plugin.get("hook_type"))
+    )
     approved = {slug: frozenset(plugin.get("approved_scopes") or ()) for slug, plugin in plugins.items()}
     return GatewayConfig(
         routes=routes,
         apps_by_key=by_key,
         apps_by_id=apps,
         endpoint_plugins=endpoints,
+        agent_plugins=agents,
         approved_scopes=approved,
     )
 

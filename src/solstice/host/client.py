@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from solstice.hooks import ENDPOINT_HOOK, OBJECT_HOOK, TASK_HOOK
+from solstice.hooks import AGENT_HOOK, ENDPOINT_HOOK, OBJECT_HOOK, TASK_HOOK
 from solstice.host.errors import PluginCallError
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import HEALTH_SERVICE, LINK_METADATA
@@ -169,24 +169,37 @@ class PluginClient:
         """Tell the plugin of one change to an object; before_* answers decide it."""
         return await self._call(OBJECT_HOOK, self._stub.HandleObjectHook, request, timeout)
 
-    async def handle_endpoint_stream(
+    def handle_endpoint_stream(
         self, request: pb.EndpointRequest, timeout: float | None = None
     ) -> AsyncGenerator[pb.EndpointChunk, None]:
         """Serve one request to a streamed route: the head, then the body's pieces as they come.
 
         `timeout` bounds the whole stream; closing the iterator early cancels the plugin's side.
         """
+        return self._stream(ENDPOINT_HOOK, self._stub.HandleEndpointStream, request, timeout)
+
+    def handle_agent(self, request: pb.AgentRequest, timeout: float) -> AsyncGenerator[pb.AgentChunk, None]:
+        """Send one chat turn to an agent: its chunks as they come, within `timeout` in all."""
+        return self._stream(AGENT_HOOK, self._stub.HandleAgentMessage, request, timeout)
+
+    async def _stream(
+        self,
+        hook: str,
+        method: grpc.aio.UnaryStreamMultiCallable[_Request, _Response],
+        request: _Request,
+        timeout: float | None,
+    ) -> AsyncGenerator[_Response, None]:
         deadline = timeout or self.timeout
-        call = self._stub.HandleEndpointStream(request, timeout=deadline, metadata=self._metadata)
+        call = method(request, timeout=deadline, metadata=self._metadata)
         try:
             async for chunk in call:
                 yield chunk
         except grpc.aio.AioRpcError as exc:
-            raise self._error(ENDPOINT_HOOK, exc, deadline) from None
+            raise self._error(hook, exc, deadline) from None
         except asyncio.CancelledError:
             if _cancelled_from_outside():
                 raise
-            raise self._closed(ENDPOINT_HOOK) from None
+            raise self._closed(hook) from None
         finally:
             call.cancel()
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import structlog
 
-from solstice.hooks import ENDPOINT_HOOK, OBJECT_HOOK, TASK_HOOK
+from solstice.hooks import AGENT_HOOK, ENDPOINT_HOOK, OBJECT_HOOK, TASK_HOOK
 from solstice.host.client import PluginClient
 from solstice.host.containment import sweep_dead_hosts
 from solstice.host.errors import PluginCallError, PluginNotLoadedError
@@ -126,18 +126,30 @@ class HookClient:
         """Tell the plugin of one change to an object; before_* answers decide it."""
         return await self._run(OBJECT_HOOK, "", lambda c: c.handle_object_hook(request, timeout))
 
-    async def handle_endpoint_stream(
+    def handle_endpoint_stream(
         self, request: pb.EndpointRequest, timeout: float | None = None
     ) -> AsyncGenerator[pb.EndpointChunk, None]:
         """Serve one request to a streamed route; the instance stays in use until the stream ends."""
+        return self._run_stream(
+            ENDPOINT_HOOK,
+            request.context.config_id,
+            lambda client: client.handle_endpoint_stream(request, timeout),
+        )
+
+    def handle_agent(self, request: pb.AgentRequest, timeout: float) -> AsyncGenerator[pb.AgentChunk, None]:
+        """Send one chat turn to an agent; the instance stays in use until its answer ends."""
+        return self._run_stream(AGENT_HOOK, "", lambda client: client.handle_agent(request, timeout))
+
+    async def _run_stream(
+        self, hook: str, config_id: str, open_stream: Callable[[PluginClient], AsyncGenerator[_T, None]]
+    ) -> AsyncGenerator[_T, None]:
         supervisor = self._supervisor
-        config_id = request.context.config_id
         started = time.perf_counter()
         try:
-            instance = supervisor.acquire(ENDPOINT_HOOK)
+            instance = supervisor.acquire(hook)
             try:
                 generation = instance.generations.get(config_id, 0)
-                stream = instance.client.handle_endpoint_stream(request, timeout)
+                stream = open_stream(instance.client)
                 try:
                     first = await anext(stream, None)
                 except PluginCallError as exc:
@@ -145,7 +157,7 @@ class HookClient:
                         raise
                     # As in _run: the configuration is sent once more, before anything was relayed.
                     await instance.reconfigure(config_id, generation)
-                    stream = instance.client.handle_endpoint_stream(request, timeout)
+                    stream = open_stream(instance.client)
                     first = await anext(stream, None)
                 async with contextlib.aclosing(stream):
                     if first is None:
@@ -156,10 +168,10 @@ class HookClient:
             finally:
                 instance.release()
         except PluginCallError as exc:
-            supervisor.count_error(ENDPOINT_HOOK, exc.code)
+            supervisor.count_error(hook, exc.code)
             raise
         finally:
-            supervisor.observe(ENDPOINT_HOOK, time.perf_counter() - started)
+            supervisor.observe(hook, time.perf_counter() - started)
 
 
 class PluginHost:

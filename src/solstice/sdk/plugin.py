@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from solstice.hooks import HOOK_TYPES
 from solstice.protocol import pb
+from solstice.sdk.agents import Chat
 from solstice.sdk.host import Host
 from solstice.sdk.objects import ObjectChange, ObjectHook
 from solstice.sdk.tasks import Schedule, Task
@@ -87,6 +88,16 @@ class Plugin:
         after_* events are notifications: the answer is not used, but raising has it sent again.
         """
         raise NotImplementedError
+
+    def chat(self, chat: Chat) -> AsyncIterator[pb.AgentChunk | str]:
+        """Answer one chat turn: an async generator of chunks (content(), thinking(), tool_call(),
+        tool_result(), or str for content); DONE is sent when it returns, ERROR when it raises."""
+        raise NotImplementedError
+
+    @classmethod
+    def is_agent(cls) -> bool:
+        """Whether the class implements chat."""
+        return cls.chat is not Plugin.chat
 
     @classmethod
     def hooks_objects(cls) -> bool:

@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from solstice.hooks import ENDPOINT_HOOK, HOOK_ENUMS, OBJECT_HOOK, TASK_HOOK
+from solstice.hooks import AGENT_HOOK, ENDPOINT_HOOK, HOOK_ENUMS, OBJECT_HOOK, TASK_HOOK
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.handshake import LINK_METADATA, NOT_CONFIGURED
 from solstice.scopes import OBJECTS_SCOPE, SCHEDULES_SCOPE, check_scopes
+from solstice.sdk.agents import Chat
 from solstice.sdk.host import Host, Link, serving
 from solstice.sdk.objects import ObjectChange
 from solstice.sdk.plugin import Plugin
@@ -70,6 +71,8 @@ class PluginServicer(pb_grpc.PluginServicer):
                     f"plugin {cls.__name__} declares object_hooks but does not implement on_object"
                 )
             self._hooks.add(OBJECT_HOOK)
+        if cls.is_agent():
+            self._hooks.add(AGENT_HOOK)
         implied = [
             *([SCHEDULES_SCOPE] if cls.runs_tasks() else []),
             *([OBJECTS_SCOPE] if cls.hooks_objects() else []),
@@ -104,7 +107,8 @@ class PluginServicer(pb_grpc.PluginServicer):
             hooks=[HOOK_ENUMS[name] for name in cls.implemented_hooks()]
             + ([HOOK_ENUMS[ENDPOINT_HOOK]] if self._routes else [])
             + ([HOOK_ENUMS[TASK_HOOK]] if cls.runs_tasks() else [])
-            + ([HOOK_ENUMS[OBJECT_HOOK]] if cls.hooks_objects() else []),
+            + ([HOOK_ENUMS[OBJECT_HOOK]] if cls.hooks_objects() else [])
+            + ([HOOK_ENUMS[AGENT_HOOK]] if cls.is_agent() else []),
             config_schema_json=json.dumps(cls.config_schema) if cls.config_schema else "",
             wants_stream_chunks=cls.wants_stream_chunks,
             endpoints=[spec.as_endpoint() for spec in self._routes],
@@ -265,6 +269,37 @@ class PluginServicer(pb_grpc.PluginServicer):
             return answer
 
         return await self._call(OBJECT_HOOK, context, "", judge, request.context.request_id)
+
+    async def HandleAgentMessage(
+        self, request: pb.AgentRequest, context: Context
+    ) -> AsyncIterator[pb.AgentChunk]:
+        target = await self._call(AGENT_HOOK, context, "", lambda p: p, request.context.request_id)
+        pieces = target.chat(Chat.from_request(request))
+        if not hasattr(pieces, "__aiter__"):
+            await context.abort(
+                grpc.StatusCode.INTERNAL, "chat must be an async generator (async def with yield)"
+            )
+        try:
+            async for piece in pieces:
+                chunk = (
+                    pb.AgentChunk(type=pb.AGENT_CHUNK_CONTENT, content=piece)
+                    if isinstance(piece, str)
+                    else piece
+                )
+                if not isinstance(chunk, pb.AgentChunk):
+                    raise TypeError(
+                        f"chat yielded {type(piece).__name__}; yield str or content(), thinking(), …"
+                    )
+                yield chunk
+                if chunk.type in (pb.AGENT_CHUNK_DONE, pb.AGENT_CHUNK_ERROR):
+                    return
+        except Exception:  # the user sees that the answer failed; the details stay in the plugin's log
+            log.exception("chat failed")
+            yield pb.AgentChunk(
+                type=pb.AGENT_CHUNK_ERROR, content="the agent failed to answer; try again later"
+            )
+            return
+        yield pb.AgentChunk(type=pb.AGENT_CHUNK_DONE)
 
     async def _route(self, request: pb.EndpointRequest, context: Context, stream: bool) -> RouteSpec:
         method = request.request.method

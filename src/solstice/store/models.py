@@ -291,6 +291,8 @@ class AppRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     llm_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    # Slugs of the agent plugins it may chat with at /agents/{slug}/chat.
+    agents: Mapped[list[str]] = mapped_column(JSONType, default=list)
     namespace: Mapped[str] = mapped_column(String(100), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -12,6 +12,7 @@ PROXY_PATH = "/llm/{slug}/{path:path}"
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # A plugin's own root (/plugins/{slug}) is its route "/", like /plugins/{slug}/.
 ENDPOINT_PATHS = ("/plugins/{slug}", "/plugins/{slug}/{path:path}")
+AGENT_PATH = "/agents/{slug}/chat"
 
 
 async def _proxy(request: Request) -> Response:
@@ -24,8 +25,15 @@ async def _endpoint(request: Request) -> Response:
     return response
 
 
+async def _agent(request: Request) -> Response:
+    response: Response = await request.app.state.gateway.agents.handle(request)
+    return response
+
+
 def mount_proxy(app: Starlette) -> None:
-    """Route /llm/{slug}/… and plugins' /plugins/{slug}/… to the Gateway in `app.state.gateway`."""
+    """Route /llm/{slug}/…, plugins' /plugins/{slug}/… and /agents/{slug}/chat to the Gateway in
+    `app.state.gateway`."""
     app.router.add_route(PROXY_PATH, _proxy, methods=list(PROXY_METHODS), include_in_schema=False)
     for path in ENDPOINT_PATHS:
         app.router.add_route(path, _endpoint, methods=list(METHODS), include_in_schema=False)
+    app.router.add_route(AGENT_PATH, _agent, methods=["POST"], include_in_schema=False)

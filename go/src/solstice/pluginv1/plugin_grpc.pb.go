@@ -55,6 +55,10 @@ type PluginClient interface {
 	// repeats on a retry), and their answer is not used. Called only while the plugin holds the
 	// scope objects.hook, declared and approved, and never for the plugin's own object.
 	HandleObjectHook(ctx context.Context, in *ObjectHookRequest, opts ...grpc.CallOption) (*ObjectHookResponse, error)
+	// agent: one chat turn from an app at /agents/{slug}/chat. The plugin streams typed chunks as
+	// it produces them; its answer ends with one DONE chunk, or with an ERROR chunk. It calls the
+	// LLMs it is offered through the host service API (llms.call).
+	HandleAgentMessage(ctx context.Context, in *AgentRequest, opts ...grpc.CallOption) (Plugin_HandleAgentMessageClient, error)
 }
 
 type pluginClient struct {
@@ -218,6 +222,38 @@ func (c *pluginClient) HandleObjectHook(ctx context.Context, in *ObjectHookReque
 	return out, nil
 }
 
+func (c *pluginClient) HandleAgentMessage(ctx context.Context, in *AgentRequest, opts ...grpc.CallOption) (Plugin_HandleAgentMessageClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_Plugin_serviceDesc.Streams[2], "/solstice.plugin.v1.Plugin/HandleAgentMessage", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &pluginHandleAgentMessageClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type Plugin_HandleAgentMessageClient interface {
+	Recv() (*AgentChunk, error)
+	grpc.ClientStream
+}
+
+type pluginHandleAgentMessageClient struct {
+	grpc.ClientStream
+}
+
+func (x *pluginHandleAgentMessageClient) Recv() (*AgentChunk, error) {
+	m := new(AgentChunk)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility
@@ -260,6 +296,10 @@ type PluginServer interface {
 	// repeats on a retry), and their answer is not used. Called only while the plugin holds the
 	// scope objects.hook, declared and approved, and never for the plugin's own object.
 	HandleObjectHook(context.Context, *ObjectHookRequest) (*ObjectHookResponse, error)
+	// agent: one chat turn from an app at /agents/{slug}/chat. The plugin streams typed chunks as
+	// it produces them; its answer ends with one DONE chunk, or with an ERROR chunk. It calls the
+	// LLMs it is offered through the host service API (llms.call).
+	HandleAgentMessage(*AgentRequest, Plugin_HandleAgentMessageServer) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -302,6 +342,9 @@ func (UnimplementedPluginServer) RunTask(context.Context, *TaskRequest) (*TaskRe
 }
 func (UnimplementedPluginServer) HandleObjectHook(context.Context, *ObjectHookRequest) (*ObjectHookResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HandleObjectHook not implemented")
+}
+func (UnimplementedPluginServer) HandleAgentMessage(*AgentRequest, Plugin_HandleAgentMessageServer) error {
+	return status.Errorf(codes.Unimplemented, "method HandleAgentMessage not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 
@@ -543,6 +586,27 @@ func _Plugin_HandleObjectHook_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_HandleAgentMessage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AgentRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PluginServer).HandleAgentMessage(m, &pluginHandleAgentMessageServer{stream})
+}
+
+type Plugin_HandleAgentMessageServer interface {
+	Send(*AgentChunk) error
+	grpc.ServerStream
+}
+
+type pluginHandleAgentMessageServer struct {
+	grpc.ServerStream
+}
+
+func (x *pluginHandleAgentMessageServer) Send(m *AgentChunk) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _Plugin_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "solstice.plugin.v1.Plugin",
 	HandlerType: (*PluginServer)(nil),
@@ -599,6 +663,11 @@ var _Plugin_serviceDesc = grpc.ServiceDesc{
 			Handler:       _Plugin_HostChannel_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "HandleAgentMessage",
+			Handler:       _Plugin_HandleAgentMessage_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "solstice/protocol/plugin/v1/plugin.proto",

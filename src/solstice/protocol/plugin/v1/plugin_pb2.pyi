@@ -18,6 +18,7 @@ class Hook(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOOK_CUSTOM_ENDPOINT: _ClassVar[Hook]
     HOOK_SCHEDULED_TASK: _ClassVar[Hook]
     HOOK_OBJECT_HOOKS: _ClassVar[Hook]
+    HOOK_AGENT: _ClassVar[Hook]
 
 class ResponsePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -25,6 +26,16 @@ class ResponsePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESPONSE_PHASE_COMPLETE: _ClassVar[ResponsePhase]
     RESPONSE_PHASE_STREAM_CHUNK: _ClassVar[ResponsePhase]
     RESPONSE_PHASE_STREAM_END: _ClassVar[ResponsePhase]
+
+class AgentChunkType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGENT_CHUNK_UNSPECIFIED: _ClassVar[AgentChunkType]
+    AGENT_CHUNK_CONTENT: _ClassVar[AgentChunkType]
+    AGENT_CHUNK_TOOL_CALL: _ClassVar[AgentChunkType]
+    AGENT_CHUNK_TOOL_RESULT: _ClassVar[AgentChunkType]
+    AGENT_CHUNK_THINKING: _ClassVar[AgentChunkType]
+    AGENT_CHUNK_ERROR: _ClassVar[AgentChunkType]
+    AGENT_CHUNK_DONE: _ClassVar[AgentChunkType]
 HOOK_UNSPECIFIED: Hook
 HOOK_PRE_AUTH: Hook
 HOOK_AUTH: Hook
@@ -34,10 +45,18 @@ HOOK_DATA_COLLECTION: Hook
 HOOK_CUSTOM_ENDPOINT: Hook
 HOOK_SCHEDULED_TASK: Hook
 HOOK_OBJECT_HOOKS: Hook
+HOOK_AGENT: Hook
 RESPONSE_PHASE_UNSPECIFIED: ResponsePhase
 RESPONSE_PHASE_COMPLETE: ResponsePhase
 RESPONSE_PHASE_STREAM_CHUNK: ResponsePhase
 RESPONSE_PHASE_STREAM_END: ResponsePhase
+AGENT_CHUNK_UNSPECIFIED: AgentChunkType
+AGENT_CHUNK_CONTENT: AgentChunkType
+AGENT_CHUNK_TOOL_CALL: AgentChunkType
+AGENT_CHUNK_TOOL_RESULT: AgentChunkType
+AGENT_CHUNK_THINKING: AgentChunkType
+AGENT_CHUNK_ERROR: AgentChunkType
+AGENT_CHUNK_DONE: AgentChunkType
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -717,3 +736,35 @@ class ModifyObject(_message.Message):
     OBJECT_JSON_FIELD_NUMBER: _ClassVar[int]
     object_json: str
     def __init__(self, object_json: _Optional[str] = ...) -> None: ...
+
+class AgentTurn(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class AgentRequest(_message.Message):
+    __slots__ = ("context", "session_id", "message", "history", "llms")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    LLMS_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    session_id: str
+    message: str
+    history: _containers.RepeatedCompositeFieldContainer[AgentTurn]
+    llms: _containers.RepeatedCompositeFieldContainer[LlmInfo]
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., session_id: _Optional[str] = ..., message: _Optional[str] = ..., history: _Optional[_Iterable[_Union[AgentTurn, _Mapping]]] = ..., llms: _Optional[_Iterable[_Union[LlmInfo, _Mapping]]] = ...) -> None: ...
+
+class AgentChunk(_message.Message):
+    __slots__ = ("type", "content", "metadata_json")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    type: AgentChunkType
+    content: str
+    metadata_json: str
+    def __init__(self, type: _Optional[_Union[AgentChunkType, str]] = ..., content: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...

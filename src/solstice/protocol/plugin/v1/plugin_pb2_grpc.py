@@ -94,6 +94,11 @@ class PluginStub:
                 request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookRequest.SerializeToString,
                 response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookResponse.FromString,
                 _registered_method=True)
+        self.HandleAgentMessage = channel.unary_stream(
+                '/solstice.plugin.v1.Plugin/HandleAgentMessage',
+                request_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.AgentRequest.SerializeToString,
+                response_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.AgentChunk.FromString,
+                _registered_method=True)
 
 
 class PluginServicer:
@@ -197,6 +202,15 @@ class PluginServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleAgentMessage(self, request, context):
+        """agent: one chat turn from an app at /agents/{slug}/chat. The plugin streams typed chunks as
+        it produces them; its answer ends with one DONE chunk, or with an ERROR chunk. It calls the
+        LLMs it is offered through the host service API (llms.call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +273,11 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.HandleObjectHook,
                     request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookRequest.FromString,
                     response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookResponse.SerializeToString,
+            ),
+            'HandleAgentMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.HandleAgentMessage,
+                    request_deserializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.AgentRequest.FromString,
+                    response_serializer=solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.AgentChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -585,6 +604,33 @@ class Plugin:
             '/solstice.plugin.v1.Plugin/HandleObjectHook',
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookRequest.SerializeToString,
             solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.ObjectHookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleAgentMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/solstice.plugin.v1.Plugin/HandleAgentMessage',
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.AgentRequest.SerializeToString,
+            solstice_dot_protocol_dot_plugin_dot_v1_dot_plugin__pb2.AgentChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,11 @@ class PluginStub:
     repeats on a retry), and their answer is not used. Called only while the plugin holds the
     scope objects.hook, declared and approved, and never for the plugin's own object.
     """
+    HandleAgentMessage: _grpc.UnaryStreamMultiCallable[_plugin_pb2.AgentRequest, _plugin_pb2.AgentChunk]
+    """agent: one chat turn from an app at /agents/{slug}/chat. The plugin streams typed chunks as
+    it produces them; its answer ends with one DONE chunk, or with an ERROR chunk. It calls the
+    LLMs it is offered through the host service API (llms.call).
+    """
 
 @_typing.type_check_only
 class PluginAsyncStub(PluginStub):
@@ -130,6 +135,11 @@ class PluginAsyncStub(PluginStub):
     reject or modify it; after_* calls come after it was stored, at least once (a delivery id
     repeats on a retry), and their answer is not used. Called only while the plugin holds the
     scope objects.hook, declared and approved, and never for the plugin's own object.
+    """
+    HandleAgentMessage: _aio.UnaryStreamMultiCallable[_plugin_pb2.AgentRequest, _plugin_pb2.AgentChunk]  # type: ignore[assignment]
+    """agent: one chat turn from an app at /agents/{slug}/chat. The plugin streams typed chunks as
+    it produces them; its answer ends with one DONE chunk, or with an ERROR chunk. It calls the
+    LLMs it is offered through the host service API (llms.call).
     """
 
 class PluginServicer(metaclass=_abc_1.ABCMeta):
@@ -247,6 +257,17 @@ class PluginServicer(metaclass=_abc_1.ABCMeta):
         reject or modify it; after_* calls come after it was stored, at least once (a delivery id
         repeats on a retry), and their answer is not used. Called only while the plugin holds the
         scope objects.hook, declared and approved, and never for the plugin's own object.
+        """
+
+    @_abc_1.abstractmethod
+    def HandleAgentMessage(
+        self,
+        request: _plugin_pb2.AgentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_plugin_pb2.AgentChunk], _abc.AsyncIterator[_plugin_pb2.AgentChunk]]:
+        """agent: one chat turn from an app at /agents/{slug}/chat. The plugin streams typed chunks as
+        it produces them; its answer ends with one DONE chunk, or with an ERROR chunk. It calls the
+        LLMs it is offered through the host service API (llms.call).
         """
 
 def add_PluginServicer_to_server(servicer: PluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,5 @@
-"""Object hooks: each plugin's registrations, and the after_* notifications waiting for delivery.
+"""Object hooks: each plugin's registrations, and the after_* notifications waiting for delivery;
+the agents each app may chat with.
 
 Revision ID: 0008
 Revises: 0007
@@ -20,6 +21,7 @@ depends_on = None
 def upgrade() -> None:
     # A plain ADD COLUMN: a batch rebuild of `plugins` on SQLite would drop its AUTOINCREMENT (0005).
     op.add_column("plugins", sa.Column("object_hooks", JSONType, nullable=False, server_default="[]"))
+    op.add_column("apps", sa.Column("agents", JSONType, nullable=False, server_default="[]"))
     op.create_table(
         "object_deliveries",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -46,5 +48,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("object_deliveries")
+    with op.batch_alter_table("apps", recreate="never") as batch:
+        batch.drop_column("agents")
     with op.batch_alter_table("plugins", recreate="never") as batch:
         batch.drop_column("object_hooks")
