@@ -195,7 +195,7 @@ def test_errors_are_one_line_with_the_api_detail(api: Server) -> None:
     bad_hook = ("plugins", "create", "--name", "x", "--command", COMMAND, "--hook-type", "pre-auth")
     assert error(run(api, *bad_hook)) == (
         "hook_type: hook type 'pre-auth' is invalid; valid hook types: "
-        "pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks"
+        "pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks, agent"
     )
     assert error(run(api, "plugins", "reload", "no-such-plugin")).startswith(
         "no plugin with id or slug 'no-such-plugin'"

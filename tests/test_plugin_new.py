@@ -153,7 +153,7 @@ def test_scaffolded_plugin_runs_under_a_real_server(tmp_path: Path) -> None:
         ),
         (
             ["guard", "--hook", "pre_auth", "--hook", "preauth"],
-            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks",
+            "unknown hook 'preauth'; valid hooks: pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks, agent",
         ),
         (["taken"], "directory {dir}/taken already exists and is not empty; choose another NAME or --dir"),
     ],
@@ -183,6 +183,7 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
     made = new_project(
         "plugin",
         [
+            "agent",
             "object_hooks",
             "scheduled_task",
             "data_collection",
@@ -202,6 +203,7 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
         "data_collection",
         "scheduled_task",
         "object_hooks",
+        "agent",
     )
     source = (made.directory / "plugin.py").read_text()
     assert "class PluginPlugin(Plugin):" in source  # not Plugin, the SDK's base class
@@ -210,7 +212,7 @@ def test_an_empty_directory_is_used_and_gets_every_hook(tmp_path: Path) -> None:
         cwd=made.directory, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "16 passed" in tested.stdout
+    assert "17 passed" in tested.stdout
 
 
 def test_an_endpoint_project_passes_its_tests_and_serves_its_routes(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from solstice.control.specs import plugin_entry, spec_for
 from solstice.edge.plugins_yaml import snapshot_from_file
 from solstice.edge.reconcile import specs_from_snapshot
 from solstice.hooks import (
+    AGENT_HOOK,
     ENDPOINT_HOOK,
     HOOK_ENUMS,
     HOOK_TYPES,
@@ -51,7 +52,9 @@ def _keys(cls: type) -> set[str]:
 def test_every_protocol_hook_has_a_name_that_round_trips() -> None:
     named = {value for value in pb.Hook.values() if value != pb.HOOK_UNSPECIFIED}
     assert set(HOOK_ENUMS.values()) == named
-    assert tuple(HOOK_ENUMS) == PLUGIN_HOOKS == (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK, OBJECT_HOOK)
+    assert (
+        tuple(HOOK_ENUMS) == PLUGIN_HOOKS == (*HOOK_TYPES, ENDPOINT_HOOK, TASK_HOOK, OBJECT_HOOK, AGENT_HOOK)
+    )
     for hook, value in HOOK_ENUMS.items():
         assert hook_name(value) == hook
 

@@ -71,7 +71,7 @@ def test_validation_errors(app: InProcess) -> None:
     detail = problem_detail(_create(app, hook_type="pre-auth"), 422)
     assert detail == (
         "hook_type: hook type 'pre-auth' is invalid; valid hook types: "
-        "pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks"
+        "pre_auth, auth, post_auth, on_response, data_collection, custom_endpoint, scheduled_task, object_hooks, agent"
     )
     assert problem_detail(_create(app, hok_type="auth"), 422).startswith("unknown field 'hok_type'")
     assert "hook_type is required" in problem_detail(_create(app, hook_type=None), 422)
