@@ -122,6 +122,11 @@ async def serve_launched(plugin: Plugin, env: Mapping[str, str]) -> int:
         watcher.cancel()
         try:
             await _set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            # The output stream ends first, on its own: cancelled by the server's stop, it would
+            # leave a CancelledError traceback as the plugin's last words. Output from calls that
+            # still finish goes to the original stderr, which the host reads too.
+            capture.close()
+            await asyncio.sleep(0)
             await server.stop(_LAUNCHED_GRACE_S if stop.is_set() else None)
         finally:
             capture.close()
