@@ -119,6 +119,22 @@ def test_the_caller_keeps_the_conversation(server: tuple[Server, str, str]) -> N
     }
 
 
+def test_an_agent_may_call_only_the_llms_of_the_app_it_answers(server: tuple[Server, str, str]) -> None:
+    running, key, _ = server
+    with running.client() as client:
+        client.post("/api/v1/llms", json={"name": "private", "vendor": "mock"})
+    _, got, _ = chat(running.url, key, "agents", {"message": "ask mock"})
+    assert got[0][1]["content"].startswith("echo:"), got
+    _, got, _ = chat(running.url, key, "agents", {"message": "ask private"})
+    assert got[-1][:2] == (
+        "error",
+        {
+            "content": "PERMISSION_DENIED: app 'ui' may not use LLM private, so agent agents may not call it "
+            "for this chat; add the LLM to the app's llms"
+        },
+    )
+
+
 def test_the_planner_calls_llms_through_their_hooks(server: tuple[Server, str, str]) -> None:
     running, key, _ = server
     with running.client() as client:

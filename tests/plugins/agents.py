@@ -5,7 +5,7 @@ The chat message says what it does: "echo" answers the message back in two conte
 thinking chunk first; "tools" adds a tool call and its result; "hang" sends one chunk and never
 finishes; "raise" fails with an exception; "no-done" and "garbage" end the stream without DONE,
 or send a chunk of no known type (bypassing the SDK, as a plugin without it could); "ask" calls
-the first LLM the app may use and relays its answer; "who" answers the session id, the app and
+the first LLM the app may use (or "ask SLUG", that one) and relays its answer or the refusal; "who" answers the session id, the app and
 the history it got.
 """
 
@@ -16,7 +16,8 @@ import json
 from collections.abc import AsyncIterator
 
 import solstice.sdk.servicer as sdk_servicer
-from solstice.sdk import Chat, Plugin, content, pb, serve, thinking, tool_call, tool_result
+from solstice.sdk import Chat, Plugin, agent_error, content, pb, serve, thinking, tool_call, tool_result
+from solstice.sdk.host import HostError
 
 _handle = sdk_servicer.PluginServicer.HandleAgentMessage
 
@@ -51,8 +52,13 @@ class Agents(Plugin):
         if chat.message == "who":
             yield json.dumps({"session": chat.session_id, "app": chat.app.name, "history": chat.history})
             return
-        if chat.message == "ask":
-            answer = await self.host.llms.call(chat.llms[0].slug, {"model": "m", "messages": chat.messages()})
+        if chat.message.startswith("ask"):
+            llm = chat.message.removeprefix("ask").strip() or chat.llms[0].slug
+            try:
+                answer = await self.host.llms.call(llm, {"model": "m", "messages": chat.messages()})
+            except HostError as refused:
+                yield agent_error(f"{refused.code}: {refused.message}")
+                return
             yield answer.json()["choices"][0]["message"]["content"]
             return
         yield thinking("echoing")

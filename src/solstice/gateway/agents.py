@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -44,6 +45,15 @@ _EVENTS = {
     pb.AGENT_CHUNK_DONE: "done",
 }
 _ENDS = (pb.AGENT_CHUNK_DONE, pb.AGENT_CHUNK_ERROR)
+
+
+@dataclass(frozen=True)
+class TurnGrant:
+    """What an agent may do with llms.call while it answers one turn: the app's LLMs only."""
+
+    agent: str
+    app: str
+    llms: frozenset[str]
 
 
 class BadTurn(ValueError):
@@ -94,6 +104,8 @@ class AgentChats:
         self.settings = settings
         self.state = state
         self.host = host
+        # The turns being answered, by request id: llms.calls made for one are held to its app's LLMs.
+        self.turns: dict[str, TurnGrant] = {}
 
     async def handle(self, request: Request) -> Response:
         """Answer one POST /agents/{slug}/chat."""
@@ -125,9 +137,15 @@ class AgentChats:
         except BadTurn as exc:
             return openai_error(400, str(exc))
         session = session or uuid.uuid4().hex
+        request_id = request.scope.get("state", {}).get("request_id", "") or uuid.uuid4().hex
+        llms = [
+            route
+            for route in sorted(config.routes.values(), key=lambda r: r.slug)
+            if route.id in app.llm_ids and route.is_active
+        ]
         turn = pb.AgentRequest(
             context=pb.RequestContext(
-                request_id=request.scope.get("state", {}).get("request_id", ""),
+                request_id=request_id,
                 app=pb.App(id=str(app.id), name=app.name),
                 trace=pb.TraceContext(
                     traceparent=request.headers.get("traceparent", ""),
@@ -139,20 +157,24 @@ class AgentChats:
             history=history,
             llms=[
                 pb.LlmInfo(id=str(r.id), slug=r.slug, name=r.name, vendor=r.vendor, is_active=r.is_active)
-                for r in sorted(config.routes.values(), key=lambda r: r.slug)
-                if r.id in app.llm_ids and r.is_active
+                for r in llms
             ],
         )
+        self.turns[request_id] = TurnGrant(slug, app.name, frozenset(r.slug for r in llms))
         timeout = self.settings.plugin_endpoint_stream_timeout
         chunks = self.host.client(slug).handle_agent(turn, timeout)
         try:
             first = await anext(chunks, None)
         except PluginCallError as error:
+            del self.turns[request_id]
             AGENT_CHATS.labels(slug, "failed").inc()
             return self._failure(slug, error, timeout)
+        except BaseException:
+            del self.turns[request_id]
+            raise
         headers = {"x-session-id": session, "cache-control": "no-cache"}
         return StreamingResponse(
-            self._relay(slug, session, first, chunks, timeout),
+            self._relay(slug, session, request_id, first, chunks, timeout),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -171,6 +193,7 @@ class AgentChats:
         self,
         slug: str,
         session: str,
+        request_id: str,
         first: pb.AgentChunk | None,
         chunks: AsyncGenerator[pb.AgentChunk, None],
         timeout: float,
@@ -210,6 +233,7 @@ class AgentChats:
                 )
                 yield _event("error", {"content": text})
             finally:
+                self.turns.pop(request_id, None)
                 AGENT_CHATS.labels(slug, outcome).inc()
 
 

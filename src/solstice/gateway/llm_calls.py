@@ -55,6 +55,10 @@ class GatewayLlmCalls:
         if problem is not None:
             yield refusal("FAILED_PRECONDITION", problem)
             return
+        outside = self._outside_turn(caller, call)
+        if outside is not None:
+            yield refusal("PERMISSION_DENIED", outside)
+            return
         request_id = uuid.uuid4().hex
         self._chains[request_id] = chain
         try:
@@ -63,6 +67,20 @@ class GatewayLlmCalls:
                     yield reply
         finally:
             del self._chains[request_id]
+
+    def _outside_turn(self, caller: str, call: pb.LlmCall) -> str | None:
+        """An agent answering a chat turn may call only the LLMs the turn's app may use."""
+        grant = self.gateway.agents.turns.get(call.origin_request_id)
+        if grant is None or grant.agent != caller:
+            return None
+        routes = self.gateway.state.config.routes
+        route = routes.get(call.llm) or next((r for r in routes.values() if str(r.id) == call.llm), None)
+        if route is not None and route.slug in grant.llms:
+            return None
+        return (
+            f"app {grant.app!r} may not use LLM {call.llm}, so agent {caller} may not call it for this chat; "
+            "add the LLM to the app's llms"
+        )
 
     async def _answer(
         self, caller: str, call: pb.LlmCall, request_id: str
