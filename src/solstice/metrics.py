@@ -132,6 +132,10 @@ OBJECT_HOOK_CALLS = Counter(
     "Object hook calls by plugin, event and outcome (allow, reject, modify, error; delivered for after_*).",
     ["plugin", "event", "outcome"],
 )
+OBJECT_HOOK_DROPPED = Counter(
+    "solstice_object_hook_dropped_total",
+    "after_* object hook notifications dropped: too old, or their plugin no longer hooks them.",
+)
 OBJECT_HOOK_BACKLOG = Gauge(
     "solstice_object_hook_backlog",
     "after_* object hook notifications waiting for delivery, as this server last counted them.",

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     object_hook_retry_max: float = Field(
         300.0, ge=1, description="Longest wait before a failed after_* notification is sent again."
     )
+    object_hook_max_age: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="Seconds an undelivered after_* notification is kept; older ones are dropped "
+        "with a warning.",
+    )
     plugin_drain_timeout: float = Field(
         30.0, ge=0, description="Seconds a replaced plugin instance may finish in-flight calls."
     )

@@ -3,7 +3,9 @@ hear of each stored change at least once."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +107,16 @@ def test_failing_hooks_follow_their_failure_policy(tmp_path: Path) -> None:
             _register(client, "garbage", "garbage")
             answered = client.post("/api/v1/apps", json={"name": "first"})
             assert problem_detail(answered, 503) == (
-                "plugin garbage's before_create hook on app failed, so the change was not made: it answered "
-                "no decision (allow, reject or modify); fix or deactivate the plugin, or set its failure_policy "
-                "to fail_open"
+                "plugin garbage's before_create hook on app failed (it answered no decision: allow, reject "
+                "or modify), so the change was not made; fix or deactivate the plugin, or set its "
+                "failure_policy to fail_open"
             )
             assert client.get("/api/v1/apps").json() == []
             assert client.patch("/api/v1/plugins/garbage", json={"is_active": False}).status_code == 200
 
             _register(client, "slow", "slow", timeout_ms=300)
             late = problem_detail(client.post("/api/v1/apps", json={"name": "second"}), 503)
-            assert "plugin slow did not answer within 300 ms during object_hooks" in late
+            assert "plugin slow's before_create hook on app failed (it did not answer within 300 ms)" in late
             assert (
                 client.patch("/api/v1/plugins/slow", json={"failure_policy": "fail_open"}).status_code == 200
             )
@@ -219,5 +221,133 @@ def test_after_hooks_reach_a_plugin_that_was_down_in_order(
                 server.log,
                 what="an empty backlog",
             )
+    finally:
+        assert server.stop() == 0
+
+
+def test_replacements_cannot_hold_nulls_or_move_keys(tmp_path: Path) -> None:
+    server = Server(tmp_path).wait_ready()
+    try:
+        with server.client() as client:
+            client.post(
+                "/api/v1/llms",
+                json={"name": "keyed", "upstream_url": "https://api.example.com/v1", "api_key": "sk-1"},
+            )
+            _register(client, "nulls", "nulls")
+            nulled = client.patch("/api/v1/llms/keyed", json={"is_active": False})
+            assert problem_detail(nulled, 422) == (
+                "plugin nulls changed this llm into one that is not valid: name cannot be null"
+            )
+            client.patch("/api/v1/plugins/nulls", json={"is_active": False})
+            _register(client, "redirect", "redirect")
+            moved = client.patch("/api/v1/llms/keyed", json={"is_active": False})
+            assert "an object hook moved LLM keyed from https://api.example.com:443 to https://elsewhere" in (
+                problem_detail(moved, 422)
+            )
+            new = client.post(
+                "/api/v1/llms",
+                json={"name": "fresh", "upstream_url": "https://api.example.com/v1", "api_key": "sk-2"},
+            )
+            assert "an object hook moved LLM fresh" in problem_detail(new, 422)
+            # Credentials in a URL are refused before any hook sees them.
+            leaky = client.post(
+                "/api/v1/llms", json={"name": "leaky", "upstream_url": "https://u:pw@api.example.com/v1"}
+            )
+            assert leaky.status_code == 400
+            llm = client.get("/api/v1/llms/keyed").json()
+            assert (llm["upstream_url"], llm["is_active"]) == ("https://api.example.com/v1", True)
+    finally:
+        assert server.stop() == 0
+
+
+def test_hooks_see_ids_and_consecutive_changes_chain(tmp_path: Path) -> None:
+    log = tmp_path / "seen.jsonl"
+    server = Server(tmp_path, env={"SOLSTICE_OBJECT_HOOK_INTERVAL": "0.1"}).wait_ready()
+    try:
+        with server.client() as client:
+            _register(client, "seer", "", config={"log": str(log), "log_before": True})
+            llm = client.post("/api/v1/llms", json={"name": "chained", "vendor": "mock"}).json()
+            app = client.post("/api/v1/apps", json={"name": "user", "llms": ["chained"]}).json()
+
+        def rename(n: int) -> int:
+            with server.client() as client:
+                # A long X-Request-ID (up to 128 characters) is kept with the notification.
+                headers = {"X-Request-ID": "r" * 100 + str(n)}
+                return client.patch(
+                    "/api/v1/llms/chained", json={"options": {"n": n}}, headers=headers
+                ).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(rename, range(12))) == {200}
+        with server.client() as client:
+            assert client.delete("/api/v1/llms/chained").status_code == 204
+        records = wait_until(
+            lambda: (found := _records(log)) and any(r["event"] == "after_delete" for r in found) and found,
+            15,
+            server.log,
+            what="the after_delete notification",
+        )
+        before = [r for r in records if r["event"] == "before_update"]
+        assert before and all(r["object"]["id"] == llm["id"] and "has_api_key" in r["object"] for r in before)
+        assert all(r["previous"]["id"] == llm["id"] for r in before)
+        updates = [r for r in records if r["event"] == "after_update" and r["type"] == "llm"]
+        assert len(updates) == 12
+        # Each change's previous is the one before it: changes to one object are not interleaved.
+        for earlier, later in itertools.pairwise(updates):
+            assert later["previous"] == earlier["object"]
+        assert [r["event"] for r in records if r["type"] == "llm" and r["event"].startswith("after")][
+            -1
+        ] == "after_delete"
+        # Deleting the LLM took it from the app: the app's change is told too.
+        [app_update] = [r for r in records if r["event"] == "after_update" and r["type"] == "app"]
+        assert (app_update["previous"]["llms"], app_update["object"]["llms"]) == ([llm["id"]], [])
+        assert app_update["object"]["id"] == app["id"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_switching_a_policy_off_does_not_carry_other_changes_past_hooks(tmp_path: Path) -> None:
+    server = Server(tmp_path).wait_ready()
+    try:
+        with server.client() as client:
+            _register(client, "deny-a", "deny", approve=False)
+            _register(client, "deny-b", "deny", approve=False)
+            for slug in ("deny-a", "deny-b"):
+                client.post(f"/api/v1/plugins/{slug}/scopes/approve", json={"scopes": ["objects.hook"]})
+            sneaky = client.patch("/api/v1/plugins/deny-a", json={"is_active": False, "timeout_ms": 60000})
+            assert "plugin deny-b rejected this plugin" in problem_detail(sneaky, 422)
+            assert client.patch("/api/v1/plugins/deny-a", json={"is_active": False}).status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_notifications_of_a_revoked_plugin_are_dropped(tmp_path: Path, standalone: type[Standalone]) -> None:
+    log = tmp_path / "after.jsonl"
+    remote = standalone(OBJECTS)
+    port = remote.port
+    server = Server(tmp_path, env={"SOLSTICE_OBJECT_HOOK_INTERVAL": "0.1"}).wait_ready()
+    try:
+        with server.client() as client:
+            _register(
+                client,
+                "gone",
+                "",
+                command=remote.command,
+                config={"log": str(log)},
+                failure_policy="fail_open",
+            )
+            remote.stop()
+            client.post("/api/v1/llms", json={"name": "quiet", "vendor": "mock"})
+            wait_until(
+                lambda: "solstice_object_hook_backlog 1.0" in client.get("/metrics").text, 10, server.log
+            )
+            client.post("/api/v1/plugins/gone/scopes/revoke", json={"scopes": ["objects.hook"]})
+        standalone(OBJECTS, port)
+        with server.client() as client:
+            wait_until(
+                lambda: "solstice_object_hook_backlog 0.0" in client.get("/metrics").text, 15, server.log
+            )
+            assert "solstice_object_hook_dropped_total 1.0" in client.get("/metrics").text
+        assert not _records(log)
     finally:
         assert server.stop() == 0

@@ -7,7 +7,10 @@ defaults: a plugin created without a description gets "added by ACTOR";
 garbage: an app's creation is answered with no decision;
 slow: an app's creation is answered after 5 s;
 deny: every change is rejected;
-invalid: an LLM's creation is answered with the LLM changed to an unknown vendor.
+invalid: an LLM's creation is answered with the LLM changed to an unknown vendor;
+nulls: an LLM's update is answered with its name set to null;
+redirect: an LLM's creation or update is answered with its upstream_url moved to another host.
+With "log_before" true, before_* events are written to the log too.
 With "log" set, each after_* event is appended to that file as one JSON line.
 """
 
@@ -32,9 +35,10 @@ class Objects(Plugin):
     def configure(self, config: dict[str, Any]) -> None:
         self.mode = str(config.get("mode", ""))
         self.log = config.get("log")
+        self.log_before = bool(config.get("log_before"))
 
     async def on_object(self, change: ObjectChange) -> pb.ObjectHookResponse | None:
-        if not change.before:
+        if not change.before or self.log_before:
             if self.log:
                 line = {
                     "event": change.event,
@@ -46,6 +50,7 @@ class Objects(Plugin):
                 }
                 with open(self.log, "a") as out:
                     out.write(json.dumps(line) + "\n")
+        if not change.before:
             return None
         if self.mode == "deny":
             return reject_object(f"{change.event} of every {change.object_type} is denied")
@@ -58,6 +63,10 @@ class Objects(Plugin):
         creates_plugin = change.object_type == "plugin" and change.event == "before_create"
         if self.mode == "defaults" and creates_plugin and not change.object.get("description"):
             return replace_object({**change.object, "description": f"added by {change.actor}"})
+        if self.mode == "nulls" and change.object_type == "llm" and change.event == "before_update":
+            return replace_object({**change.object, "name": None})
+        if self.mode == "redirect" and change.object_type == "llm" and change.event != "before_delete":
+            return replace_object({**change.object, "upstream_url": "https://elsewhere.example.net/v1"})
         if self.mode == "invalid" and change.object_type == "llm" and change.event == "before_create":
             return replace_object({**change.object, "vendor": "nobody"})
         if self.mode == "garbage" and change.object_type == "app" and change.event == "before_create":

@@ -55,6 +55,8 @@ class NamingPolicy(Plugin):
                 return replace_object({**change.object, "description": f"added by {change.actor}"})
             return None
         name = str(change.object.get("name", ""))
+        if change.previous is not None and change.previous.get("name") == name:
+            return None  # not renamed: objects older than the rule can still be changed
         if not self.pattern.match(name):
             return reject_object(
                 f"{change.object_type} name {name!r} breaks rule {self.rule} ({self.pattern.pattern})"

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
-from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, writable
+from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, one_change_at_a_time
 from solstice.api.schemas import INPUT
 from solstice.control.errors import InvalidError, NotFoundError
 from solstice.control.object_views import app_view
@@ -185,40 +185,45 @@ async def get_one(ref: str, request: Request, principal: Principal = Depends(req
 
 @router.patch("/{ref}", response_model=AppOut, openapi_extra=documented(AppFields))
 async def patch(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> AppOut:
-    """Change an app's name, LLMs or activity."""
+    """Change an app's name, LLMs, agents or activity."""
     changes = AppFields.model_validate(await json_object(request)).model_dump(exclude_unset=True)
     if any(v is None for v in changes.values()):
         raise InvalidError("app fields cannot be null; leave a field out to keep its value")
-    current = await _find(request, ref)
+    found = await _find(request, ref)
     if "llms" in changes:
         changes["llms"] = await _llm_ids(request, changes["llms"])
     if "agents" in changes:
         changes["agents"] = await _agents(request, changes["agents"])
-    view = writable(app_view(current))
     by = changed_by(request, principal)
-    final = await hooks_of(request).before(
-        "app",
-        "before_update",
-        {**view, **changes},
-        by=by,
-        previous=view,
-        check=checker(AppFields, unset=True),
-    )
-    changes = changes_from(view, final)
-    llm_ids = await _llm_ids(request, changes.pop("llms")) if "llms" in changes else None
-    async with request.app.state.sessions.begin() as session:
-        row = await session.get(AppRow, current.id)
-        assert row is not None
-        previous = app_view(row)
-        for key, value in changes.items():
-            setattr(row, key, value)
-        if llm_ids is not None:
-            row.llm_ids = llm_ids
-        await audit.record(session, principal.name, "app.update", f"app:{row.id}", "ok")
-        if changes or llm_ids is not None:
-            await hooks_of(request).queue_after(
-                session, "app", "after_update", app_view(row), by=by, previous=previous
-            )
+    async with one_change_at_a_time("app", found.id):
+        current = await _find(request, str(found.id))
+        view = app_view(current)
+        final = await hooks_of(request).before(
+            "app",
+            "before_update",
+            {**view, **changes},
+            by=by,
+            previous=view,
+            check=checker(AppFields, unset=True),
+        )
+        changes = changes_from(view, final)
+        llm_ids = await _llm_ids(request, changes.pop("llms")) if "llms" in changes else None
+        if "agents" in changes:
+            changes["agents"] = await _agents(request, changes["agents"])
+        async with request.app.state.sessions.begin() as session:
+            row = await session.get(AppRow, current.id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"app {current.id} was deleted meanwhile")
+            previous = app_view(row)
+            for key, value in changes.items():
+                setattr(row, key, value)
+            if llm_ids is not None:
+                row.llm_ids = llm_ids
+            await audit.record(session, principal.name, "app.update", f"app:{row.id}", "ok")
+            if changes or llm_ids is not None:
+                await hooks_of(request).queue_after(
+                    session, "app", "after_update", app_view(row), by=by, previous=previous
+                )
     await request.app.state.routes.refresh()
     return await _out(request, row)
 
@@ -226,15 +231,18 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
 @router.delete("/{ref}", status_code=204, response_class=Response)
 async def delete(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Remove an app and its keys."""
-    current = await _find(request, ref)
+    found = await _find(request, ref)
     by = changed_by(request, principal)
-    await hooks_of(request).before("app", "before_delete", app_view(current), by=by)
-    async with request.app.state.sessions.begin() as session:
-        row = await session.get(AppRow, current.id)
-        if row is not None:
-            await hooks_of(request).queue_after(session, "app", "after_delete", app_view(row), by=by)
-            await session.delete(row)
-        await audit.record(session, principal.name, "app.delete", f"app:{current.id}", "ok")
+    async with one_change_at_a_time("app", found.id):
+        current = await _find(request, str(found.id))
+        await hooks_of(request).before("app", "before_delete", app_view(current), by=by)
+        async with request.app.state.sessions.begin() as session:
+            # Locked first: the notifications of changes that committed before this one come first.
+            row = await session.get(AppRow, current.id, with_for_update=True)
+            if row is not None:
+                await hooks_of(request).queue_after(session, "app", "after_delete", app_view(row), by=by)
+                await session.delete(row)
+            await audit.record(session, principal.name, "app.delete", f"app:{current.id}", "ok")
     await request.app.state.routes.refresh()
     return Response(status_code=204)
 

@@ -11,12 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
-from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, writable
+from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, one_change_at_a_time
 from solstice.api.plugins import slugify
 from solstice.api.schemas import INPUT
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, RefusedError
-from solstice.control.object_views import llm_view
+from solstice.control.object_views import app_view, llm_view
 from solstice.gateway import mock
 from solstice.safejson import JSONObject, unreadable_reason
 from solstice.sealing import keyring_of
@@ -168,15 +168,18 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
     values = body.model_dump(exclude_none=True)
     values["slug"] = body.slug or slugify(body.name)
     secret = values.pop("api_key", None)
+    # Credentials in the URL are refused before any hook could see them.
+    await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
     proposed = {"upstream_url": "", "is_active": True, "options": {}, "namespace": "", **values}
-    values = await hooks_of(request).before(
-        "llm", "before_create", proposed, by=changed_by(request, principal), check=checker(LLMCreate)
-    )
+    by = changed_by(request, principal)
+    values = await hooks_of(request).before("llm", "before_create", proposed, by=by, check=checker(LLMCreate))
     values.setdefault("slug", slugify(values["name"]))
+    _refuse_moved_key(values["slug"], proposed, values, holds_key=secret is not None)
     if secret is not None:
         values["api_key"] = secret
     _check_vendor(values["vendor"], values.get("upstream_url") or "")
-    await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
+    if values.get("upstream_url") != proposed["upstream_url"]:
+        await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
     async with request.app.state.sessions.begin() as session:
         if await get_llm(session, values["slug"]) is not None:
             raise ConflictError(f"an LLM with slug {values['slug']!r} already exists; choose another slug")
@@ -190,11 +193,19 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
                 f"an LLM with slug {values['slug']!r} already exists; choose another slug"
             ) from None
         await audit.record(session, principal.name, "llm.create", row.slug, "ok")
-        await hooks_of(request).queue_after(
-            session, "llm", "after_create", llm_view(row), by=changed_by(request, principal)
-        )
+        await hooks_of(request).queue_after(session, "llm", "after_create", llm_view(row), by=by)
     await request.app.state.routes.refresh()
     return _out(row)
+
+
+def _refuse_moved_key(slug: str, proposed: dict[str, Any], final: dict[str, Any], holds_key: bool) -> None:
+    """A key goes only to the host its sender chose: an object hook may not move it elsewhere."""
+    before, after = origin_of(proposed.get("upstream_url") or ""), origin_of(final.get("upstream_url") or "")
+    if holds_key and before != after:
+        raise InvalidError(
+            f"an object hook moved LLM {slug} from {before or 'no upstream'} to {after or 'no upstream'}, "
+            "and its api_key is only sent where its sender chose; change upstream_url yourself, with the key"
+        )
 
 
 @router.get("", response_model=list[LLMOut])
@@ -216,66 +227,75 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     changes = LLMFields.model_validate(await json_object(request)).model_dump(exclude_unset=True)
     if any(v is None for v in changes.values()):
         raise InvalidError("LLM fields cannot be null; leave a field out to keep its value")
-    current = await _find(request, ref)
-    secret = changes.pop("api_key", None)
-    view = writable(llm_view(current))
-    final = await hooks_of(request).before(
-        "llm",
-        "before_update",
-        {**view, **changes},
-        previous=view,
-        by=changed_by(request, principal),
-        check=checker(LLMFields, unset=True),
-    )
-    changes = changes_from(view, final)
-    if secret is not None:
-        changes["api_key"] = secret
-    if "slug" in changes and changes["slug"] != current.slug:
-        raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
-    _check_vendor(changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url))
-    _check_key_follows(current, changes)
-    if "upstream_url" in changes:
-        await _check_upstream(request, changes["upstream_url"], current.slug)
-    async with request.app.state.sessions.begin() as session:
-        row = await session.get(LLMRow, current.id)
-        assert row is not None
-        previous = llm_view(row)
-        if "api_key" in changes:
-            changes["api_key"] = keyring_of(session).seal(changes["api_key"])
-        for key, value in changes.items():
-            setattr(row, key, value)
-        await audit.record(session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes)))
-        if changes:
-            await hooks_of(request).queue_after(
-                session,
-                "llm",
-                "after_update",
-                llm_view(row),
-                previous=previous,
-                by=changed_by(request, principal),
+    found = await _find(request, ref)
+    by = changed_by(request, principal)
+    async with one_change_at_a_time("llm", found.id):
+        current = await _find(request, str(found.id))
+        secret = changes.pop("api_key", None)
+        if "upstream_url" in changes:
+            await _check_upstream(request, changes["upstream_url"], current.slug)
+        view = llm_view(current)
+        proposed = {**view, **changes}
+        final = await hooks_of(request).before(
+            "llm", "before_update", proposed, previous=view, by=by, check=checker(LLMFields, unset=True)
+        )
+        _refuse_moved_key(
+            current.slug, proposed, final, holds_key=secret is not None or bool(current.api_key)
+        )
+        changes = changes_from(view, final)
+        if secret is not None:
+            changes["api_key"] = secret
+        if "slug" in changes and changes["slug"] != current.slug:
+            raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
+        _check_vendor(
+            changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url)
+        )
+        _check_key_follows(current, changes)
+        if "upstream_url" in changes and changes["upstream_url"] != proposed.get("upstream_url"):
+            await _check_upstream(request, changes["upstream_url"], current.slug)
+        async with request.app.state.sessions.begin() as session:
+            row = await session.get(LLMRow, current.id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"LLM {current.slug} was deleted meanwhile")
+            previous = llm_view(row)
+            if "api_key" in changes:
+                changes["api_key"] = keyring_of(session).seal(changes["api_key"])
+            for key, value in changes.items():
+                setattr(row, key, value)
+            await audit.record(
+                session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes))
             )
+            if changes:
+                await hooks_of(request).queue_after(
+                    session, "llm", "after_update", llm_view(row), previous=previous, by=by
+                )
     await request.app.state.routes.refresh()
     return _out(row)
 
 
 @router.delete("/{ref}", status_code=204, response_class=Response)
 async def delete(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
-    """Remove an LLM and its chain."""
-    current = await _find(request, ref)
-    await hooks_of(request).before(
-        "llm", "before_delete", llm_view(current), by=changed_by(request, principal)
-    )
-    async with request.app.state.sessions.begin() as session:
-        row = await session.get(LLMRow, current.id)
-        if row is not None:
-            await hooks_of(request).queue_after(
-                session, "llm", "after_delete", llm_view(row), by=changed_by(request, principal)
-            )
-            await session.delete(row)
-        for app in await all_apps(session):
-            if current.id in (app.llm_ids or []):
-                app.llm_ids = [i for i in app.llm_ids if i != current.id]
-        await audit.record(session, principal.name, "llm.delete", current.slug, "ok")
+    """Remove an LLM and its chain; apps that could call it no longer can."""
+    found = await _find(request, ref)
+    by = changed_by(request, principal)
+    hooks = hooks_of(request)
+    async with one_change_at_a_time("llm", found.id):
+        current = await _find(request, str(found.id))
+        await hooks.before("llm", "before_delete", llm_view(current), by=by)
+        async with request.app.state.sessions.begin() as session:
+            # Locked first: the notifications of changes that committed before this one come first.
+            row = await session.get(LLMRow, current.id, with_for_update=True)
+            if row is not None:
+                await hooks.queue_after(session, "llm", "after_delete", llm_view(row), by=by)
+                await session.delete(row)
+            for app in await all_apps(session):
+                if current.id in (app.llm_ids or []):
+                    previous = app_view(app)
+                    app.llm_ids = [i for i in app.llm_ids if i != current.id]
+                    await hooks.queue_after(
+                        session, "app", "after_update", app_view(app), previous=previous, by=by
+                    )
+            await audit.record(session, principal.name, "llm.delete", current.slug, "ok")
     await request.app.state.routes.refresh()
     return Response(status_code=204)
 

@@ -3,7 +3,10 @@ that a hook's replacement object is valid as if the user had sent it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -32,16 +35,24 @@ def writable(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def checked(
-    schema: type[BaseModel], obj: dict[str, Any], *, unset: bool = False, by_alias: bool = False
+    schema: type[BaseModel],
+    obj: dict[str, Any],
+    *,
+    unset: bool = False,
+    by_alias: bool = False,
+    nullable: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """`obj` validated by `schema` and dumped again (without unset fields with `unset`), or InvalidError."""
+    """`obj` (without its read-only fields) validated by `schema` and dumped again (without unset
+    fields with `unset`), or InvalidError; null is refused where a stored value cannot be null."""
     try:
-        model = schema.model_validate(obj)
+        model = schema.model_validate(writable(obj))
     except ValidationError as exc:
         raise InvalidError(describe_validation(exc.errors())) from None
-    if unset:
-        return model.model_dump(exclude_unset=True, by_alias=by_alias)
-    return model.model_dump(exclude_none=True, by_alias=by_alias)
+    dumped = model.model_dump(exclude_unset=unset, exclude_none=not unset, by_alias=by_alias)
+    nulls = sorted(key for key, value in dumped.items() if value is None and key not in nullable)
+    if nulls:
+        raise InvalidError(f"{nulls[0]} cannot be null")
+    return dumped
 
 
 def checker(schema: type[BaseModel], **options: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -50,5 +61,23 @@ def checker(schema: type[BaseModel], **options: Any) -> Callable[[dict[str, Any]
 
 
 def changes_from(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """The fields of `after` that differ from `before`."""
-    return {key: value for key, value in after.items() if before.get(key) != value}
+    """The writable fields of `after` that differ from `before`."""
+    return {key: value for key, value in writable(after).items() if before.get(key) != value}
+
+
+# One change at a time per object on this server: a read-modify-write (and the `previous` its
+# hooks see) is not interleaved with another. Servers sharing PostgreSQL also lock the row.
+_LOCKS: defaultdict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+@contextlib.asynccontextmanager
+async def one_change_at_a_time(object_type: str, object_id: int) -> AsyncIterator[None]:
+    """Hold the lock of one object while it is read, judged and changed."""
+    key = (object_type, object_id)
+    lock = _LOCKS[key]
+    try:
+        async with lock:
+            yield
+    finally:
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            _LOCKS.pop(key, None)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from solstice.api.auth import Principal, require_admin, require_read
 from solstice.api.body import documented, json_object
-from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, writable
+from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, one_change_at_a_time
 from solstice.api.schemas import (
     RESERVED_SLUGS,
     DataCleared,
@@ -181,7 +181,7 @@ async def create_plugin(request: Request, principal: Principal = Depends(require
         "before_create",
         proposed,
         by=changed_by(request, principal),
-        check=checker(PluginCreate, by_alias=True),
+        check=checker(PluginCreate, by_alias=True, nullable=_NULLABLE),
     )
     if final != proposed:
         body = PluginCreate.model_validate(final)
@@ -288,6 +288,19 @@ _NAMES = {alias: name for name, alias in _ALIASES.items()}
 async def _change(request: Request, ref: str, principal: Principal, replace: bool) -> PluginOut:
     manager = _manager(request)
     data = await json_object(request)
+    found = await manager.get(ref)
+    async with one_change_at_a_time("plugin", found.id):
+        return await _change_one(request, manager, str(found.id), data, principal, replace)
+
+
+async def _change_one(
+    request: Request,
+    manager: PluginManager,
+    ref: str,
+    data: dict[str, Any],
+    principal: Principal,
+    replace: bool,
+) -> PluginOut:
     current = await manager.get(ref)
     if replace:
         full = PluginCreate.model_validate(data)
@@ -320,10 +333,15 @@ async def _change(request: Request, ref: str, principal: Principal, replace: boo
 
 
 def _switches_off_policy(current: PluginRow, changes: dict[str, Any] | None) -> bool:
-    """Deleting (no changes) or deactivating a plugin that hooks objects: no hook may stop that, so
-    two policy plugins can never lock each other (and the operator) out."""
-    hooks_objects = OBJECT_HOOK in hook_types_of(current.hook_types, current.hook_type)
-    return hooks_objects and (changes is None or changes.get("is_active") is False)
+    """Deleting (no changes) or only deactivating a plugin that hooks objects: no hook may stop that,
+    so two policy plugins can never lock each other (and the operator) out."""
+    if OBJECT_HOOK not in hook_types_of(current.hook_types, current.hook_type):
+        return False
+    if changes is None:
+        return True
+    view = plugin_view(current)
+    changed = {k for k, v in changes.items() if view.get(_ALIASES.get(k, k)) != v}
+    return changed == {"is_active"} and changes["is_active"] is False
 
 
 async def _hooked_update(
@@ -332,7 +350,7 @@ async def _hooked_update(
     """`changes` after the before_update hooks of other plugins, which may change them further."""
     if _switches_off_policy(current, changes):
         return changes
-    view = writable(plugin_view(current))
+    view = plugin_view(current)
     proposed = {**view, **{_ALIASES.get(k, k): v for k, v in changes.items()}}
     final = await hooks_of(request).before(
         "plugin",
@@ -341,7 +359,7 @@ async def _hooked_update(
         by=changed_by(request, principal),
         previous=view,
         subject=current.slug,
-        check=checker(PluginFields, unset=True, by_alias=True),
+        check=checker(PluginFields, unset=True, by_alias=True, nullable=_NULLABLE),
     )
     named = {_NAMES.get(k, k): v for k, v in changes_from(proposed, final).items()}
     return {**changes, **named}
@@ -363,16 +381,18 @@ async def put_one(ref: str, request: Request, principal: Principal = Depends(req
 async def delete_one(ref: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Stop and remove a plugin."""
     manager = _manager(request)
-    current = await manager.get(ref)
-    if not _switches_off_policy(current, None):
-        await hooks_of(request).before(
-            "plugin",
-            "before_delete",
-            plugin_view(current),
-            by=changed_by(request, principal),
-            subject=current.slug,
-        )
-    await manager.delete(ref, principal.name)
+    found = await manager.get(ref)
+    async with one_change_at_a_time("plugin", found.id):
+        current = await manager.get(str(found.id))
+        if not _switches_off_policy(current, None):
+            await hooks_of(request).before(
+                "plugin",
+                "before_delete",
+                plugin_view(current),
+                by=changed_by(request, principal),
+                subject=current.slug,
+            )
+        await manager.delete(str(current.id), principal.name)
     return Response(status_code=204)
 
 

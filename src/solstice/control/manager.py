@@ -119,8 +119,10 @@ class PluginManager:
                 candidate = PluginRow(**{**_columns(row), **changed})
                 await self._replace(candidate, actor, "plugin.update")
             async with self.sessions.begin() as session:
-                stored = await session.get(PluginRow, row.id)
-                assert stored is not None
+                # Locked: the notifications of changes that committed before this one come first.
+                stored = await session.get(PluginRow, row.id, with_for_update=True)
+                if stored is None:
+                    raise NotFoundError(f"plugin {row.slug} was deleted meanwhile")
                 previous = plugin_view(stored)
                 for key, value in changed.items():
                     setattr(stored, key, value)
@@ -149,7 +151,7 @@ class PluginManager:
         async with self._locks[row.slug]:
             await self._unload(row.slug)
             async with self.sessions.begin() as session:
-                stored = await session.get(PluginRow, row.id)
+                stored = await session.get(PluginRow, row.id, with_for_update=True)
                 if stored is not None:
                     await self._notify_hooks(session, "after_delete", stored, actor)
                     await session.delete(stored)

@@ -1,9 +1,11 @@
 """Delivers queued after_* object hook notifications: at least once, in order per plugin and object.
 
-Every `SOLSTICE_OBJECT_HOOK_INTERVAL` seconds each server takes the oldest waiting notification
-of each plugin and object whose plugin runs there, with a lease, and calls the plugin. A delivered
+Each server takes the oldest waiting notification of each plugin and object whose plugin runs
+there, with a lease of that plugin's deadline, and calls the plugins in parallel. A delivered
 notification is deleted; a failed one waits (1 s, doubled per attempt, up to
-`SOLSTICE_OBJECT_HOOK_RETRY_MAX`) and the notifications after it for the same object wait with it.
+`SOLSTICE_OBJECT_HOOK_RETRY_MAX`) and the later ones of the same object wait behind it. One that
+waited longer than `SOLSTICE_OBJECT_HOOK_MAX_AGE`, or whose plugin lost the scope objects.hook or
+the registration, is dropped with a warning.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import contextlib
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from solstice.control.object_hooks import ObjectHooks
 from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError, PluginState
-from solstice.metrics import OBJECT_HOOK_BACKLOG, OBJECT_HOOK_CALLS
+from solstice.metrics import OBJECT_HOOK_BACKLOG, OBJECT_HOOK_CALLS, OBJECT_HOOK_DROPPED
 from solstice.protocol import pb
 from solstice.settings import Settings
 from solstice.store import object_deliveries as queued
@@ -25,7 +27,11 @@ from solstice.store.models import ObjectDeliveryRow, utcnow
 
 log = structlog.get_logger("solstice.object_hooks")
 
-_BATCH = 100
+_BATCH = 200
+# Calls in flight at once, across plugins and objects.
+_PARALLEL = 16
+# Past this many attempts the wait stays at its longest (and 2**n stays a float).
+_MAX_DOUBLINGS = 30
 _SERVING = (PluginState.HEALTHY, PluginState.UNHEALTHY)
 
 
@@ -33,11 +39,17 @@ class ObjectDeliveries:
     """The delivery loop of one server."""
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], host: PluginHost, server: str
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        host: PluginHost,
+        hooks: ObjectHooks,
+        server: str,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.host = host
+        self.hooks = hooks
         self.server = server
         self._loop: asyncio.Task[None] | None = None
 
@@ -54,38 +66,77 @@ class ObjectDeliveries:
 
     async def _deliver_loop(self) -> None:
         while True:
+            sent = 0
             try:
-                await self.deliver()
+                sent = await self.deliver()
             except Exception:  # a database hiccup must not end delivery for good
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError from None
                 log.exception("delivering object hook notifications failed; retrying")
-            await asyncio.sleep(self.settings.object_hook_interval)
+            if not sent:  # with work done, look again at once: the next of each object may be due
+                await asyncio.sleep(self.settings.object_hook_interval)
 
-    def _serving(self, slug: str) -> bool:
+    def _serving(self) -> list[str]:
+        return [status.slug for status in self.host.statuses() if status.state in _SERVING]
+
+    async def deliver(self) -> int:
+        """Deliver what is due now, one notification per plugin and object at a time; how many went."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            expired = await queued.drop_older_than(
+                session, now - timedelta(seconds=self.settings.object_hook_max_age)
+            )
+        if expired:
+            OBJECT_HOOK_DROPPED.inc(expired)
+            log.warning(
+                "object hook notifications dropped after waiting too long; "
+                "raise SOLSTICE_OBJECT_HOOK_MAX_AGE or fix the plugins that do not take them",
+                dropped=expired,
+            )
+        serving = self._serving()
+        async with self.sessions() as session:
+            ready = await queued.ready(session, now, serving, _BATCH) if serving else []
+            OBJECT_HOOK_BACKLOG.set(await queued.backlog(session))
+        if not ready:
+            return 0
+        limit = asyncio.Semaphore(_PARALLEL)
+
+        async def one(row: ObjectDeliveryRow, slug: str) -> bool:
+            async with limit:
+                return await self._claim_and_send(row, slug)
+
+        sent = await asyncio.gather(*(one(row, slug) for row, slug in ready))
+        return sum(sent)
+
+    async def _claim_and_send(self, row: ObjectDeliveryRow, slug: str) -> bool:
+        watchers = {w.slug for w in await self.hooks.watchers(row.object_type, row.event)}
+        if slug not in watchers:
+            # Revoked, unregistered or switched to another hook type since it was queued.
+            async with self.sessions.begin() as session:
+                await queued.forget(session, row.id)
+            OBJECT_HOOK_DROPPED.inc()
+            log.warning(
+                "object hook notification dropped: the plugin no longer hooks it",
+                plugin=slug,
+                object_event=row.event,
+            )
+            return False
         try:
-            return self.host.status(slug).state in _SERVING
+            spec = self.host.spec(slug)
         except PluginNotLoadedError:
             return False
-
-    async def deliver(self) -> None:
-        """Deliver what is due now, one notification per plugin and object at a time."""
+        timeout = (spec.timeout_ms or self.settings.plugin_timeout_ms) / 1000
         now = utcnow()
-        async with self.sessions() as session:
-            ready = await queued.ready(session, now, _BATCH)
-            backlog = (await session.execute(select(func.count(ObjectDeliveryRow.id)))).scalar_one()
-        OBJECT_HOOK_BACKLOG.set(backlog)
-        lease = timedelta(seconds=self.settings.plugin_timeout_ms / 1000 + 30)
-        for row, slug in ready:
-            if not self._serving(slug):
-                continue  # another server may have it running; it waits otherwise
-            async with self.sessions.begin() as session:
-                if not await queued.claim(session, row.id, self.server, now, now + lease):
-                    continue
-            await self._send(row, slug)
+        async with self.sessions.begin() as session:
+            # The lease outlasts the call: no other server sends it meanwhile.
+            if not await queued.claim(
+                session, row.id, self.server, now, now + timedelta(seconds=timeout + 30)
+            ):
+                return False
+        return await self._send(row, slug, timeout)
 
-    async def _send(self, row: ObjectDeliveryRow, slug: str) -> None:
+    async def _send(self, row: ObjectDeliveryRow, slug: str, timeout: float) -> bool:
         request = pb.ObjectHookRequest(
             context=pb.RequestContext(request_id=row.request_id),
             event=row.event,
@@ -96,11 +147,9 @@ class ObjectDeliveries:
             delivery_id=row.delivery_id,
         )
         try:
-            client = self.host.client(slug)
-            timeout_ms = self.host.spec(slug).timeout_ms or self.settings.plugin_timeout_ms
-            await client.handle_object_hook(request, timeout_ms / 1000)
+            await self.host.client(slug).handle_object_hook(request, timeout)
         except (PluginCallError, PluginNotLoadedError) as exc:
-            delay = min(2.0**row.attempts, self.settings.object_hook_retry_max)
+            delay = min(2.0 ** min(row.attempts, _MAX_DOUBLINGS), self.settings.object_hook_retry_max)
             error = str(exc) if isinstance(exc, PluginCallError) else f"plugin {slug} is not running here"
             OBJECT_HOOK_CALLS.labels(slug, row.event, "error").inc()
             log.info(
@@ -111,8 +160,9 @@ class ObjectDeliveries:
                 error=error,
             )
             async with self.sessions.begin() as session:
-                await queued.failed(session, row.id, error, utcnow() + timedelta(seconds=delay))
-            return
+                await queued.failed(session, row.id, error[:2000], utcnow() + timedelta(seconds=delay))
+            return False
         OBJECT_HOOK_CALLS.labels(slug, row.event, "delivered").inc()
         async with self.sessions.begin() as session:
-            await queued.delivered(session, row.id)
+            await queued.forget(session, row.id)
+        return True

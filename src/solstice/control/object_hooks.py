@@ -18,7 +18,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from solstice.control.errors import InvalidError, UnavailableError
-from solstice.hooks import OBJECT_EVENTS, OBJECT_HOOK, OBJECT_TYPES, hook_types_of, known_failure_policy
+from solstice.hooks import (
+    OBJECT_EVENTS,
+    OBJECT_HOOK,
+    OBJECT_TYPES,
+    default_failure_policy,
+    hook_types_of,
+    known_failure_policy,
+)
 from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError
 from solstice.metrics import OBJECT_HOOK_CALLS
 from solstice.protocol import pb
@@ -33,6 +40,15 @@ log = structlog.get_logger("solstice.object_hooks")
 # Fields of an object's view a plugin sees but cannot set, and secrets it never sees: dropped from
 # a replacement.
 READ_ONLY = ("id", "has_api_key", "api_key")
+# What the API says of a failed call (the plugin's own words go to the log).
+_CALL_FAILURES = {
+    "DEADLINE_EXCEEDED": "it did not answer within {ms} ms",
+    "UNAVAILABLE": "it is not reachable",
+    "CANCELLED": "it is not reachable",
+    "UNIMPLEMENTED": "it does not implement HandleObjectHook",
+}
+# The longest rejection reason passed on to the API's client.
+_REASON_LIMIT = 500
 # Checks a replaced object as if the user had sent it: the object to store, or InvalidError.
 Check = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -110,7 +126,11 @@ def _watchers(
                         slug=row.slug,
                         priority=int(registration.get("priority", 0)),
                         timeout_s=row.timeout_ms / 1000,
-                        fail_open=known_failure_policy(row.failure_policy) == "fail_open",
+                        # The policy the API shows for the plugin.
+                        fail_open=(
+                            known_failure_policy(row.failure_policy) or default_failure_policy(row.hook_type)
+                        )
+                        == "fail_open",
                     )
                 )
                 break
@@ -121,7 +141,7 @@ def _refusal_of(answer: pb.ObjectHookResponse, event: str) -> str | None:
     """Why a before_* answer cannot be used, or None."""
     decision = answer.WhichOneof("decision")
     if decision is None:
-        return "it answered no decision (allow, reject or modify)"
+        return "it answered no decision: allow, reject or modify"
     if decision == "modify":
         if event == "before_delete":
             return "it answered modify to before_delete, which can only be allowed or rejected"
@@ -180,12 +200,16 @@ class ObjectHooks:
             try:
                 answer = await self.host.client(watcher.slug).handle_object_hook(request, watcher.timeout_s)
                 refusal = _refusal_of(answer, event)
-            except (PluginCallError, PluginNotLoadedError) as exc:
-                refusal = (
-                    str(exc)
-                    if isinstance(exc, PluginCallError)
-                    else f"plugin {watcher.slug} is not running here"
+            except PluginCallError as exc:
+                # What the plugin said stays in the log: it may hold paths or secrets of its own.
+                log.warning(
+                    "object hook call failed", plugin=watcher.slug, object_event=event, error=str(exc)
                 )
+                refusal = _CALL_FAILURES.get(exc.code, "its call failed").format(
+                    ms=round(watcher.timeout_s * 1000)
+                )
+            except PluginNotLoadedError:
+                refusal = "it is not running on this server"
             if refusal is not None:
                 OBJECT_HOOK_CALLS.labels(watcher.slug, event, "error").inc()
                 if watcher.fail_open:
@@ -197,13 +221,14 @@ class ObjectHooks:
                     )
                     continue
                 raise UnavailableError(
-                    f"plugin {watcher.slug}'s {event} hook on {object_type} failed, so the change was not "
-                    f"made: {refusal}; fix or deactivate the plugin, or set its failure_policy to fail_open"
+                    f"plugin {watcher.slug}'s {event} hook on {object_type} failed ({refusal}), so the "
+                    "change was not made; fix or deactivate the plugin, "
+                    "or set its failure_policy to fail_open"
                 )
             decision = answer.WhichOneof("decision")
             OBJECT_HOOK_CALLS.labels(watcher.slug, event, decision or "error").inc()
             if decision == "reject":
-                reason = answer.reject.reason.strip() or "no reason given"
+                reason = " ".join(answer.reject.reason.split())[:_REASON_LIMIT] or "no reason given"
                 raise RejectedByPluginError(f"plugin {watcher.slug} rejected this {object_type}: {reason}")
             if decision == "modify":
                 replaced = {

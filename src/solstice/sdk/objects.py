@@ -32,10 +32,15 @@ class ObjectHook:
             raise ObjectHookError(
                 f"object type {self.object_type!r} is not hookable; use one of {', '.join(OBJECT_TYPES)}"
             )
-        unknown = [event for event in self.events if event not in OBJECT_EVENTS]
-        if unknown or not self.events:
+        if isinstance(self.events, str) or not self.events:
             raise ObjectHookError(
-                f"object hook event {unknown[0] if unknown else 'list'!r} is not valid; "
+                f"object hook events must be a non-empty list, not {self.events!r}; "
+                f"use one or more of {', '.join(OBJECT_EVENTS)}"
+            )
+        unknown = [event for event in self.events if event not in OBJECT_EVENTS]
+        if unknown:
+            raise ObjectHookError(
+                f"object hook event {unknown[0]!r} is not valid; "
                 f"use one or more of {', '.join(OBJECT_EVENTS)}"
             )
 

@@ -6,11 +6,11 @@ notifications behind. Servers claim a row with a lease; a delivered row is delet
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, exists, or_, select, update
+from sqlalchemy import CursorResult, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -22,8 +22,11 @@ def add(session: AsyncSession, values: Mapping[str, Any]) -> None:
     session.add(ObjectDeliveryRow(**values))
 
 
-async def ready(session: AsyncSession, now: datetime, limit: int) -> list[tuple[ObjectDeliveryRow, str]]:
-    """Notifications due now and unclaimed, each the oldest of its plugin and object, with the slug."""
+async def ready(
+    session: AsyncSession, now: datetime, slugs: Sequence[str], limit: int
+) -> list[tuple[ObjectDeliveryRow, str]]:
+    """Notifications for the plugins `slugs` due now and unclaimed, each the oldest of its plugin
+    and object, with the plugin's slug."""
     earlier = aliased(ObjectDeliveryRow)
     older_exists = exists().where(
         earlier.plugin_id == ObjectDeliveryRow.plugin_id,
@@ -36,6 +39,7 @@ async def ready(session: AsyncSession, now: datetime, limit: int) -> list[tuple[
         .join(PluginRow, PluginRow.id == ObjectDeliveryRow.plugin_id)
         .where(
             PluginRow.is_active.is_(True),
+            PluginRow.slug.in_(list(slugs)),
             ObjectDeliveryRow.next_attempt_at <= now,
             or_(ObjectDeliveryRow.claimed_until.is_(None), ObjectDeliveryRow.claimed_until < now),
             ~older_exists,
@@ -52,6 +56,7 @@ async def claim(session: AsyncSession, row_id: int, server: str, now: datetime, 
         update(ObjectDeliveryRow)
         .where(
             ObjectDeliveryRow.id == row_id,
+            ObjectDeliveryRow.next_attempt_at <= now,
             or_(ObjectDeliveryRow.claimed_until.is_(None), ObjectDeliveryRow.claimed_until < now),
         )
         .values(claimed_by=server, claimed_until=until)
@@ -60,8 +65,8 @@ async def claim(session: AsyncSession, row_id: int, server: str, now: datetime, 
     return result.rowcount == 1
 
 
-async def delivered(session: AsyncSession, row_id: int) -> None:
-    """Forget a notification its plugin took."""
+async def forget(session: AsyncSession, row_id: int) -> None:
+    """Forget a notification: its plugin took it, or may no longer have it."""
     await session.execute(delete(ObjectDeliveryRow).where(ObjectDeliveryRow.id == row_id))
 
 
@@ -80,11 +85,15 @@ async def failed(session: AsyncSession, row_id: int, error: str, retry_at: datet
     )
 
 
-async def pending_of(session: AsyncSession, plugin_id: int) -> list[ObjectDeliveryRow]:
-    """A plugin's waiting notifications, oldest first."""
-    query = (
-        select(ObjectDeliveryRow)
-        .where(ObjectDeliveryRow.plugin_id == plugin_id)
-        .order_by(ObjectDeliveryRow.id)
+async def drop_older_than(session: AsyncSession, created_before: datetime) -> int:
+    """Forget notifications that waited since before `created_before`; how many."""
+    result = await session.execute(
+        delete(ObjectDeliveryRow).where(ObjectDeliveryRow.created_at < created_before)
     )
-    return list((await session.execute(query)).scalars())
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+async def backlog(session: AsyncSession) -> int:
+    """How many notifications wait."""
+    return (await session.execute(select(func.count(ObjectDeliveryRow.id)))).scalar_one()

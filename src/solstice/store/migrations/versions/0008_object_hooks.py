@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("object_json", sa.Text, nullable=False),
         sa.Column("previous_json", sa.Text, nullable=False),
         sa.Column("actor", sa.String(120), nullable=False),
-        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("next_attempt_at", UTCDateTime, nullable=False),
         sa.Column("last_error", sa.Text, nullable=False),
