@@ -38,18 +38,17 @@ class Objects(Plugin):
         self.log_before = bool(config.get("log_before"))
 
     async def on_object(self, change: ObjectChange) -> pb.ObjectHookResponse | None:
-        if not change.before or self.log_before:
-            if self.log:
-                line = {
-                    "event": change.event,
-                    "type": change.object_type,
-                    "object": change.object,
-                    "previous": change.previous,
-                    "delivery": change.delivery_id,
-                    "actor": change.actor,
-                }
-                with open(self.log, "a") as out:
-                    out.write(json.dumps(line) + "\n")
+        if self.log and (not change.before or self.log_before):
+            line = {
+                "event": change.event,
+                "type": change.object_type,
+                "object": change.object,
+                "previous": change.previous,
+                "delivery": change.delivery_id,
+                "actor": change.actor,
+            }
+            with open(self.log, "a") as out:
+                out.write(json.dumps(line) + "\n")
         if not change.before:
             return None
         if self.mode == "deny":
