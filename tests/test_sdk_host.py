@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 import pytest
 
 from solstice.protocol import pb
 from solstice.sdk import Plugin
-from solstice.sdk.host import Host, HostError, Link, serving
+from solstice.sdk.host import Host, HostError, Link, LlmStream, serving
 
 
 def answer_with_slug(link: Link) -> asyncio.Task[None]:
@@ -138,3 +139,19 @@ async def test_a_reopened_link_ends_the_calls_waiting_on_the_old_stream() -> Non
     with pytest.raises(HostError) as failed:
         await asyncio.wait_for(waiting, 5)
     assert failed.value.code == "UNAVAILABLE"
+
+
+async def test_a_streamed_completion_reads_as_tokens_however_its_events_are_split() -> None:
+    events = (
+        b'data: {"choices": [{"delta": {"role": "assistant"}}]}\n\n'
+        b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n'
+        b'data: {"choices": [{"delta": {"content": "lo, \\nworld"}}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+
+    async def pieces() -> AsyncGenerator[pb.ServiceReply, None]:
+        for start in range(7, len(events), 7):  # cut mid-event, mid-line, mid-JSON
+            yield pb.ServiceReply(llm_call=pb.LlmCallPart(body=events[start : start + 7]), more=True)
+
+    answer = LlmStream(pb.LlmCallPart(status=200, body=events[:7]), pieces())
+    assert [token async for token in answer.tokens()] == ["Hel", "lo, \nworld"]

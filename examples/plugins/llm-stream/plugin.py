@@ -9,27 +9,12 @@ Config: {"llm": "mock"} (the slug of the LLM to ask), {"model": "m"}.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
 from solstice.sdk import Plugin, pb, respond, route, serve
 from solstice.sdk.host import HostError
-
-
-def tokens_of(events: bytes) -> tuple[list[str], bytes]:
-    """The content tokens of the complete SSE events in `events`, and the incomplete rest."""
-    *complete, rest = events.split(b"\n\n")
-    found = []
-    for event in complete:
-        for line in event.split(b"\n"):
-            data = line.removeprefix(b"data: ")
-            if line.startswith(b"data: ") and data.strip() != b"[DONE]":
-                for choice in json.loads(data).get("choices", []):
-                    if text := choice.get("delta", {}).get("content"):
-                        found.append(text)
-    return found, rest
 
 
 class LlmStream(Plugin):
@@ -67,11 +52,8 @@ class LlmStream(Plugin):
             yield respond(status=502, media_type="text/plain")
             yield f"LLM {self.llm} answered {answer.status}\n"
             return
-        pending = b""
-        async for piece in answer:
-            found, pending = tokens_of(pending + piece)
-            for token in found:
-                yield f"data: {token}\n\n"
+        async for token in answer.tokens():
+            yield f"data: {token}\n\n"
         yield "event: done\ndata: \n\n"
 
 

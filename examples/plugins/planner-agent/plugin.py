@@ -9,27 +9,12 @@ Config: {"llm": "SLUG"} (optional: else the first LLM the calling app may use), 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from solstice.sdk import Chat, Plugin, agent_error, pb, serve, thinking
 
 PLANNER = "Write a short plan for answering the user's last message."
-
-
-def tokens_of(events: bytes) -> tuple[list[str], bytes]:
-    """The content tokens of the complete server-sent events in `events`, and the incomplete rest."""
-    *complete, rest = events.split(b"\n\n")
-    found = []
-    for event in complete:
-        for line in event.split(b"\n"):
-            data = line.removeprefix(b"data: ")
-            if line.startswith(b"data: ") and data.strip() != b"[DONE]":
-                for choice in json.loads(data).get("choices", []):
-                    if text := choice.get("delta", {}).get("content"):
-                        found.append(text)
-    return found, rest
 
 
 class PlannerAgent(Plugin):
@@ -71,11 +56,8 @@ class PlannerAgent(Plugin):
         if answer.status != 200:
             yield agent_error(f"LLM {llm} answered {answer.status}")
             return
-        pending = b""
-        async for piece in answer:
-            found, pending = tokens_of(pending + piece)
-            for token in found:
-                yield token
+        async for token in answer.tokens():
+            yield token
 
 
 if __name__ == "__main__":

@@ -340,6 +340,21 @@ class LlmStream:
             if reply.llm_call.body:
                 yield reply.llm_call.body
 
+    async def tokens(self) -> AsyncIterator[str]:
+        """The text of a streamed chat completion, token by token (its server-sent events'
+        `choices[].delta.content`), however the events are split across pieces."""
+        pending = b""
+        async for piece in self:
+            *complete, pending = (pending + piece).split(b"\n\n")
+            for event in complete:
+                for line in event.split(b"\n"):
+                    data = line.removeprefix(b"data:").strip()
+                    if not line.startswith(b"data:") or not data or data == b"[DONE]":
+                        continue
+                    for choice in json.loads(data).get("choices", []):
+                        if text := (choice.get("delta") or {}).get("content"):
+                            yield text
+
     async def aclose(self) -> None:
         """Stop reading; Solstice stops the upstream call."""
         await self._rest.aclose()
