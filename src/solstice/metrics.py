@@ -142,7 +142,7 @@ OBJECT_HOOK_BACKLOG = Gauge(
 )
 AGENT_CHATS = Counter(
     "solstice_agent_chats_total",
-    "Chat turns answered by agents, by how the answer ended: done, error (the agent's), failed, "
-    "timeout, incomplete (no done) or malformed.",
+    "Chat turns answered by agents, by how the answer ended: done, error (sent by the agent or its "
+    "SDK), failed, timeout, incomplete (ended without done), malformed or disconnected (the client left).",
     ["plugin", "outcome"],
 )

@@ -79,7 +79,10 @@ class Settings(BaseSettings):
         60.0, gt=0, allow_inf_nan=False, description="Deadline of one custom endpoint call answered whole."
     )
     plugin_endpoint_stream_timeout: float = Field(
-        300.0, gt=0, allow_inf_nan=False, description="Deadline of one streamed custom endpoint call."
+        300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Deadline of one streamed custom endpoint call, and of an agent's answer to one turn.",
     )
     plugin_kv_max_value_bytes: int = Field(
         256 << 10, ge=1, le=4 << 20, description="Largest value a plugin may store under one key."

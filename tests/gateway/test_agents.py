@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, wait_until
 from tests.server import Server
 from tests.test_edge import Edge
 
@@ -135,6 +136,47 @@ def test_an_agent_may_call_only_the_llms_of_the_app_it_answers(server: tuple[Ser
     )
 
 
+def test_a_turn_loses_its_llms_when_its_app_loses_the_agent(server: tuple[Server, str, str]) -> None:
+    running, _, _ = server
+    with running.client() as client:
+        fleeting = client.post(
+            "/api/v1/apps", json={"name": "fleeting", "llms": ["mock"], "agents": ["agents"]}
+        ).json()
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(chat, running.url, fleeting["key"], "agents", {"message": "later 1.5 mock"})
+        time.sleep(0.5)
+        with running.client() as client:
+            assert (
+                client.patch(f"/api/v1/apps/{fleeting['id']}", json={"is_active": False}).status_code == 200
+            )
+        _, got, _ = answer.result()
+    assert got[-1][0] == "error" and "may no longer use it" in got[-1][1]["content"], got
+
+
+def test_a_client_that_leaves_before_the_answer_stops_the_agent(
+    server: tuple[Server, str, str], tmp_path: Path
+) -> None:
+    running, key, _ = server
+    marker = tmp_path / "cancelled"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{running.url}/agents/agents/chat",
+            json={"message": f"slowfirst {marker}"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=1,
+        )
+    wait_until(marker.exists, 10, running.log, what="the agent to be cancelled")
+    metrics = httpx.get(f"{running.url}/metrics").text
+    assert 'solstice_agent_chats_total{outcome="disconnected",plugin="agents"}' in metrics
+
+
+def test_metadata_json_clients_cannot_read_is_refused(server: tuple[Server, str, str]) -> None:
+    running, key, _ = server
+    _, got, text = chat(running.url, key, "agents", {"message": "nan"})
+    assert got[-1][:2] == ("error", {"content": "agent agents sent a malformed answer"})
+    assert "NaN" not in text
+
+
 def test_the_planner_calls_llms_through_their_hooks(server: tuple[Server, str, str]) -> None:
     running, key, _ = server
     with running.client() as client:
@@ -196,13 +238,24 @@ def test_refusals_are_one_sentence(server: tuple[Server, str, str]) -> None:
         answered = httpx.post(f"{running.url}/agents/{slug}/chat", json=body, headers=headers)
         assert answered.status_code == status, (body, answered.text)
         assert text in answered.json()["error"]["message"]
+    surrogate = httpx.post(
+        f"{running.url}/agents/agents/chat",
+        content=b'{"message": "x \\ud800"}',
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert surrogate.status_code == 400 and "lone surrogate" in surrogate.json()["error"]["message"]
     not_json = httpx.post(
         f"{running.url}/agents/agents/chat", content=b"{", headers={"Authorization": f"Bearer {key}"}
     )
     assert not_json.status_code == 400
     with running.client() as client:
         refused = client.post("/api/v1/apps", json={"name": "x", "agents": ["ghost"]})
-    assert refused.status_code == 422 and "no plugin with slug 'ghost'" in refused.json()["detail"]
+        assert refused.status_code == 422 and "no plugin 'ghost' to chat with" in refused.json()["detail"]
+        not_agent = client.post("/api/v1/apps", json={"name": "x", "agents": ["counter"]})
+        assert "plugin counter is not registered for agent" in not_agent.json()["detail"]
+        planner_id = client.get("/api/v1/plugins/planner").json()["id"]
+        by_id = client.post("/api/v1/apps", json={"name": "y", "agents": [str(planner_id), "planner"]})
+        assert by_id.json()["agents"] == ["planner"]
 
 
 AGENT_YAML = """

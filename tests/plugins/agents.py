@@ -5,7 +5,9 @@ The chat message says what it does: "echo" answers the message back in two conte
 thinking chunk first; "tools" adds a tool call and its result; "hang" sends one chunk and never
 finishes; "raise" fails with an exception; "no-done" and "garbage" end the stream without DONE,
 or send a chunk of no known type (bypassing the SDK, as a plugin without it could); "ask" calls
-the first LLM the app may use (or "ask SLUG", that one) and relays its answer or the refusal; "who" answers the session id, the app and
+the first LLM the app may use (or "ask SLUG", that one) and relays its answer or the refusal;
+"later SECONDS SLUG" does the same after a wait; "slowfirst PATH" waits a minute before its first
+chunk and writes PATH when it is cancelled; "nan" sends metadata with NaN (bypassing the SDK); "who" answers the session id, the app and
 the history it got.
 """
 
@@ -28,6 +30,9 @@ async def _raw(
     if request.message == "no-done":
         yield pb.AgentChunk(type=pb.AGENT_CHUNK_CONTENT, content="and then")
         return
+    if request.message == "nan":
+        yield pb.AgentChunk(type=pb.AGENT_CHUNK_TOOL_RESULT, content="x", metadata_json='{"result": NaN}')
+        return
     if request.message == "garbage":
         yield pb.AgentChunk(type=99, content="?")  # type: ignore[arg-type]
         return
@@ -44,6 +49,17 @@ class Agents(Plugin):
     scopes = ["llms.call"]
 
     async def chat(self, chat: Chat) -> AsyncIterator[pb.AgentChunk | str]:
+        if chat.message.startswith("slowfirst "):
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                with open(chat.message.removeprefix("slowfirst "), "w") as marker:
+                    marker.write("cancelled")
+                raise
+        if chat.message.startswith("later "):
+            _, seconds, llm = chat.message.split()
+            await asyncio.sleep(float(seconds))
+            chat = Chat(chat.session_id, f"ask {llm}", chat.history, chat.llms, chat.app, chat.context)
         if chat.message == "hang":
             yield "started"
             await asyncio.sleep(3600)

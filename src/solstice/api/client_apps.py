@@ -13,6 +13,7 @@ from solstice.api.object_changes import changed_by, changes_from, checker, hooks
 from solstice.api.schemas import INPUT
 from solstice.control.errors import InvalidError, NotFoundError
 from solstice.control.object_views import app_view
+from solstice.hooks import AGENT_HOOK, hook_types_of
 from solstice.store import audit
 from solstice.store.apps import all_apps, create_key, get_app, keys_of, revoke_key
 from solstice.store.llms import get_llm
@@ -119,15 +120,21 @@ async def _llm_ids(request: Request, refs: list[str | int]) -> list[int]:
     return sorted(set(ids))
 
 
-async def _agents(request: Request, slugs: list[str]) -> list[str]:
-    """The slugs, each of a registered plugin, sorted and without repeats."""
+async def _agents(request: Request, refs: list[str]) -> list[str]:
+    """The slugs of the agent plugins `refs` name (by slug or id), sorted and without repeats."""
+    slugs: set[str] = set()
     async with request.app.state.sessions() as session:
-        for slug in slugs:
-            if await get_plugin(session, slug) is None:
+        for ref in refs:
+            plugin = await get_plugin(session, ref)
+            if plugin is None:
+                raise InvalidError(f"no plugin {ref!r} to chat with; register the agent plugin first")
+            if AGENT_HOOK not in hook_types_of(plugin.hook_types, plugin.hook_type):
                 raise InvalidError(
-                    f"no plugin with slug {slug!r} to chat with; register the agent plugin first"
+                    f"plugin {plugin.slug} is not registered for agent, so apps cannot chat with it; "
+                    "add agent to its hook_types"
                 )
-    return sorted(set(slugs))
+            slugs.add(plugin.slug)
+    return sorted(slugs)
 
 
 async def _find(request: Request, ref: str) -> AppRow:

@@ -29,6 +29,7 @@ from solstice.host import (
 )
 from solstice.settings import Settings
 from solstice.store import audit
+from solstice.store.apps import forget_agent
 from solstice.store.llms import entries_for_plugin
 from solstice.store.models import PluginRow
 from solstice.store.plugins import DuplicateSlugError, all_plugins, get_plugin, insert_plugin
@@ -155,6 +156,8 @@ class PluginManager:
                 if stored is not None:
                     await self._notify_hooks(session, "after_delete", stored, actor)
                     await session.delete(stored)
+                # An app keeps no right to a slug that a later plugin may take.
+                await forget_agent(session, row.slug)
                 await audit.record(session, actor, "plugin.delete", row.slug, "ok")
             self._applied.pop(row.slug, None)
         self._locks.pop(row.slug, None)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from solstice.appkeys import hash_key
 from solstice.edge.source import Apply, SyncStatus
 from solstice.gateway import mock
-from solstice.hooks import FailurePolicy, PluginHook
+from solstice.hooks import AGENT_HOOK, FailurePolicy, PluginHook
 from solstice.safejson import MAX_DEPTH, JSONObject
 from solstice.scopes import Scope
 from solstice.security.upstreams import UpstreamRefused, split_upstream_url
@@ -211,15 +211,19 @@ def snapshot_from_file(path: Path, environ: Mapping[str, str]) -> Snapshot:
         unknown = [name for name in app.llms if name not in llm_ids]
         if unknown:
             raise ConfigFileError(f"{path}: app {app.name} names unknown llm {unknown[0]!r}")
-        strangers = [slug for slug in app.agents if slug not in {p.slug for p in parsed.plugins}]
+        agents = {p.slug for p in parsed.plugins if AGENT_HOOK in p.hook_types}
+        strangers = [slug for slug in app.agents if slug not in agents]
         if strangers:
-            raise ConfigFileError(f"{path}: app {app.name} names unknown agent plugin {strangers[0]!r}")
+            raise ConfigFileError(
+                f"{path}: app {app.name} names {strangers[0]!r} in agents, which is no plugin with "
+                "agent in its hook_types"
+            )
         keys = [hash_key(_secret(environ, name, f"app {app.name}")) for name in app.keys_env]
         apps.append(
             {
                 "id": number, "name": app.name, "is_active": app.is_active, "namespace": "",
                 "llm_ids": [llm_ids[name] for name in app.llms], "key_hashes": sorted(keys),
-                "agents": sorted(app.agents),
+                "agents": sorted(set(app.agents)),
             }
         )  # fmt: skip
     plugins: list[PluginEntry] = [

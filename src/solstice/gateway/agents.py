@@ -8,6 +8,7 @@ Solstice stores no conversation, so any server or edge can answer any turn.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -25,7 +26,7 @@ from solstice.gateway.http import app_for_key, credential_of, read_limited
 from solstice.gateway.openai_errors import openai_error
 from solstice.gateway.pipeline import Unauthorized
 from solstice.gateway.routes import ConfigHolder
-from solstice.host import PluginCallError, PluginHost
+from solstice.host import PluginCallError, PluginHost, PluginNotLoadedError
 from solstice.metrics import AGENT_CHATS
 from solstice.protocol import pb
 from solstice.settings import Settings
@@ -33,6 +34,7 @@ from solstice.settings import Settings
 log = structlog.get_logger("solstice.gateway")
 
 MAX_HISTORY = 200
+MAX_METADATA_CHARS = 64 << 10
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ROLES = ("user", "assistant")
 # Event names, by chunk type; DONE and ERROR end an answer.
@@ -49,11 +51,11 @@ _ENDS = (pb.AGENT_CHUNK_DONE, pb.AGENT_CHUNK_ERROR)
 
 @dataclass(frozen=True)
 class TurnGrant:
-    """What an agent may do with llms.call while it answers one turn: the app's LLMs only."""
+    """Whose turn an agent answers: its llms.calls for it are held to that app's LLMs, as they are
+    when each call is made."""
 
     agent: str
-    app: str
-    llms: frozenset[str]
+    app_id: int
 
 
 class BadTurn(ValueError):
@@ -94,6 +96,14 @@ def read_turn(body: bytes) -> tuple[str, str | None, list[pb.AgentTurn]]:
         ):
             raise BadTurn(f'history[{number}] must be {{"role": "user" or "assistant", "content": "..."}}')
         turns.append(pb.AgentTurn(role=turn["role"], content=turn["content"]))
+    try:
+        # Lone surrogates (\ud800 in the JSON) are no text: protobuf cannot carry them.
+        for text in (message, *(turn.content for turn in turns)):
+            text.encode()
+    except UnicodeEncodeError:
+        raise BadTurn(
+            "message and history must be text: a lone surrogate (\\ud800 to \\udfff) is not"
+        ) from None
     return message, session, turns
 
 
@@ -137,7 +147,9 @@ class AgentChats:
         except BadTurn as exc:
             return openai_error(400, str(exc))
         session = session or uuid.uuid4().hex
-        request_id = request.scope.get("state", {}).get("request_id", "") or uuid.uuid4().hex
+        # The turn's own id, never the client's X-Request-ID: llms.calls made for it name it.
+        turn_id = uuid.uuid4().hex
+        log.info("agent turn", plugin=slug, turn=turn_id, app=app.name)
         llms = [
             route
             for route in sorted(config.routes.values(), key=lambda r: r.slug)
@@ -145,7 +157,7 @@ class AgentChats:
         ]
         turn = pb.AgentRequest(
             context=pb.RequestContext(
-                request_id=request_id,
+                request_id=turn_id,
                 app=pb.App(id=str(app.id), name=app.name),
                 trace=pb.TraceContext(
                     traceparent=request.headers.get("traceparent", ""),
@@ -160,21 +172,30 @@ class AgentChats:
                 for r in llms
             ],
         )
-        self.turns[request_id] = TurnGrant(slug, app.name, frozenset(r.slug for r in llms))
         timeout = self.settings.plugin_endpoint_stream_timeout
-        chunks = self.host.client(slug).handle_agent(turn, timeout)
         try:
-            first = await anext(chunks, None)
+            chunks = self.host.client(slug).handle_agent(turn, timeout)
+        except PluginNotLoadedError:  # being deactivated or deleted
+            return openai_error(
+                503, f"agent {slug} is not available; try again shortly", "plugin_unavailable"
+            )
+        self.turns[turn_id] = TurnGrant(slug, app.id)
+        try:
+            first = await _first_unless_gone(request, chunks)
         except PluginCallError as error:
-            del self.turns[request_id]
+            self.turns.pop(turn_id, None)
             AGENT_CHATS.labels(slug, "failed").inc()
             return self._failure(slug, error, timeout)
+        except ClientGone:
+            self.turns.pop(turn_id, None)
+            AGENT_CHATS.labels(slug, "disconnected").inc()
+            return Response(status_code=499)  # nobody reads it: the client left before the answer began
         except BaseException:
-            del self.turns[request_id]
+            self.turns.pop(turn_id, None)
             raise
         headers = {"x-session-id": session, "cache-control": "no-cache"}
         return StreamingResponse(
-            self._relay(slug, session, request_id, first, chunks, timeout),
+            self._relay(slug, session, turn_id, first, chunks, timeout),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -193,13 +214,14 @@ class AgentChats:
         self,
         slug: str,
         session: str,
-        request_id: str,
+        turn_id: str,
         first: pb.AgentChunk | None,
         chunks: AsyncGenerator[pb.AgentChunk, None],
         timeout: float,
     ) -> AsyncIterator[bytes]:
-        # Runs while the answer streams: a failure now is told as an error event, then the end.
-        outcome = "incomplete"
+        # Runs while the answer streams: a failure now is told as an error event, then the end. A
+        # client that leaves closes this generator: "disconnected" unless the answer had ended.
+        outcome = "disconnected"
         async with contextlib.aclosing(chunks):
             try:
                 chunk = first
@@ -221,6 +243,7 @@ class AgentChats:
                         outcome = name
                         return
                     chunk = await anext(chunks, None)
+                outcome = "incomplete"
                 yield _event("error", {"content": f"agent {slug} ended its answer without finishing it"})
             except PluginCallError as error:
                 log.warning("agent stream ended early", plugin=slug, code=error.code, error=str(error))
@@ -233,16 +256,48 @@ class AgentChats:
                 )
                 yield _event("error", {"content": text})
             finally:
-                self.turns.pop(request_id, None)
+                self.turns.pop(turn_id, None)
                 AGENT_CHATS.labels(slug, outcome).inc()
 
 
 def _metadata(text: str) -> dict[str, Any] | None:
-    """A chunk's metadata as an object ({} when empty); None when it is not a JSON object."""
+    """A chunk's metadata as an object ({} when empty); None when it is not one that JSON clients
+    can read: not an object, NaN or infinite numbers, nested too deep, or over 64 KiB."""
     if not text:
         return {}
+    if len(text) > MAX_METADATA_CHARS:
+        return None
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = safejson.loads(text)
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+class ClientGone(Exception):
+    """The client disconnected before the agent's answer began."""
+
+
+async def _first_unless_gone(
+    request: Request, chunks: AsyncGenerator[pb.AgentChunk, None]
+) -> pb.AgentChunk | None:
+    """The first chunk; ClientGone when the client disconnects first (the agent's call is cancelled)."""
+    first = asyncio.ensure_future(anext(chunks, None))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((first, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if first.done():
+        return first.result()
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError, PluginCallError):
+        await first
+    await chunks.aclose()
+    raise ClientGone
+
+
+async def _disconnected(request: Request) -> None:
+    # The body was read whole before: what comes next is the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -69,16 +69,24 @@ class GatewayLlmCalls:
             del self._chains[request_id]
 
     def _outside_turn(self, caller: str, call: pb.LlmCall) -> str | None:
-        """An agent answering a chat turn may call only the LLMs the turn's app may use."""
+        """An agent answering a chat turn may call only the LLMs its app may use now."""
         grant = self.gateway.agents.turns.get(call.origin_request_id)
         if grant is None or grant.agent != caller:
             return None
-        routes = self.gateway.state.config.routes
-        route = routes.get(call.llm) or next((r for r in routes.values() if str(r.id) == call.llm), None)
-        if route is not None and route.slug in grant.llms:
+        config = self.gateway.state.config
+        app = config.apps_by_id.get(grant.app_id)
+        if app is None or not app.is_active or caller not in app.agents:
+            return (
+                f"the app whose chat agent {caller} answers may no longer use it, "
+                "so the turn's calls are refused"
+            )
+        route = config.routes.get(call.llm) or next(
+            (r for r in config.routes.values() if str(r.id) == call.llm), None
+        )
+        if route is not None and route.id in app.llm_ids:
             return None
         return (
-            f"app {grant.app!r} may not use LLM {call.llm}, so agent {caller} may not call it for this chat; "
+            f"app {app.name!r} may not use LLM {call.llm}, so agent {caller} may not call it for this chat; "
             "add the LLM to the app's llms"
         )
 

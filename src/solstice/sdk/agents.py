@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from solstice import safejson
 from solstice.protocol import pb
 
 
@@ -45,7 +45,7 @@ class Chat:
 
 def _chunk(kind: pb.AgentChunkType, content: str, metadata: Mapping[str, Any] | None) -> pb.AgentChunk:
     return pb.AgentChunk(
-        type=kind, content=content, metadata_json=json.dumps(dict(metadata)) if metadata else ""
+        type=kind, content=content, metadata_json=safejson.dumps(dict(metadata)) if metadata else ""
     )
 
 

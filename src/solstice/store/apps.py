@@ -52,3 +52,10 @@ async def revoke_key(session: AsyncSession, app_id: int, key_id: int) -> AppKeyR
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row
+
+
+async def forget_agent(session: AsyncSession, slug: str) -> None:
+    """Take a deleted plugin's slug out of every app's agents."""
+    for app in await all_apps(session):
+        if slug in (app.agents or []):
+            app.agents = [agent for agent in app.agents if agent != slug]
