@@ -102,3 +102,20 @@ def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
 def test_mock_delay_options_are_bounded_numbers(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError, match=r"options\.delay_ms is \"abc\"; .* from 0 to 60000"):
         _load(tmp_path, "llms:\n  - slug: m\n    vendor: mock\n    options: {delay_ms: abc}\n")
+
+
+def test_an_app_may_name_only_agent_plugins_as_its_agents(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.yaml"
+    plugins = (
+        "plugins:\n"
+        "  - {slug: bot, command: 'grpc://127.0.0.1:1', hook_types: [agent]}\n"
+        "  - {slug: guard, command: 'grpc://127.0.0.1:2', hook_types: [pre_auth]}\n"
+    )
+    config.write_text(plugins + "apps:\n  - {name: ui, agents: [bot, bot], keys_env: [K]}\n")
+    [app] = snapshot_from_file(config, {"K": "sk-1"})["apps"]
+    assert app.get("agents") == ["bot"]
+    config.write_text(plugins + "apps:\n  - {name: ui, agents: [guard], keys_env: [K]}\n")
+    with pytest.raises(
+        ConfigFileError, match="app ui names 'guard' in agents, which is no plugin with agent"
+    ):
+        snapshot_from_file(config, {"K": "sk-1"})
