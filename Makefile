@@ -69,6 +69,7 @@ bench: install system-deps
 	$(PY) benchmarks/bench_gateway.py
 	$(PY) benchmarks/bench_oci.py
 	$(PY) benchmarks/bench_endpoints.py
+	$(PY) benchmarks/bench_capabilities.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .coverage .coverage.*

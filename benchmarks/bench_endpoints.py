@@ -12,15 +12,22 @@ import contextlib
 import os
 import platform
 import secrets
-import statistics
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 import httpx
-from support import cancel_on_sigterm, free_port, read_log, run_timed, started, use_venv_python, wait_ready
+from support import (
+    cancel_on_sigterm,
+    free_port,
+    measure,
+    read_log,
+    run_timed,
+    started,
+    use_venv_python,
+    wait_ready,
+)
 
 from solstice.logs import configure_logging
 from solstice.protocol import pb, pb_grpc
@@ -78,31 +85,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if min(args.calls, args.blocks, args.kv_calls) < 1:
         parser.error("sizes must be at least 1")
     return args
-
-
-async def timed(call: Callable[[], Awaitable[object]], count: int) -> list[float]:
-    """Each call's duration in milliseconds, one after another."""
-    durations = []
-    for _ in range(count):
-        began = time.perf_counter_ns()
-        await call()
-        durations.append((time.perf_counter_ns() - began) / 1e6)
-    return durations
-
-
-async def measure(
-    modes: dict[str, Callable[[], Awaitable[object]]], args: argparse.Namespace
-) -> dict[str, float]:
-    """The median of each mode's block medians, blocks interleaved because machines are noisy."""
-    for call in modes.values():
-        await timed(call, args.warmup)
-    medians: dict[str, list[float]] = {name: [] for name in modes}
-    per_block = max(1, args.calls // args.blocks)
-    for block in range(args.blocks):
-        order = list(modes) if block % 2 == 0 else list(reversed(modes))
-        for name in order:
-            medians[name].append(statistics.median(await timed(modes[name], per_block)))
-    return {name: statistics.median(values) for name, values in medians.items()}
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
@@ -166,7 +148,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         async def healthz() -> None:
             (await client.get("/healthz")).raise_for_status()
 
-        latency = await measure({"raw gRPC": raw, "HTTP /healthz": healthz, "HTTP endpoint": endpoint}, args)
+        modes = {"raw gRPC": raw, "HTTP /healthz": healthz, "HTTP endpoint": endpoint}
+        latency = await measure(modes, args.calls, args.blocks, args.warmup)
         rates = {}
         for width in (1, 32):
             answer = await client.get(f"/plugins/bench/calls/{args.kv_calls}/{width}")

@@ -1,4 +1,5 @@
-"""What the benchmarks share: processes they start, wait for and stop, and the Go example plugin build."""
+"""What the benchmarks share: processes they start, wait for and stop, the Go example plugin build,
+and latency measured in interleaved blocks."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -142,3 +144,28 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> N
                     return
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} was not ready in {READY_TIMEOUT_S:.0f}s:\n{read_log(log)}")
+
+
+async def timed(call: Callable[[], Awaitable[object]], count: int) -> list[float]:
+    """Each call's duration in milliseconds, one after another."""
+    durations = []
+    for _ in range(count):
+        began = time.perf_counter_ns()
+        await call()
+        durations.append((time.perf_counter_ns() - began) / 1e6)
+    return durations
+
+
+async def measure(
+    modes: dict[str, Callable[[], Awaitable[object]]], calls: int, blocks: int, warmup: int
+) -> dict[str, float]:
+    """The median of each mode's block medians (ms), blocks interleaved because machines are noisy."""
+    for call in modes.values():
+        await timed(call, warmup)
+    medians: dict[str, list[float]] = {name: [] for name in modes}
+    per_block = max(1, calls // blocks)
+    for block in range(blocks):
+        order = list(modes) if block % 2 == 0 else list(reversed(modes))
+        for name in order:
+            medians[name].append(statistics.median(await timed(modes[name], per_block)))
+    return {name: statistics.median(values) for name, values in medians.items()}
