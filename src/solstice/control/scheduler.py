@@ -2,9 +2,10 @@
 
 Every `SOLSTICE_SCHEDULE_INTERVAL` seconds each server reads the due schedules and claims each
 by moving its next due time on (store/schedules.py); the server that claimed a run records it
-and calls the plugin's RunTask. While a run lasts, its server notes so every
-`SOLSTICE_SCHEDULE_HEARTBEAT` seconds; a run whose server falls silent for three of those (it
-died) is marked failed by another server, never retried: a task may have done part of its work.
+and calls the plugin's RunTask. While a run lasts, its server renews the run's lease every
+`SOLSTICE_SCHEDULE_HEARTBEAT` seconds, to three of them ahead; a run whose lease passed (its
+server died) is marked failed by another server, never retried: a task may have done part of its
+work.
 """
 
 from __future__ import annotations
