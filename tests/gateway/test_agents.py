@@ -188,6 +188,9 @@ def test_the_planner_calls_llms_through_their_hooks(server: tuple[Server, str, s
     with running.client() as client:
         after = client.get("/plugins/counter/kv/pre_auth-calls").json()["result"]
     assert int(after) - int(before or 0) == 2  # the plan and the answer each passed pre_auth
+    with running.client() as client:
+        # Made for the app's chat turn: the hooks see the app.
+        assert client.get("/plugins/counter/kv/pre_auth-app").json()["result"] == "ui"
 
 
 @pytest.mark.parametrize(

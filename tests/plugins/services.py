@@ -8,7 +8,8 @@ Routes: GET|PUT|DELETE /kv/{key...} (PUT: the body, ?ttl_ms=), GET /list (?prefi
 GET /keys (every key, page after page), GET /llms, GET /llms/{ref}, GET /apps, GET /apps/{ref},
 POST /event/{type} (the body as the event's data JSON), GET /ask/{llm} (llms.call, whole),
 GET /sse/{llm} (llms.call streamed, relayed as it comes).
-pre_auth (when registered for it): counts its calls in the key "pre_auth-calls"; a request with
+pre_auth (when registered for it): counts its calls in the key "pre_auth-calls", and keeps the
+name of the last call's app (RequestContext.app) in "pre_auth-app"; a request with
 the header x-ask calls an LLM from the hook, and goes on with x-inner-status set: "yes" its own
 LLM, else the first slug of a comma-separated list, passing the rest on as that call's x-ask. A
 refused call is kept in the key "refused" ("CODE: message"). GET /whoami: the slug the host knows.
@@ -140,6 +141,7 @@ class Services(Plugin):
     async def pre_auth(self, ctx: pb.RequestContext, request: pb.HttpRequest) -> pb.HookResponse:
         calls = int(await self.host.kv.get("pre_auth-calls") or b"0") + 1
         await self.host.kv.put("pre_auth-calls", str(calls))
+        await self.host.kv.put("pre_auth-app", ctx.app.name)
         ask = next((h.value for h in request.headers if h.name == "x-ask"), "")
         if not ask:
             return proceed()

@@ -173,6 +173,11 @@ class Gateway:
             llm=pb.LLM(id=str(route.id), slug=route.slug, vendor=route.vendor),
             calling_plugin=caller,
         )
+        turn = self.agents.turns.get(call.origin_request_id)
+        app = self.state.config.apps_by_id.get(turn.app_id) if turn and turn.agent == caller else None
+        if app is not None:
+            # A call an agent makes for a chat turn is the turn's app's: hooks and records see it.
+            ctx.app.CopyFrom(pb.App(id=str(app.id), name=app.name))
         message = pb.HttpRequest(
             method=call.method.upper() or "POST",
             path=path,
