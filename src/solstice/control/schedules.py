@@ -122,7 +122,7 @@ async def create_schedule(
 async def update_schedule(
     manager: PluginManager, ref: str, sid: str, changes: Mapping[str, Any], actor: str
 ) -> ScheduleView:
-    """Change a schedule; a declared one keeps the operator's values from then on. Audited."""
+    """Change a schedule; it keeps the operator's values from then on, also if declared. Audited."""
     plugin = await manager.get(ref)
     async with manager.sessions.begin() as session:
         row = await _schedule(session, plugin, sid)
@@ -130,8 +130,8 @@ async def update_schedule(
         changed = {k: v for k, v in checked.items() if getattr(row, k) != v}
         for column, value in changed.items():
             setattr(row, column, value)
-        if changed and row.declared:
-            row.customized = True
+        if changed:
+            row.customized = True  # the operator's values now, kept when the plugin declares it again
         if any(k in changed for k in _TIMING):
             row.next_run_at = next_due(row.cron, row.timezone, utcnow()) if row.enabled else None
         await audit.record(
@@ -147,7 +147,7 @@ async def update_schedule(
 
 
 async def delete_schedule(manager: PluginManager, ref: str, sid: str, actor: str) -> None:
-    """Remove a schedule and its runs; a declared one is disabled instead, or it would come back. Audited."""
+    """Remove a schedule and its runs; a declared one is refused (it would come back). Audited."""
     plugin = await manager.get(ref)
     async with manager.sessions.begin() as session:
         row = await _schedule(session, plugin, sid)

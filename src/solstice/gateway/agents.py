@@ -193,7 +193,8 @@ class AgentChats:
         except BaseException:
             self.turns.pop(turn_id, None)
             raise
-        headers = {"x-session-id": session, "cache-control": "no-cache"}
+        # x-accel-buffering: proxies such as nginx would otherwise hold the events back.
+        headers = {"x-session-id": session, "cache-control": "no-cache", "x-accel-buffering": "no"}
         return StreamingResponse(
             self._relay(slug, session, turn_id, first, chunks, timeout),
             media_type="text/event-stream",
