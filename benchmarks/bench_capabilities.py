@@ -26,6 +26,7 @@ from support import (
     measure,
     read_log,
     run_timed,
+    serve_env,
     started,
     timed,
     use_venv_python,
@@ -34,7 +35,6 @@ from support import (
 
 from solstice.logs import configure_logging
 
-QUIET_INTERVAL_S = "3600"
 BENCH_PLUGIN = '''#!{python}
 """The capabilities benchmark's plugin: an allowing object hook, an agent and a streamed route that
 send the same two pieces, and a no-op task every second."""
@@ -90,23 +90,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     token = f"sol_bench_{secrets.token_urlsafe(24)}"
     port = free_port()
     plugin_port = free_port()
-    env = {
-        "SOLSTICE_HOST": "127.0.0.1",
-        "SOLSTICE_PORT": str(port),
-        "SOLSTICE_DATA_DIR": str(workdir),
-        "SOLSTICE_DATABASE_URL": "",
-        "SOLSTICE_ADMIN_TOKEN": token,
-        "SOLSTICE_LOG_LEVEL": "warning",
-        "SOLSTICE_PLUGIN_HEALTH_INTERVAL": QUIET_INTERVAL_S,
-        "SOLSTICE_RECONCILE_INTERVAL": QUIET_INTERVAL_S,
-        "ALLOW_INTERNAL_NETWORK_ACCESS": "true",
-    }
+    env = serve_env(workdir, port, token, ALLOW_INTERNAL_NETWORK_ACCESS="true")
     async with contextlib.AsyncExitStack() as stack:
         standalone = await stack.enter_async_context(
             started([str(plugin), "--listen", f"127.0.0.1:{plugin_port}"], workdir / "plugin.log")
         )
         serve = await stack.enter_async_context(
-            started([sys.executable, "-m", "solstice", "serve"], workdir / "serve.log", {**os.environ, **env})
+            started([sys.executable, "-m", "solstice", "serve"], workdir / "serve.log", env)
         )
         await wait_ready(f"http://127.0.0.1:{port}/readyz", serve, workdir / "serve.log")
         client = await stack.enter_async_context(

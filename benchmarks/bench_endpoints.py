@@ -24,6 +24,7 @@ from support import (
     measure,
     read_log,
     run_timed,
+    serve_env,
     started,
     use_venv_python,
     wait_ready,
@@ -33,7 +34,6 @@ from solstice.logs import configure_logging
 from solstice.protocol import pb, pb_grpc
 from solstice.protocol.transport import GRPC_OPTIONS
 
-QUIET_INTERVAL_S = "3600"
 BENCH_PLUGIN = '''#!{python}
 """The endpoint benchmark's plugin: a no-op route, and a route that times its own service calls."""
 
@@ -97,24 +97,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     port = free_port()
     gateway = f"http://127.0.0.1:{port}"
     plugin_port = free_port()
-    env = {
-        "SOLSTICE_HOST": "127.0.0.1",
-        "SOLSTICE_PORT": str(port),
-        "SOLSTICE_DATA_DIR": str(workdir),
-        "SOLSTICE_DATABASE_URL": "",
-        "SOLSTICE_ADMIN_TOKEN": token,
-        "SOLSTICE_LOG_LEVEL": "warning",
-        "SOLSTICE_PLUGIN_HEALTH_INTERVAL": QUIET_INTERVAL_S,
-        "SOLSTICE_RECONCILE_INTERVAL": QUIET_INTERVAL_S,
-        "ALLOW_INTERNAL_NETWORK_ACCESS": "true",
-    }
-    serve_env = {**os.environ, **env}
+    env = serve_env(workdir, port, token, ALLOW_INTERNAL_NETWORK_ACCESS="true")
     async with contextlib.AsyncExitStack() as stack:
         standalone = await stack.enter_async_context(
             started([str(plugin), "--listen", f"127.0.0.1:{plugin_port}"], workdir / "plugin.log")
         )
         serve = await stack.enter_async_context(
-            started([sys.executable, "-m", "solstice", "serve"], workdir / "serve.log", serve_env)
+            started([sys.executable, "-m", "solstice", "serve"], workdir / "serve.log", env)
         )
         await wait_ready(f"{gateway}/readyz", serve, workdir / "serve.log")
         client = await stack.enter_async_context(

@@ -28,12 +28,14 @@ import grpc
 import httpx
 import psutil
 from support import (
+    QUIET_INTERVAL_S,
     REPO,
     build_go_plugin,
     cancel_on_sigterm,
     free_port,
     read_log,
     run_timed,
+    serve_env,
     started,
     stop_process,
     use_venv_python,
@@ -51,7 +53,6 @@ GATEWAY_TARGET_MS = 1.0
 HOOK_TARGET_RATIO = 1.3
 SAMPLE_INTERVAL_S = 0.1
 # Long enough that no health check or reconcile pass runs while we measure.
-QUIET_INTERVAL_S = "3600"
 PROMPT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 NOOP_PLUGIN = '''#!{python}
 """A plugin whose hooks all answer proceed: the gateway benchmark's no-op plugin."""
@@ -129,23 +130,6 @@ def write_wrk_script(workdir: Path, key: str) -> Path:
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def serve_env(workdir: Path, port: int, token: str) -> dict[str, str]:
-    """`solstice serve`'s environment: SQLite in `workdir`, warnings only, no background checks."""
-    return {
-        **os.environ,
-        "SOLSTICE_HOST": "127.0.0.1",
-        "SOLSTICE_PORT": str(port),
-        "SOLSTICE_DATA_DIR": str(workdir),
-        "SOLSTICE_DATABASE_URL": "",
-        "SOLSTICE_ADMIN_TOKEN": token,
-        "SOLSTICE_LOG_LEVEL": "warning",
-        "SOLSTICE_PLUGIN_HEALTH_INTERVAL": QUIET_INTERVAL_S,
-        "SOLSTICE_RECONCILE_INTERVAL": QUIET_INTERVAL_S,
-        # The mock upstream is a local model server on loopback: permit it by name.
-        "SOLSTICE_UPSTREAM_INTERNAL_ALLOWLIST": "127.0.0.1",
-    }
 
 
 # -- setting up the gateway through its API ----------------------------------------------------
@@ -635,7 +619,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         mock = await stack.enter_async_context(started(mock_args, mock_log))
         serve_args = [python, "-m", "solstice", "serve"]
         serve = await stack.enter_async_context(
-            started(serve_args, serve_log, serve_env(workdir, gateway_port, token))
+            # The mock upstream is a local model server on loopback: permit it by name.
+            started(
+                serve_args,
+                serve_log,
+                serve_env(workdir, gateway_port, token, SOLSTICE_UPSTREAM_INTERNAL_ALLOWLIST="127.0.0.1"),
+            )
         )
         await wait_ready(f"{mock_url}/v1/models", mock, mock_log)
         await wait_ready(f"{gateway}/readyz", serve, serve_log)

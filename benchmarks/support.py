@@ -23,6 +23,25 @@ REPO = Path(__file__).resolve().parent.parent
 GO_PLUGIN_PACKAGE = "./examples/plugins/go-request-guard"
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 60.0
+# Health checks and reconciling every hour: nothing in the background while a benchmark measures.
+QUIET_INTERVAL_S = "3600"
+
+
+def serve_env(workdir: Path, port: int, token: str, **extra: str) -> dict[str, str]:
+    """`solstice serve`'s environment: SQLite in `workdir`, warnings only, no background checks,
+    and `extra` variables."""
+    return {
+        **os.environ,
+        "SOLSTICE_HOST": "127.0.0.1",
+        "SOLSTICE_PORT": str(port),
+        "SOLSTICE_DATA_DIR": str(workdir),
+        "SOLSTICE_DATABASE_URL": "",
+        "SOLSTICE_ADMIN_TOKEN": token,
+        "SOLSTICE_LOG_LEVEL": "warning",
+        "SOLSTICE_PLUGIN_HEALTH_INTERVAL": QUIET_INTERVAL_S,
+        "SOLSTICE_RECONCILE_INTERVAL": QUIET_INTERVAL_S,
+        **extra,
+    }
 
 
 async def build_go_plugin(out_dir: Path) -> Path:
