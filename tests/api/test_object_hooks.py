@@ -248,7 +248,9 @@ def test_replacements_cannot_hold_nulls_or_move_keys(tmp_path: Path) -> None:
                 "/api/v1/llms",
                 json={"name": "fresh", "upstream_url": "https://api.example.com/v1", "api_key": "sk-2"},
             )
-            assert "an object hook moved LLM fresh" in problem_detail(new, 422)
+            detail = problem_detail(new, 422)
+            assert "an object hook moved LLM fresh" in detail
+            assert detail.endswith("(plugin redirect changed this llm before the check)")
             # Credentials in a URL are refused before any hook sees them.
             leaky = client.post(
                 "/api/v1/llms", json={"name": "leaky", "upstream_url": "https://u:pw@api.example.com/v1"}

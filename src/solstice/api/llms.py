@@ -16,6 +16,7 @@ from solstice.api.plugins import slugify
 from solstice.api.schemas import INPUT
 from solstice.control.chains import ChainEntry, set_chain
 from solstice.control.errors import ConflictError, InvalidError, NotFoundError, RefusedError
+from solstice.control.object_hooks import blamed_on
 from solstice.control.object_views import app_view, llm_view
 from solstice.gateway import mock
 from solstice.safejson import JSONObject, unreadable_reason
@@ -172,28 +173,34 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
     await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
     proposed = {"upstream_url": "", "is_active": True, "options": {}, "namespace": "", **values}
     by = changed_by(request, principal)
-    values = await hooks_of(request).before("llm", "before_create", proposed, by=by, check=checker(LLMCreate))
-    values.setdefault("slug", slugify(values["name"]))
-    _refuse_moved_key(values["slug"], proposed, values, holds_key=secret is not None)
-    if secret is not None:
-        values["api_key"] = secret
-    _check_vendor(values["vendor"], values.get("upstream_url") or "")
-    if values.get("upstream_url") != proposed["upstream_url"]:
-        await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
-    async with request.app.state.sessions.begin() as session:
-        if await get_llm(session, values["slug"]) is not None:
-            raise ConflictError(f"an LLM with slug {values['slug']!r} already exists; choose another slug")
-        values["api_key"] = keyring_of(session).seal(values.get("api_key", ""))
-        row = LLMRow(**{"upstream_url": "", "options": {}, **values})
-        session.add(row)
-        try:
-            await session.flush()
-        except IntegrityError:
-            raise ConflictError(
-                f"an LLM with slug {values['slug']!r} already exists; choose another slug"
-            ) from None
-        await audit.record(session, principal.name, "llm.create", row.slug, "ok")
-        await hooks_of(request).queue_after(session, "llm", "after_create", llm_view(row), by=by)
+    replaced: list[str] = []
+    values = await hooks_of(request).before(
+        "llm", "before_create", proposed, by=by, check=checker(LLMCreate), replaced_by=replaced
+    )
+    with blamed_on(replaced, "llm"):
+        values.setdefault("slug", slugify(values["name"]))
+        _refuse_moved_key(values["slug"], proposed, values, holds_key=secret is not None)
+        if secret is not None:
+            values["api_key"] = secret
+        _check_vendor(values["vendor"], values.get("upstream_url") or "")
+        if values.get("upstream_url") != proposed["upstream_url"]:
+            await _check_upstream(request, values.get("upstream_url") or "", values["slug"])
+        async with request.app.state.sessions.begin() as session:
+            if await get_llm(session, values["slug"]) is not None:
+                raise ConflictError(
+                    f"an LLM with slug {values['slug']!r} already exists; choose another slug"
+                )
+            values["api_key"] = keyring_of(session).seal(values.get("api_key", ""))
+            row = LLMRow(**{"upstream_url": "", "options": {}, **values})
+            session.add(row)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise ConflictError(
+                    f"an LLM with slug {values['slug']!r} already exists; choose another slug"
+                ) from None
+            await audit.record(session, principal.name, "llm.create", row.slug, "ok")
+            await hooks_of(request).queue_after(session, "llm", "after_create", llm_view(row), by=by)
     await request.app.state.routes.refresh()
     return _out(row)
 
@@ -236,39 +243,47 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
             await _check_upstream(request, changes["upstream_url"], current.slug)
         view = llm_view(current)
         proposed = {**view, **changes}
+        replaced: list[str] = []
         final = await hooks_of(request).before(
-            "llm", "before_update", proposed, previous=view, by=by, check=checker(LLMFields, unset=True)
+            "llm",
+            "before_update",
+            proposed,
+            previous=view,
+            by=by,
+            check=checker(LLMFields, unset=True),
+            replaced_by=replaced,
         )
-        _refuse_moved_key(
-            current.slug, proposed, final, holds_key=secret is not None or bool(current.api_key)
-        )
-        changes = changes_from(view, final)
-        if secret is not None:
-            changes["api_key"] = secret
-        if "slug" in changes and changes["slug"] != current.slug:
-            raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
-        _check_vendor(
-            changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url)
-        )
-        _check_key_follows(current, changes)
-        if "upstream_url" in changes and changes["upstream_url"] != proposed.get("upstream_url"):
-            await _check_upstream(request, changes["upstream_url"], current.slug)
-        async with request.app.state.sessions.begin() as session:
-            row = await session.get(LLMRow, current.id, with_for_update=True)
-            if row is None:
-                raise NotFoundError(f"LLM {current.slug} was deleted meanwhile")
-            previous = llm_view(row)
-            if "api_key" in changes:
-                changes["api_key"] = keyring_of(session).seal(changes["api_key"])
-            for key, value in changes.items():
-                setattr(row, key, value)
-            await audit.record(
-                session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes))
+        with blamed_on(replaced, "llm"):
+            _refuse_moved_key(
+                current.slug, proposed, final, holds_key=secret is not None or bool(current.api_key)
             )
-            if changes:
-                await hooks_of(request).queue_after(
-                    session, "llm", "after_update", llm_view(row), previous=previous, by=by
+            changes = changes_from(view, final)
+            if secret is not None:
+                changes["api_key"] = secret
+            if "slug" in changes and changes["slug"] != current.slug:
+                raise InvalidError("an LLM's slug cannot be changed; create a new LLM")
+            _check_vendor(
+                changes.get("vendor", current.vendor), changes.get("upstream_url", current.upstream_url)
+            )
+            _check_key_follows(current, changes)
+            if "upstream_url" in changes and changes["upstream_url"] != proposed.get("upstream_url"):
+                await _check_upstream(request, changes["upstream_url"], current.slug)
+            async with request.app.state.sessions.begin() as session:
+                row = await session.get(LLMRow, current.id, with_for_update=True)
+                if row is None:
+                    raise NotFoundError(f"LLM {current.slug} was deleted meanwhile")
+                previous = llm_view(row)
+                if "api_key" in changes:
+                    changes["api_key"] = keyring_of(session).seal(changes["api_key"])
+                for key, value in changes.items():
+                    setattr(row, key, value)
+                await audit.record(
+                    session, principal.name, "llm.update", row.slug, "ok", ", ".join(sorted(changes))
                 )
+                if changes:
+                    await hooks_of(request).queue_after(
+                        session, "llm", "after_update", llm_view(row), previous=previous, by=by
+                    )
     await request.app.state.routes.refresh()
     return _out(row)
 

@@ -8,16 +8,17 @@ stores the change and delivered by `control/object_deliveries.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from solstice.control.errors import InvalidError, UnavailableError
+from solstice.control.errors import ControlError, InvalidError, UnavailableError
 from solstice.hooks import (
     OBJECT_EVENTS,
     OBJECT_HOOK,
@@ -55,6 +56,18 @@ Check = Callable[[dict[str, Any]], dict[str, Any]]
 
 class RejectedByPluginError(InvalidError):
     """A before_* hook refused the change."""
+
+
+@contextlib.contextmanager
+def blamed_on(replaced_by: Sequence[str], object_type: str) -> Iterator[None]:
+    """Name the plugins that replaced an object in the refusal of a check that came after them."""
+    try:
+        yield
+    except ControlError as exc:
+        if not replaced_by:
+            raise
+        who = ", ".join(dict.fromkeys(replaced_by))
+        raise type(exc)(f"{exc} (plugin {who} changed this {object_type} before the check)") from None
 
 
 def read_registrations(
@@ -182,10 +195,12 @@ class ObjectHooks:
         previous: Mapping[str, Any] | None = None,
         subject: str | None = None,
         check: Check | None = None,
+        replaced_by: list[str] | None = None,
     ) -> dict[str, Any]:
         """Run the before_* hooks of a change; the object to store (replaced by hooks, checked).
 
-        `subject` is the slug of a plugin object being changed: its own hooks are not called.
+        `subject` is the slug of a plugin object being changed: its own hooks are not called. The
+        plugins that replaced the object are appended to `replaced_by`.
         """
         current = dict(obj)
         for watcher in await self.watchers(object_type, event, exclude=subject):
@@ -240,6 +255,8 @@ class ObjectHooks:
                     raise InvalidError(
                         f"plugin {watcher.slug} changed this {object_type} into one that is not valid: {exc}"
                     ) from None
+                if replaced_by is not None:
+                    replaced_by.append(watcher.slug)
         return current
 
     async def queue_after(
