@@ -16,6 +16,13 @@ from tests.conftest import ROOT, Standalone, wait_until
 from tests.server import Server
 
 OBJECTS = ROOT / "tests" / "plugins" / "objects.py"
+# Deliveries every 0.1 s, and a failed one sent again within a second: tests wait on a plugin that
+# comes back (reconnected within a second), not on the back-offs.
+QUICK_RETRIES = {
+    "SOLSTICE_OBJECT_HOOK_INTERVAL": "0.1",
+    "SOLSTICE_OBJECT_HOOK_RETRY_MAX": "1",
+    "SOLSTICE_PLUGIN_RESTART_BACKOFF_MAX": "1",
+}
 
 
 def _register(
@@ -167,7 +174,7 @@ def test_after_hooks_reach_a_plugin_that_was_down_in_order(
     log = tmp_path / "after.jsonl"
     remote = standalone(OBJECTS)
     port = remote.port
-    server = Server(tmp_path, env={"SOLSTICE_OBJECT_HOOK_INTERVAL": "0.2"}).wait_ready()
+    server = Server(tmp_path, env=QUICK_RETRIES).wait_ready()
     try:
         with server.client() as client:
             # fail_open: its before_* calls fail while it is down, and the changes go ahead.
@@ -327,7 +334,7 @@ def test_notifications_of_a_revoked_plugin_are_dropped(tmp_path: Path, standalon
     log = tmp_path / "after.jsonl"
     remote = standalone(OBJECTS)
     port = remote.port
-    server = Server(tmp_path, env={"SOLSTICE_OBJECT_HOOK_INTERVAL": "0.1"}).wait_ready()
+    server = Server(tmp_path, env=QUICK_RETRIES).wait_ready()
     try:
         with server.client() as client:
             _register(

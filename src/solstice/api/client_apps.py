@@ -12,6 +12,7 @@ from solstice.api.body import documented, json_object
 from solstice.api.object_changes import changed_by, changes_from, checker, hooks_of, one_change_at_a_time
 from solstice.api.schemas import INPUT
 from solstice.control.errors import InvalidError, NotFoundError
+from solstice.control.object_hooks import blamed_on
 from solstice.control.object_views import app_view
 from solstice.hooks import AGENT_HOOK, hook_types_of
 from solstice.store import audit
@@ -157,14 +158,19 @@ async def create(request: Request, principal: Principal = Depends(require_admin)
         "namespace": body.namespace or "",
     }
     by = changed_by(request, principal)
-    final = await hooks_of(request).before("app", "before_create", proposed, by=by, check=checker(AppCreate))
-    llm_ids = await _llm_ids(request, final.get("llms", []))
+    replaced: list[str] = []
+    final = await hooks_of(request).before(
+        "app", "before_create", proposed, by=by, check=checker(AppCreate), replaced_by=replaced
+    )
+    with blamed_on(replaced, "app"):
+        llm_ids = await _llm_ids(request, final.get("llms", []))
+        agents = await _agents(request, final.get("agents", []))
     async with request.app.state.sessions.begin() as session:
         row = AppRow(
             name=final["name"],
             is_active=final.get("is_active", True),
             llm_ids=llm_ids,
-            agents=await _agents(request, final.get("agents", [])),
+            agents=agents,
             namespace=final.get("namespace", ""),
         )
         session.add(row)
@@ -205,6 +211,7 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
     async with one_change_at_a_time("app", found.id):
         current = await _find(request, str(found.id))
         view = app_view(current)
+        replaced: list[str] = []
         final = await hooks_of(request).before(
             "app",
             "before_update",
@@ -212,11 +219,13 @@ async def patch(ref: str, request: Request, principal: Principal = Depends(requi
             by=by,
             previous=view,
             check=checker(AppFields, unset=True),
+            replaced_by=replaced,
         )
         changes = changes_from(view, final)
-        llm_ids = await _llm_ids(request, changes.pop("llms")) if "llms" in changes else None
-        if "agents" in changes:
-            changes["agents"] = await _agents(request, changes["agents"])
+        with blamed_on(replaced, "app"):
+            llm_ids = await _llm_ids(request, changes.pop("llms")) if "llms" in changes else None
+            if "agents" in changes:
+                changes["agents"] = await _agents(request, changes["agents"])
         async with request.app.state.sessions.begin() as session:
             row = await session.get(AppRow, current.id, with_for_update=True)
             if row is None:

@@ -33,6 +33,7 @@ from solstice.control import grants
 from solstice.control.errors import ConflictError, InvalidError, RefusedError
 from solstice.control.grants import ScopeState, pending_scopes, requested_scopes
 from solstice.control.manager import PluginManager
+from solstice.control.object_hooks import blamed_on
 from solstice.control.object_views import plugin_view
 from solstice.control.specs import live_status
 from solstice.hooks import OBJECT_HOOK, default_failure_policy, hook_types_of
@@ -176,15 +177,22 @@ async def create_plugin(request: Request, principal: Principal = Depends(require
     """Register a plugin; an active one is started (a failed start is stored with its error)."""
     body = PluginCreate.model_validate(await json_object(request))
     proposed = body.model_dump(by_alias=True, exclude_none=True)
+    replaced: list[str] = []
     final = await hooks_of(request).before(
         "plugin",
         "before_create",
         proposed,
         by=changed_by(request, principal),
         check=checker(PluginCreate, by_alias=True, nullable=_NULLABLE),
+        replaced_by=replaced,
     )
     if final != proposed:
         body = PluginCreate.model_validate(final)
+    with blamed_on(replaced, "plugin"):
+        return await _create(request, principal, body)
+
+
+async def _create(request: Request, principal: Principal, body: PluginCreate) -> PluginOut:
     manager = _manager(request)
     warnings = await _check_command(manager, body.command, body.oci_reference)
     values: dict[str, Any] = body.model_dump(exclude_none=True)
@@ -314,22 +322,23 @@ async def _change_one(
         nulls = sorted(k for k, v in changes.items() if v is None and k not in _NULLABLE)
         if nulls:
             raise InvalidError(f"{nulls[0]} cannot be null; leave it out to keep its value")
-    changes = await _hooked_update(request, principal, current, changes)
-    if "command" in changes or "oci_reference" in changes:
-        # Only a new command is checked: a plugin the policy now refuses can still be deactivated.
-        changes["warnings"] = await _check_command(
-            manager,
-            changes.get("command", current.command),
-            changes.get("oci_reference", current.oci_reference),
-        )
-    if "hook_type" in changes or "hook_types" in changes:
-        hook_types = changes.get("hook_types") or current.hook_types
-        hook_type = changes.get("hook_type") or (
-            hook_types[0] if "hook_types" in changes else current.hook_type
-        )
-        changes["hook_type"], changes["hook_types"] = _normalise_hooks(hook_type, hook_types)
-    row = await manager.update(ref, changes, principal.name)
-    return await _render(row, manager)
+    changes, replaced = await _hooked_update(request, principal, current, changes)
+    with blamed_on(replaced, "plugin"):
+        if "command" in changes or "oci_reference" in changes:
+            # Only a new command is checked: a plugin the policy now refuses can still be deactivated.
+            changes["warnings"] = await _check_command(
+                manager,
+                changes.get("command", current.command),
+                changes.get("oci_reference", current.oci_reference),
+            )
+        if "hook_type" in changes or "hook_types" in changes:
+            hook_types = changes.get("hook_types") or current.hook_types
+            hook_type = changes.get("hook_type") or (
+                hook_types[0] if "hook_types" in changes else current.hook_type
+            )
+            changes["hook_type"], changes["hook_types"] = _normalise_hooks(hook_type, hook_types)
+        row = await manager.update(ref, changes, principal.name)
+        return await _render(row, manager)
 
 
 def _switches_off_policy(current: PluginRow, changes: dict[str, Any] | None) -> bool:
@@ -346,10 +355,12 @@ def _switches_off_policy(current: PluginRow, changes: dict[str, Any] | None) -> 
 
 async def _hooked_update(
     request: Request, principal: Principal, current: PluginRow, changes: dict[str, Any]
-) -> dict[str, Any]:
-    """`changes` after the before_update hooks of other plugins, which may change them further."""
+) -> tuple[dict[str, Any], list[str]]:
+    """`changes` after the before_update hooks of other plugins, which may change them further,
+    and the plugins that did."""
+    replaced: list[str] = []
     if _switches_off_policy(current, changes):
-        return changes
+        return changes, replaced
     view = plugin_view(current)
     proposed = {**view, **{_ALIASES.get(k, k): v for k, v in changes.items()}}
     final = await hooks_of(request).before(
@@ -360,9 +371,10 @@ async def _hooked_update(
         previous=view,
         subject=current.slug,
         check=checker(PluginFields, unset=True, by_alias=True, nullable=_NULLABLE),
+        replaced_by=replaced,
     )
     named = {_NAMES.get(k, k): v for k, v in changes_from(proposed, final).items()}
-    return {**changes, **named}
+    return {**changes, **named}, replaced
 
 
 @router.patch("/{ref}", response_model=PluginOut, openapi_extra=documented(PluginFields))
