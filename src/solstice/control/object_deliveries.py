@@ -101,16 +101,16 @@ class ObjectDeliveries:
         if not ready:
             return 0
         limit = asyncio.Semaphore(_PARALLEL)
+        hooking = await self.hooks.hooking({(row.object_type, row.event) for row, _ in ready})
 
         async def one(row: ObjectDeliveryRow, slug: str) -> bool:
             async with limit:
-                return await self._claim_and_send(row, slug)
+                return await self._claim_and_send(row, slug, hooking[row.object_type, row.event])
 
         sent = await asyncio.gather(*(one(row, slug) for row, slug in ready))
         return sum(sent)
 
-    async def _claim_and_send(self, row: ObjectDeliveryRow, slug: str) -> bool:
-        watchers = {w.slug for w in await self.hooks.watchers(row.object_type, row.event)}
+    async def _claim_and_send(self, row: ObjectDeliveryRow, slug: str, watchers: set[str]) -> bool:
         if slug not in watchers:
             # Revoked, unregistered or switched to another hook type since it was queued.
             async with self.sessions.begin() as session:

@@ -185,6 +185,13 @@ class ObjectHooks:
         approvals = await all_approvals(session)
         return [w for w in _watchers(rows, approvals, object_type, event) if w.slug != exclude]
 
+    async def hooking(self, events: set[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        """For each (object type, event), the slugs of the plugins that hook it now (one read)."""
+        async with self.sessions() as session:
+            rows = await all_plugins(session)
+            approvals = await all_approvals(session)
+        return {pair: {w.slug for w in _watchers(rows, approvals, *pair)} for pair in events}
+
     async def before(
         self,
         object_type: str,
