@@ -28,6 +28,7 @@ from support import (
     started,
     use_venv_python,
     wait_ready,
+    write_plugin,
 )
 
 from solstice.logs import configure_logging
@@ -90,9 +91,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
     """Start a standalone plugin and `solstice serve`, register the plugin as grpc://, measure, print."""
     cancel_on_sigterm()
-    plugin = workdir / "bench_plugin.py"
-    plugin.write_text(BENCH_PLUGIN.format(python=sys.executable))
-    plugin.chmod(0o755)
+    plugin = write_plugin(workdir, BENCH_PLUGIN)
     token = f"sol_bench_{secrets.token_urlsafe(24)}"
     port = free_port()
     gateway = f"http://127.0.0.1:{port}"

@@ -188,3 +188,11 @@ async def measure(
         for name in order:
             medians[name].append(statistics.median(await timed(modes[name], per_block)))
     return {name: statistics.median(values) for name, values in medians.items()}
+
+
+def write_plugin(workdir: Path, source: str) -> Path:
+    """A benchmark's plugin script in `workdir`, run by this Python (`{python}` in `source`)."""
+    plugin = workdir / "bench_plugin.py"
+    plugin.write_text(source.format(python=sys.executable))
+    plugin.chmod(0o755)
+    return plugin

@@ -48,6 +48,14 @@ def _register(
     return body
 
 
+def _register_down(client: httpx.Client, slug: str, remote: Standalone, log: Path) -> None:
+    """Register the grpc:// plugin `remote` to write after_* events to `log`, then stop it.
+
+    fail_open: its before_* calls fail while it is down, and the changes go ahead."""
+    _register(client, slug, "", command=remote.command, config={"log": str(log)}, failure_policy="fail_open")
+    remote.stop()
+
+
 def _llm_names(client: httpx.Client) -> list[str]:
     return [llm["name"] for llm in client.get("/api/v1/llms").json()]
 
@@ -177,16 +185,7 @@ def test_after_hooks_reach_a_plugin_that_was_down_in_order(
     server = Server(tmp_path, env=QUICK_RETRIES).wait_ready()
     try:
         with server.client() as client:
-            # fail_open: its before_* calls fail while it is down, and the changes go ahead.
-            _register(
-                client,
-                "recorder",
-                "",
-                command=remote.command,
-                config={"log": str(log)},
-                failure_policy="fail_open",
-            )
-            remote.stop()
+            _register_down(client, "recorder", remote, log)
             made = client.post(
                 "/api/v1/llms",
                 json={
@@ -337,15 +336,7 @@ def test_notifications_of_a_revoked_plugin_are_dropped(tmp_path: Path, standalon
     server = Server(tmp_path, env=QUICK_RETRIES).wait_ready()
     try:
         with server.client() as client:
-            _register(
-                client,
-                "gone",
-                "",
-                command=remote.command,
-                config={"log": str(log)},
-                failure_policy="fail_open",
-            )
-            remote.stop()
+            _register_down(client, "gone", remote, log)
             client.post("/api/v1/llms", json={"name": "quiet", "vendor": "mock"})
             wait_until(
                 lambda: "solstice_object_hook_backlog 1.0" in client.get("/metrics").text, 10, server.log
